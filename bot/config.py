@@ -1,0 +1,143 @@
+"""TOML -> typed, validated, frozen settings.
+
+Unknown keys and bad values are errors that name the key (``generation.max_steps: ...``).
+Secrets are never in the file: the file names the environment variable that holds each token.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from generation.errors import ConfigError
+
+CONFIG_ENV = "EASEL_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Section):
+    # Empty means sqlite+aiosqlite:///<data_dir>/easel.db
+    database_url: str = ""
+
+
+class GenerationConfig(_Section):
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    max_width: int = Field(1536, ge=64, le=8192)
+    max_height: int = Field(1536, ge=64, le=8192)
+    max_pixels: int = Field(1024 * 1024, ge=64 * 64)
+    max_upscale_pixels: int = Field(2048 * 2048, ge=64 * 64)
+    max_steps: int = Field(60, ge=1, le=500)
+    max_count: int = Field(4, ge=1, le=16)
+    min_cfg: float = Field(0.0, ge=0.0)
+    max_cfg: float = Field(30.0, ge=0.0, le=100.0)
+    max_prompt_length: int = Field(1500, ge=1, le=100_000)
+    # "refuse": out-of-range values are errors; "clamp": they are moved into range.
+    on_excess: Literal["refuse", "clamp"] = "refuse"
+    upscale_strength: float = Field(0.3, gt=0.0, le=1.0)
+    max_batch: int = Field(4, ge=1, le=64)
+    max_attempts: int = Field(3, ge=1, le=20)
+    resident_models: int = Field(2, ge=1, le=16)
+    previews: bool = True
+    allow_unsafe_weights: bool = False
+    shutdown_grace_seconds: float = Field(20.0, ge=0.0)
+    # Seconds per job assumed for ETAs until real timings exist.
+    initial_job_seconds: float = Field(10.0, gt=0.0)
+
+
+class LimitsConfig(_Section):
+    rate_per_minute: float = Field(6.0, gt=0.0)
+    burst: int = Field(3, ge=1)
+    max_queued_per_user: int = Field(5, ge=1)
+    daily_quota: int = Field(0, ge=0)  # 0 = unlimited
+    max_queue: int = Field(1000, ge=1)
+
+
+class DiscordConfig(_Section):
+    token_env: str = "EASEL_DISCORD_TOKEN"
+    owner_ids: tuple[int, ...] = ()
+
+
+class TelegramConfig(_Section):
+    token_env: str = "EASEL_TELEGRAM_TOKEN"
+    owner_ids: tuple[int, ...] = ()
+
+
+class Config(_Section):
+    data_dir: Path = Path("./data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    storage: StorageConfig = StorageConfig()
+    generation: GenerationConfig = GenerationConfig()
+    limits: LimitsConfig = LimitsConfig()
+    discord: DiscordConfig = DiscordConfig()
+    telegram: TelegramConfig = TelegramConfig()
+
+    @model_validator(mode="after")
+    def _check_sizes(self) -> Config:
+        g = self.generation
+        if g.max_width % 8 or g.max_height % 8:
+            raise ValueError("generation.max_width and max_height must be multiples of 8")
+        if g.min_cfg > g.max_cfg:
+            raise ValueError("generation.min_cfg must not exceed generation.max_cfg")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        if self.storage.database_url:
+            return self.storage.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'easel.db').resolve()}"
+
+    def token(self, platform: Literal["discord", "telegram"]) -> str | None:
+        """The bot token from the environment variable the config names, or None."""
+        section: DiscordConfig | TelegramConfig = getattr(self, platform)
+        return os.environ.get(section.token_env) or None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+        else:
+            lines.append(f"{where}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error)}") from None
+    return config
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load the TOML file at ``path`` (or ``$EASEL_CONFIG``); None and no env var = defaults."""
+    chosen = path if path is not None else os.environ.get(CONFIG_ENV)
+    if chosen is None:
+        return Config()
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"Cannot read config file {file}: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{file}: not valid TOML: {error}") from None
+    config = parse_config(data, str(file))
+    if not config.data_dir.is_absolute():
+        # A relative data_dir is relative to the working directory, like every other CLI path.
+        config = config.model_copy(update={"data_dir": Path(os.path.abspath(config.data_dir))})
+    return config
+
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
