@@ -1,0 +1,179 @@
+"""SQLAlchemy table definitions. The schema itself is created by ``storage/migrations``.
+
+These classes never leave ``storage/``: the repository turns rows into frozen records.
+
+Timestamps are :class:`UTCDateTime`: aware UTC datetimes in Python, naive UTC text in SQLite
+(so ``ORDER BY`` and ``>=`` compare correctly). Naive datetimes are refused on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+JOB_MODES = ("txt2img", "img2img", "upscale")
+JOB_ACTIONS = ("draw", "rerun", "reroll", "upscale", "vary")
+MODEL_KINDS = ("builtin", "hub", "folder", "single_file", "upscaler")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC ``datetime`` stored as naive UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: Easel stores timezone-aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("platform", "platform_user_id", name="uq_users_platform"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_user_id: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+
+
+class ScopeRow(Base):
+    __tablename__ = "scopes"
+    __table_args__ = (UniqueConstraint("platform", "platform_scope_id", name="uq_scopes_platform"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    platform_scope_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(Text, default="")
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    __table_args__ = (
+        CheckConstraint(_in("kind", MODEL_KINDS), name="ck_models_kind"),
+        # At most one row is the default (the repository keeps it exactly one once any exists).
+        Index(
+            "ix_models_one_default",
+            "is_default",
+            unique=True,
+            sqlite_where=text("is_default = 1"),
+        ),
+    )
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16))
+    revision: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[str | None] = mapped_column(Text)
+    default_width: Mapped[int] = mapped_column(Integer)
+    default_height: Mapped[int] = mapped_column(Integer)
+    default_steps: Mapped[int] = mapped_column(Integer)
+    default_cfg: Mapped[float] = mapped_column(Float)
+    default_sampler: Mapped[str] = mapped_column(String(64))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JOB_STATUSES), name="ck_jobs_status"),
+        CheckConstraint(_in("mode", JOB_MODES), name="ck_jobs_mode"),
+        CheckConstraint(_in("action", JOB_ACTIONS), name="ck_jobs_action"),
+        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_status_seq", "status", "seq"),
+        Index("ix_jobs_parent", "parent_id"),
+        Index("ix_jobs_delivery", "platform", "status", "delivered_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    prompt: Mapped[str] = mapped_column(Text)
+    negative_prompt: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(String(128))
+    model_revision: Mapped[str | None] = mapped_column(Text)
+    sampler: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    steps: Mapped[int] = mapped_column(Integer)
+    cfg: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    strength: Mapped[float | None] = mapped_column(Float)
+    init_image: Mapped[str | None] = mapped_column(String(64))
+    upscaler: Mapped[str | None] = mapped_column(String(128))
+    parent_id: Mapped[str | None] = mapped_column(String(8), ForeignKey("jobs.id"))
+    parent_index: Mapped[int | None] = mapped_column(Integer)
+    user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"))
+    scope_id: Mapped[int] = mapped_column(Integer, ForeignKey("scopes.id"))
+    platform: Mapped[str] = mapped_column(String(32))
+    reply_target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    delivery_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("job_id", "index", name="uq_images_job_index"),
+        Index("ix_images_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(8), ForeignKey("jobs.id"))
+    index: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]

@@ -1,0 +1,511 @@
+"""The Store: every read and write of Easel's records, each one a short transaction.
+
+Methods return frozen records from :mod:`storage.records`, never ORM objects. Writes run in
+``BEGIN IMMEDIATE`` transactions (see :mod:`storage.db`), so check-then-write sequences inside one
+method (the next ``seq``, a fresh job id, "only if still queued") cannot race another writer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from generation.errors import InvalidRequest, NotFound
+from generation.spec import Action, Mode
+from storage.convert import job_record, load_jobs, model_record, scope_record, user_record
+from storage.db import Database
+from storage.models import MODEL_KINDS, ImageRow, JobRow, ModelRow, ScopeRow, UserRow
+from storage.records import (
+    TERMINAL_STATUSES,
+    JobRecord,
+    JobStatus,
+    ModelRecord,
+    NewImage,
+    NewJob,
+    ScopeRecord,
+    UserRecord,
+)
+
+# No 0/o, 1/l/i: ids are read off screenshots and typed back by people.
+JOB_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+JOB_ID_LENGTH = 8
+_ID_TRIES = 20
+_TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    return "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(JOB_ID_LENGTH))
+
+
+def normalize_job_id(job_id: str) -> str:
+    """What a person typed (``" AB3CD5EF "``) -> the stored form (``"ab3cd5ef"``)."""
+    return job_id.strip().lower()
+
+
+class Store:
+    """Repository over a connected :class:`Database`. ``now`` is the clock (aware UTC)."""
+
+    def __init__(self, db: Database, now: Callable[[], datetime] | None = None) -> None:
+        self.db = db
+        self.now = now or utc_now
+
+    # -- users and scopes ------------------------------------------------------------------
+
+    async def get_or_create_user(
+        self, platform: str, platform_user_id: str, display_name: str = ""
+    ) -> UserRecord:
+        """The user, created on first sight; a new non-empty ``display_name`` is remembered."""
+        async with self.db.write() as session:
+            await session.execute(
+                sqlite_insert(UserRow)
+                .values(
+                    platform=platform,
+                    platform_user_id=platform_user_id,
+                    display_name=display_name,
+                    created_at=self.now(),
+                )
+                .on_conflict_do_nothing(index_elements=["platform", "platform_user_id"])
+            )
+            row = (
+                await session.execute(
+                    select(UserRow).where(
+                        UserRow.platform == platform, UserRow.platform_user_id == platform_user_id
+                    )
+                )
+            ).scalar_one()
+            if display_name and row.display_name != display_name:
+                row.display_name = display_name
+            return user_record(row)
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        async with self.db.read() as session:
+            row = await session.get(UserRow, user_id)
+            return None if row is None else user_record(row)
+
+    async def get_or_create_scope(
+        self, platform: str, platform_scope_id: str, name: str = ""
+    ) -> ScopeRecord:
+        """The scope (server, chat, client), created with empty settings on first sight."""
+        async with self.db.write() as session:
+            await session.execute(
+                sqlite_insert(ScopeRow)
+                .values(
+                    platform=platform,
+                    platform_scope_id=platform_scope_id,
+                    name=name,
+                    settings={},
+                    created_at=self.now(),
+                )
+                .on_conflict_do_nothing(index_elements=["platform", "platform_scope_id"])
+            )
+            row = (
+                await session.execute(
+                    select(ScopeRow).where(
+                        ScopeRow.platform == platform,
+                        ScopeRow.platform_scope_id == platform_scope_id,
+                    )
+                )
+            ).scalar_one()
+            if name and row.name != name:
+                row.name = name
+            return scope_record(row)
+
+    async def get_scope(self, scope_id: int) -> ScopeRecord | None:
+        async with self.db.read() as session:
+            row = await session.get(ScopeRow, scope_id)
+            return None if row is None else scope_record(row)
+
+    async def update_scope_settings(self, scope_id: int, settings: dict[str, Any]) -> ScopeRecord:
+        """Replace the scope's settings dict (read, change and write it back in the service)."""
+        async with self.db.write() as session:
+            row = await session.get(ScopeRow, scope_id)
+            if row is None:
+                raise NotFound(f"no scope with id {scope_id}")
+            row.settings = dict(settings)
+            return scope_record(row)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def add_job(self, new: NewJob) -> JobRecord:
+        """Store a new ``queued`` job with a fresh 8-character id and the next ``seq``."""
+        spec = new.spec
+        async with self.db.write() as session:
+            if new.parent_id is not None:
+                parent_id = normalize_job_id(new.parent_id)
+                if await session.get(JobRow, parent_id) is None:
+                    raise NotFound(f"no job with id {new.parent_id!r}")
+            else:
+                parent_id = None
+            job_id = await _unused_job_id(session)
+            seq = (
+                await session.execute(select(func.coalesce(func.max(JobRow.seq), 0)))
+            ).scalar_one()
+            row = JobRow(
+                id=job_id,
+                seq=seq + 1,
+                mode=Mode(spec.mode).value,
+                action=Action(new.action).value,
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt,
+                model=spec.model,
+                model_revision=new.model_revision,
+                sampler=spec.sampler,
+                width=spec.width,
+                height=spec.height,
+                steps=spec.steps,
+                cfg=float(spec.cfg),
+                seed=spec.seed,
+                count=spec.count,
+                strength=spec.strength,
+                init_image=spec.init_image,
+                upscaler=spec.upscaler,
+                parent_id=parent_id,
+                parent_index=new.parent_index,
+                user_id=new.user_id,
+                scope_id=new.scope_id,
+                platform=new.platform,
+                reply_target=dict(new.reply_target),
+                status=JobStatus.QUEUED.value,
+                attempt=0,
+                created_at=self.now(),
+                delivery_attempts=0,
+            )
+            session.add(row)
+            await session.flush()
+            return job_record(row, ())
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        """The job and its images; ``job_id`` may be upper case or padded with spaces."""
+        async with self.db.read() as session:
+            jobs = await load_jobs(
+                session, select(JobRow).where(JobRow.id == normalize_job_id(job_id))
+            )
+            return jobs[0] if jobs else None
+
+    async def list_jobs(
+        self,
+        *,
+        user_id: int | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        query: str | None = None,
+        statuses: Sequence[str] | None = None,
+    ) -> list[JobRecord]:
+        """Newest first. ``query`` matches a substring of the prompt, ignoring (ASCII) case."""
+        stmt = select(JobRow)
+        if user_id is not None:
+            stmt = stmt.where(JobRow.user_id == user_id)
+        if query:
+            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(JobRow.prompt.ilike(f"%{escaped}%", escape="\\"))
+        if statuses is not None:
+            stmt = stmt.where(JobRow.status.in_([str(s) for s in statuses]))
+        stmt = stmt.order_by(JobRow.created_at.desc(), JobRow.seq.desc())
+        stmt = stmt.limit(max(0, limit)).offset(max(0, offset))
+        async with self.db.read() as session:
+            return await load_jobs(session, stmt)
+
+    async def queued_jobs(self) -> list[JobRecord]:
+        """Every queued job, oldest (lowest ``seq``) first."""
+        stmt = select(JobRow).where(JobRow.status == JobStatus.QUEUED.value).order_by(JobRow.seq)
+        async with self.db.read() as session:
+            return await load_jobs(session, stmt)
+
+    async def children(self, job_id: str) -> list[JobRecord]:
+        """Jobs made from this one (rerolls, upscales, variations), oldest first."""
+        stmt = (
+            select(JobRow).where(JobRow.parent_id == normalize_job_id(job_id)).order_by(JobRow.seq)
+        )
+        async with self.db.read() as session:
+            return await load_jobs(session, stmt)
+
+    async def mark_running(self, job_id: str) -> JobRecord | None:
+        """queued -> running (``attempt += 1``). None if the job is not queued (e.g. cancelled)."""
+        async with self.db.write() as session:
+            row = await _get_row(session, job_id)
+            if row.status != JobStatus.QUEUED:
+                return None
+            row.status = JobStatus.RUNNING.value
+            row.attempt += 1
+            row.started_at = self.now()
+            return job_record(row, ())
+
+    async def mark_succeeded(self, job_id: str, images: Sequence[NewImage]) -> JobRecord:
+        """queued/running -> succeeded, inserting the images in the same transaction.
+
+        A job that is already terminal (cancelled while it rendered) is returned unchanged and
+        the images are not recorded; check ``status`` on the result.
+        """
+        async with self.db.write() as session:
+            row = await _get_row(session, job_id)
+            if row.status in _TERMINAL:
+                return (await load_jobs(session, select(JobRow).where(JobRow.id == row.id)))[0]
+            now = self.now()
+            for image in images:
+                session.add(
+                    ImageRow(
+                        job_id=row.id,
+                        index=image.index,
+                        seed=image.seed,
+                        sha256=image.sha256,
+                        width=image.width,
+                        height=image.height,
+                        created_at=now,
+                    )
+                )
+            row.status = JobStatus.SUCCEEDED.value
+            row.error = None
+            row.finished_at = now
+            await session.flush()
+            return (await load_jobs(session, select(JobRow).where(JobRow.id == row.id)))[0]
+
+    async def mark_failed(self, job_id: str, error: str) -> JobRecord:
+        """queued/running -> failed with ``error``. An already terminal job is left unchanged."""
+        async with self.db.write() as session:
+            row = await _get_row(session, job_id)
+            if row.status not in _TERMINAL:
+                row.status = JobStatus.FAILED.value
+                row.error = error
+                row.finished_at = self.now()
+                await session.flush()
+            return (await load_jobs(session, select(JobRow).where(JobRow.id == row.id)))[0]
+
+    async def cancel(self, job_id: str) -> JobRecord | None:
+        """queued/running -> cancelled. None if it had already finished; NotFound if unknown."""
+        async with self.db.write() as session:
+            row = await _get_row(session, job_id)
+            if row.status in _TERMINAL:
+                return None
+            row.status = JobStatus.CANCELLED.value
+            row.finished_at = self.now()
+            return job_record(row, ())
+
+    async def requeue(self, job_id: str) -> None:
+        """running -> queued at a clean shutdown; the interrupted run does not count as an attempt.
+
+        Does nothing if the job is not running.
+        """
+        async with self.db.write() as session:
+            row = await _get_row(session, job_id)
+            if row.status == JobStatus.RUNNING:
+                row.status = JobStatus.QUEUED.value
+                row.attempt = max(0, row.attempt - 1)
+                row.started_at = None
+
+    async def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+        """At start-up: jobs left ``running`` by a crash go back to the queue, or fail for good.
+
+        A job whose ``attempt`` already reached ``max_attempts`` is marked failed (it may be what
+        kills the engine). Returns ``(requeued ids, failed ids)`` in queue order.
+        """
+        requeued: list[str] = []
+        failed: list[str] = []
+        async with self.db.write() as session:
+            rows = (
+                await session.execute(
+                    select(JobRow)
+                    .where(JobRow.status == JobStatus.RUNNING.value)
+                    .order_by(JobRow.seq)
+                )
+            ).scalars()
+            now = self.now()
+            for row in rows:
+                if row.attempt < max_attempts:
+                    row.status = JobStatus.QUEUED.value
+                    row.started_at = None
+                    requeued.append(row.id)
+                else:
+                    row.status = JobStatus.FAILED.value
+                    row.error = (
+                        f"gave up after {row.attempt} attempts "
+                        "(the engine stopped while rendering it each time)"
+                    )
+                    row.finished_at = now
+                    failed.append(row.id)
+        return requeued, failed
+
+    # -- delivery --------------------------------------------------------------------------
+
+    async def mark_delivered(self, job_id: str) -> None:
+        async with self.db.write() as session:
+            row = await _get_row(session, job_id)
+            row.delivered_at = self.now()
+            row.delivery_error = None
+
+    async def record_delivery_failure(self, job_id: str, error: str) -> None:
+        async with self.db.write() as session:
+            row = await _get_row(session, job_id)
+            row.delivery_attempts += 1
+            row.delivery_error = error
+
+    async def undelivered(self, platform: str) -> list[JobRecord]:
+        """Finished jobs of ``platform`` whose result has not been delivered, oldest first."""
+        stmt = (
+            select(JobRow)
+            .where(
+                JobRow.platform == platform,
+                JobRow.status.in_(_TERMINAL),
+                JobRow.delivered_at.is_(None),
+            )
+            .order_by(JobRow.seq)
+        )
+        async with self.db.read() as session:
+            return await load_jobs(session, stmt)
+
+    # -- counting (rate limits, quotas, queue caps) ----------------------------------------
+
+    async def count_jobs_since(self, user_id: int, since: datetime) -> int:
+        """Jobs the user created at or after ``since`` (any status)."""
+        stmt = select(func.count()).where(JobRow.user_id == user_id, JobRow.created_at >= since)
+        async with self.db.read() as session:
+            return (await session.execute(stmt)).scalar_one()
+
+    async def count_queued(
+        self, user_id: int | None = None, *, include_running: bool = False
+    ) -> int:
+        """Queued jobs (of one user, or everyone's); with ``include_running`` running ones too."""
+        statuses = [JobStatus.QUEUED.value]
+        if include_running:
+            statuses.append(JobStatus.RUNNING.value)
+        stmt = select(func.count()).where(JobRow.status.in_(statuses))
+        if user_id is not None:
+            stmt = stmt.where(JobRow.user_id == user_id)
+        async with self.db.read() as session:
+            return (await session.execute(stmt)).scalar_one()
+
+    # -- model registry --------------------------------------------------------------------
+
+    async def list_models(self) -> list[ModelRecord]:
+        async with self.db.read() as session:
+            rows = (await session.execute(select(ModelRow).order_by(ModelRow.name))).scalars()
+            return [model_record(row) for row in rows]
+
+    async def get_model(self, name: str) -> ModelRecord | None:
+        async with self.db.read() as session:
+            row = await session.get(ModelRow, name.strip())
+            return None if row is None else model_record(row)
+
+    async def default_model(self) -> ModelRecord | None:
+        async with self.db.read() as session:
+            row = (
+                await session.execute(select(ModelRow).where(ModelRow.is_default.is_(True)))
+            ).scalar_one_or_none()
+            return None if row is None else model_record(row)
+
+    async def add_model(
+        self,
+        name: str,
+        *,
+        source: str,
+        kind: str,
+        revision: str | None = None,
+        config: str | None = None,
+        default_width: int = 512,
+        default_height: int = 512,
+        default_steps: int = 25,
+        default_cfg: float = 7.0,
+        default_sampler: str = "DPM++ 2M Karras",
+        is_default: bool = False,
+    ) -> ModelRecord:
+        """Register a model. The first model registered becomes the default."""
+        name = name.strip()
+        if not name or len(name) > 128:
+            raise InvalidRequest("a model name must be 1 to 128 characters long")
+        if kind not in MODEL_KINDS:
+            raise InvalidRequest(
+                f"unknown model kind {kind!r}; use one of: {', '.join(MODEL_KINDS)}"
+            )
+        async with self.db.write() as session:
+            if await session.get(ModelRow, name) is not None:
+                raise InvalidRequest(
+                    f"a model named {name!r} is already registered; "
+                    "remove it first or choose another name"
+                )
+            has_default = (
+                await session.execute(select(ModelRow.name).where(ModelRow.is_default.is_(True)))
+            ).first() is not None
+            make_default = is_default or not has_default
+            if make_default and has_default:
+                await session.execute(update(ModelRow).values(is_default=False))
+            row = ModelRow(
+                name=name,
+                source=source,
+                kind=kind,
+                revision=revision,
+                config=config,
+                default_width=default_width,
+                default_height=default_height,
+                default_steps=default_steps,
+                default_cfg=float(default_cfg),
+                default_sampler=default_sampler,
+                is_default=make_default,
+                created_at=self.now(),
+            )
+            session.add(row)
+            await session.flush()
+            return model_record(row)
+
+    async def update_model_revision(self, name: str, revision: str | None) -> ModelRecord:
+        async with self.db.write() as session:
+            row = await _get_model_row(session, name)
+            row.revision = revision
+            return model_record(row)
+
+    async def remove_model(self, name: str) -> None:
+        """Unregister a model (its jobs keep their history). The default cannot be removed."""
+        async with self.db.write() as session:
+            row = await _get_model_row(session, name)
+            if row.is_default:
+                raise InvalidRequest(
+                    f"{row.name!r} is the default model; make another model the default "
+                    "before removing it"
+                )
+            await session.delete(row)
+
+    async def set_default_model(self, name: str) -> ModelRecord:
+        """Make ``name`` the one default model."""
+        async with self.db.write() as session:
+            row = await _get_model_row(session, name)
+            if not row.is_default:
+                await session.execute(
+                    update(ModelRow).where(ModelRow.is_default.is_(True)).values(is_default=False)
+                )
+                await session.refresh(row)
+                row.is_default = True
+                await session.flush()
+            return model_record(row)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+async def _unused_job_id(session: AsyncSession) -> str:
+    for _ in range(_ID_TRIES):
+        job_id = new_job_id()
+        if await session.get(JobRow, job_id) is None:
+            return job_id
+    raise RuntimeError(f"no unused job id found in {_ID_TRIES} tries")  # pragma: no cover
+
+
+async def _get_row(session: AsyncSession, job_id: str) -> JobRow:
+    row = await session.get(JobRow, normalize_job_id(job_id))
+    if row is None:
+        raise NotFound(f"no job with id {job_id.strip()!r}")
+    return row
+
+
+async def _get_model_row(session: AsyncSession, name: str) -> ModelRow:
+    row = await session.get(ModelRow, name.strip())
+    if row is None:
+        raise NotFound(f"no model named {name.strip()!r}; see the model list for registered names")
+    return row

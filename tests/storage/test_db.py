@@ -1,0 +1,164 @@
+"""Database set-up: migrations, pragmas, BEGIN IMMEDIATE for writes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+from storage.db import Database
+from storage.models import Base
+from tests.storage.helpers import db_url
+
+TABLES = {"alembic_version", "users", "scopes", "models", "jobs", "images"}
+
+
+async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
+    assert not db_path.parent.exists()
+    db = Database(db_url(db_path))
+    await db.connect()
+    try:
+        assert db_path.is_file()
+        async with db.read() as session:
+            names = {
+                row[0]
+                for row in await session.execute(
+                    text("SELECT name FROM sqlite_master WHERE type = 'table'")
+                )
+            }
+            assert names >= TABLES
+            assert (await session.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await session.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await session.execute(text("PRAGMA busy_timeout"))).scalar() == 10_000
+            assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
+            assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
+            version = await session.execute(text("SELECT version_num FROM alembic_version"))
+            assert version.scalar() == "0001"
+    finally:
+        await db.close()
+
+
+async def test_connecting_twice_is_idempotent(db_path: Path) -> None:
+    for _ in range(2):
+        db = Database(db_url(db_path))
+        await db.connect()
+        await db.connect()  # a second call on a connected Database does nothing
+        await db.close()
+    # Two engines migrating the same fresh file at once: one waits, then finds nothing to do.
+    other = db_path.with_name("other.db")
+    first, second = Database(db_url(other)), Database(db_url(other))
+    await asyncio.gather(first.connect(), second.connect())
+    await first.close()
+    await second.close()
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_migration_matches_models(tmp_path: Path) -> None:
+    """The hand-written migration and the ORM models describe the same schema."""
+
+    async def migrate() -> None:
+        db = Database(db_url(tmp_path / "m.db"))
+        await db.connect()
+        await db.close()
+
+    asyncio.run(migrate())
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": False})
+            diff = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+async def test_writes_begin_immediate_reads_deferred(db: Database) -> None:
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    from sqlalchemy import event
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        async with db.write() as session:
+            await session.execute(text("SELECT 1"))
+        async with db.read() as session:
+            await session.execute(text("SELECT 2"))
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert statements == ["BEGIN IMMEDIATE", "SELECT 1", "BEGIN", "SELECT 2"]
+
+
+async def test_write_rolls_back_on_error(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.write() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO users (platform, platform_user_id, display_name, created_at) "
+                    "VALUES ('cli', 'x', '', '2025-01-01 00:00:00')"
+                )
+            )
+            raise RuntimeError("boom")
+    async with db.read() as session:
+        assert (await session.execute(text("SELECT count(*) FROM users"))).scalar() == 0
+
+
+async def test_write_waits_for_another_writer_instead_of_failing(db_path: Path) -> None:
+    """A second engine's write waits for the lock (busy_timeout) rather than erroring at once."""
+    a, b = Database(db_url(db_path)), Database(db_url(db_path))
+    await a.connect()
+    await b.connect()
+    try:
+        entered = asyncio.Event()
+
+        async def hold_lock() -> None:
+            async with a.write() as session:
+                await session.execute(text("UPDATE users SET display_name = 'x'"))
+                entered.set()
+                await asyncio.sleep(0.3)
+
+        async def write_after() -> None:
+            await entered.wait()
+            async with b.write() as session:
+                await session.execute(
+                    text(
+                        "INSERT INTO users (platform, platform_user_id, display_name, created_at)"
+                        " VALUES ('cli', 'y', '', '2025-01-01 00:00:00')"
+                    )
+                )
+
+        await asyncio.gather(hold_lock(), write_after())
+        async with a.read() as session:
+            assert (await session.execute(text("SELECT count(*) FROM users"))).scalar() == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_rejects_other_databases() -> None:
+    with pytest.raises(ValueError, match="SQLite"):
+        Database("postgresql+asyncpg://localhost/easel")
+
+
+async def test_unconnected_database_says_so(db_path: Path) -> None:
+    db = Database(db_url(db_path))
+    with pytest.raises(RuntimeError, match="connect"):
+        async with db.read():
+            pass
+
+
+async def test_nested_write_is_refused_not_deadlocked(db: Database) -> None:
+    with pytest.raises(RuntimeError, match="inside write"):
+        async with db.write(), db.write():
+            pass
+    async with db.write() as session:  # the lock was released
+        await session.execute(text("SELECT 1"))
