@@ -1,0 +1,217 @@
+"""Which job runs next: a fair queue, batching, and start-time estimates (pure policy).
+
+Fairness is round-robin across users and FIFO within a user. The *rotation* lists the users
+with queued jobs; :meth:`FairQueue.pop` serves the user at the front and moves them to the back
+if they still have jobs; a user whose first job arrives joins at the back. So a user with 50
+queued jobs delays another user's single job by at most one job (one per other user ahead).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueuedItem:
+    """One queued job as the scheduler sees it.
+
+    ``seq`` is the store's insertion order (kept for callers; the queue itself is ordered by
+    arrival). Jobs with equal, non-``None`` ``batch_key`` may share one pipeline call. ``cost``
+    is the job's size in batch units (usually its image count).
+    """
+
+    job_id: str
+    user_key: str
+    seq: int
+    batch_key: tuple[object, ...] | None = None
+    cost: float = 1.0
+
+
+class FairQueue:
+    """Round-robin across users, FIFO within a user. push/pop are O(1); order/position O(n)."""
+
+    def __init__(self) -> None:
+        # Rotation order = insertion order of this dict; each value is that user's FIFO.
+        self._users: OrderedDict[str, deque[QueuedItem]] = OrderedDict()
+        self._items: dict[str, QueuedItem] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._items
+
+    def __iter__(self) -> Iterator[QueuedItem]:
+        return iter(self.order())
+
+    def push(self, item: QueuedItem) -> None:
+        """Queue ``item`` at the end of its user's FIFO; a new user joins the rotation's back."""
+        if item.job_id in self._items:
+            raise ValueError(f"job {item.job_id!r} is already queued")
+        queue = self._users.get(item.user_key)
+        if queue is None:
+            queue = self._users[item.user_key] = deque()
+        queue.append(item)
+        self._items[item.job_id] = item
+
+    def get(self, job_id: str) -> QueuedItem | None:
+        return self._items.get(job_id)
+
+    def remove(self, job_id: str) -> bool:
+        """Drop a queued job (cancelled); False if it was not queued. O(jobs of that user)."""
+        item = self._items.pop(job_id, None)
+        if item is None:
+            return False
+        queue = self._users[item.user_key]
+        queue.remove(item)
+        if not queue:
+            del self._users[item.user_key]
+        return True
+
+    def _take_head(self, user_key: str) -> QueuedItem:
+        queue = self._users[user_key]
+        item = queue.popleft()
+        del self._items[item.job_id]
+        if queue:
+            self._users.move_to_end(user_key)
+        else:
+            del self._users[user_key]
+        return item
+
+    def peek(self) -> QueuedItem | None:
+        """The job :meth:`pop` would return, without taking it."""
+        if not self._users:
+            return None
+        return self._users[next(iter(self._users))][0]
+
+    def pop(self) -> QueuedItem | None:
+        """Take the next job by fairness, or ``None`` when empty."""
+        if not self._users:
+            return None
+        return self._take_head(next(iter(self._users)))
+
+    def pop_batch(self, max_size: float) -> list[QueuedItem]:
+        """Take the next job by fairness plus compatible jobs to run in the same pipeline call.
+
+        The first job is always taken (whatever its cost). Then the rotation is walked in order
+        and each user's *head* job is added when it has the same non-``None`` ``batch_key`` and
+        fits (the batch's total ``cost`` stays within ``max_size``); a user whose head does not
+        fit or match is skipped and keeps their place, which is then ahead of every user who
+        contributed. Further rotations are walked only while nobody was skipped, so a skipped
+        user waits for this one batch and is served next: batching never delays anyone by more
+        than one pipeline call beyond what :meth:`pop` order would.
+        """
+        first = self.pop()
+        if first is None:
+            return []
+        batch = [first]
+        key = first.batch_key
+        if key is None:
+            return batch
+        total = first.cost
+        while total < max_size and self._users:
+            skipped = False
+            taken = False
+            for user_key in list(self._users):
+                head = self._users[user_key][0]
+                if head.batch_key == key and total + head.cost <= max_size:
+                    batch.append(self._take_head(user_key))
+                    total += head.cost
+                    taken = True
+                    if total >= max_size:
+                        break
+                else:
+                    skipped = True
+            if skipped or not taken:
+                break
+        return batch
+
+    def order(self) -> list[QueuedItem]:
+        """Every queued job in the exact order :meth:`pop` would return them. O(n)."""
+        active = [list(queue) for queue in self._users.values()]
+        result: list[QueuedItem] = []
+        round_index = 0
+        while active:
+            still: list[list[QueuedItem]] = []
+            for queue in active:
+                result.append(queue[round_index])
+                if len(queue) > round_index + 1:
+                    still.append(queue)
+            active = still
+            round_index += 1
+        return result
+
+    def position(self, job_id: str) -> int | None:
+        """How many jobs :meth:`pop` returns before ``job_id`` (0 = next), or ``None``. O(n)."""
+        item = self._items.get(job_id)
+        if item is None:
+            return None
+        depth = self._users[item.user_key].index(item)  # jobs of the same user ahead of it
+        before = 0
+        seen_self = False
+        for user_key, queue in self._users.items():
+            if user_key == item.user_key:
+                seen_self = True
+                before += depth
+                continue
+            # Every other user gets one job per rotation; those ahead in the rotation also get
+            # one in the rotation where ``item`` is served.
+            before += min(len(queue), depth if seen_self else depth + 1)
+        return before
+
+    def user_count(self, user_key: str) -> int:
+        """How many jobs ``user_key`` has queued."""
+        queue = self._users.get(user_key)
+        return 0 if queue is None else len(queue)
+
+    def users(self) -> list[str]:
+        """Users with queued jobs, in rotation order (front first)."""
+        return list(self._users)
+
+
+def estimate_start(position: int, running_remaining: float, seconds_per_job: float) -> float:
+    """Seconds from now until the job at ``position`` (0 = next) starts.
+
+    ``running_remaining`` is what is left of the job on the GPU now (0 if idle).
+    """
+    return max(0.0, running_remaining) + max(0, position) * max(0.0, seconds_per_job)
+
+
+class JobTimer:
+    """Exponential moving average of job durations per key (e.g. a batch key), pure.
+
+    ``estimate(key)`` uses the key's average, else the average over all jobs, else ``default``.
+    At most ``max_keys`` keys are remembered (least recently updated forgotten first).
+    """
+
+    def __init__(self, default: float, *, alpha: float = 0.3, max_keys: int = 256) -> None:
+        if not (default >= 0 and math.isfinite(default)):
+            raise ValueError(f"default must be a non-negative number, got {default}")
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        self.default = float(default)
+        self.alpha = alpha
+        self.max_keys = max_keys
+        self._by_key: OrderedDict[Hashable, float] = OrderedDict()
+        self._overall: float | None = None
+
+    def _blend(self, old: float | None, value: float) -> float:
+        return value if old is None else old + self.alpha * (value - old)
+
+    def observe(self, key: Hashable, duration: float) -> None:
+        """Record that a job with ``key`` took ``duration`` seconds (bad values are ignored)."""
+        if not (duration >= 0 and math.isfinite(duration)):
+            return
+        self._by_key[key] = self._blend(self._by_key.get(key), duration)
+        self._by_key.move_to_end(key)
+        while len(self._by_key) > self.max_keys:
+            self._by_key.popitem(last=False)
+        self._overall = self._blend(self._overall, duration)
+
+    def estimate(self, key: Hashable | None = None) -> float:
+        if key is not None and key in self._by_key:
+            return self._by_key[key]
+        return self.default if self._overall is None else self._overall

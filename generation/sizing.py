@@ -1,0 +1,89 @@
+"""Image sizes: "512x768" and "3:2" strings, and sizes that diffusers accepts (pure).
+
+Diffusion models work on latents 8 times smaller than the image, so every size we hand to a
+pipeline is a multiple of 8. The grammar and the service share these parsers so that a bad
+``--size`` or ``--ar`` reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from generation.errors import InvalidRequest
+
+#: The widest and the tallest aspect ratio we accept (4:1 and 1:4).
+MAX_ASPECT_RATIO = 4.0
+
+_SIZE_RE = re.compile(r"^\s*(\d{1,6})\s*[xX×*]\s*(\d{1,6})\s*$")
+_ASPECT_RE = re.compile(r"^\s*(\d{1,6})\s*[:xX×/]\s*(\d{1,6})\s*$")
+
+
+def round_to_multiple(value: float, multiple: int = 8) -> int:
+    """Round ``value`` to the nearest multiple of ``multiple`` (halves up), at least ``multiple``.
+
+    >>> round_to_multiple(515), round_to_multiple(516), round_to_multiple(3)
+    (512, 520, 8)
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be at least 1, got {multiple}")
+    if not math.isfinite(value):
+        raise ValueError(f"value must be a finite number, got {value}")
+    return max(multiple, math.floor(value / multiple + 0.5) * multiple)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x768"`` -> ``(512, 768)``. Also accepts ``X``, ``×`` and ``*`` between the numbers.
+
+    Only the shape is checked here (two positive whole numbers); the server's own limits and the
+    multiple-of-8 rounding are the service's job.
+    """
+    match = _SIZE_RE.match(text)
+    if match is None:
+        raise InvalidRequest(
+            f"Size must be WIDTHxHEIGHT in pixels, e.g. 512x768; got {text.strip()!r}."
+        )
+    width, height = int(match.group(1)), int(match.group(2))
+    if width < 1 or height < 1:
+        raise InvalidRequest(
+            f"Width and height must both be at least 1 pixel, e.g. 512x768; got {text.strip()!r}."
+        )
+    return width, height
+
+
+def parse_aspect(text: str) -> tuple[int, int]:
+    """``"3:2"`` -> ``(3, 2)``; also ``3x2`` and ``3/2``. The ratio must lie between 1:4 and 4:1."""
+    match = _ASPECT_RE.match(text)
+    if match is None:
+        raise InvalidRequest(
+            f"Aspect ratio must be two whole numbers like 3:2 or 16:9; got {text.strip()!r}."
+        )
+    w, h = int(match.group(1)), int(match.group(2))
+    if w < 1 or h < 1:
+        raise InvalidRequest(
+            f"Both sides of an aspect ratio must be at least 1, e.g. 3:2; got {text.strip()!r}."
+        )
+    if w > MAX_ASPECT_RATIO * h or h > MAX_ASPECT_RATIO * w:
+        raise InvalidRequest(
+            f"Aspect ratio {w}:{h} is too extreme; it must lie between 1:4 and 4:1."
+        )
+    return w, h
+
+
+def format_aspect(width: int, height: int) -> str:
+    return f"{width}:{height}"
+
+
+def size_for_aspect(aspect: str, base_width: int, base_height: int) -> tuple[int, int]:
+    """A size with the ratio ``aspect`` and about the pixel area of ``base_width x base_height``.
+
+    Each side is rounded to the nearest multiple of 8 (at least 8), so the ratio is approximate:
+    ``size_for_aspect("16:9", 512, 512)`` is ``(680, 384)``.
+    """
+    if base_width < 1 or base_height < 1:
+        raise ValueError(f"base size must be positive, got {base_width}x{base_height}")
+    w, h = parse_aspect(aspect)
+    area = base_width * base_height
+    width = math.sqrt(area * w / h)
+    height = width * h / w
+    return round_to_multiple(width), round_to_multiple(height)
