@@ -1,0 +1,48 @@
+"""What the worker hands the backend, and the small interface a backend offers (no torch here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from generation.spec import GenerationSpec
+
+# (step, total steps, preview PNG or None); called from the worker thread.
+ProgressFn = Callable[[int, int, bytes | None], None]
+StopFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A registered model as the backend needs it."""
+
+    name: str
+    source: str  # "builtin:demo", a Hub repo id, a local folder, or a .safetensors file
+    kind: str  # "builtin" | "hub" | "folder" | "single_file" | "upscaler"
+    revision: str | None
+    config: str | None = None  # single-file checkpoints: where their configs come from
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    spec: GenerationSpec
+    model: ModelSource
+    init_image: Image.Image | None = None
+    upscaler: ModelSource | None = None
+
+
+class Backend(Protocol):
+    """Renders jobs on one thread. ``render_batch`` takes jobs with equal ``spec.batch_key()``."""
+
+    def render(
+        self, job: RenderJob, progress: ProgressFn, should_stop: StopFn
+    ) -> list[Image.Image]: ...
+
+    def render_batch(
+        self, jobs: list[RenderJob], progress: ProgressFn, should_stop: StopFn
+    ) -> list[list[Image.Image]]: ...
+
+    def close(self) -> None: ...
