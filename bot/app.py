@@ -1,0 +1,194 @@
+"""The composition root: builds store, queue, service and worker from a Config.
+
+    app = App.from_config(load_config(None))
+    await app.start()          # migrations, recovery, worker thread
+    accepted = await app.service.draw(origin, DrawRequest("a castle at dusk"))
+    await app.stop()           # running job finishes (or is re-queued), database closed
+
+``start(worker=False)`` opens only the store (read-only CLI commands, admin tools), so torch is
+not even imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from bot.config import Config
+from generation.clock import Clock, SystemClock
+from generation.errors import EngineBusy
+from generation.events import EventBus
+from generation.queue import JobQueue
+from generation.render import Backend, ModelSource
+from generation.service import Service
+from generation.worker import Worker
+from storage.db import Database
+from storage.images import ImageStore
+from storage.repository import Store
+
+log = logging.getLogger(__name__)
+
+
+class EngineLock:
+    """An exclusive lock on the data directory: one worker per database and GPU."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "engine.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise EngineBusy(
+                f"Another Easel engine (pid {holder}) is already running on {self.path.parent}. "
+                "Stop it first, or send your request to it (its web page or API)."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+class App:
+    def __init__(
+        self, config: Config, *, backend: Backend | None = None, clock: Clock | None = None
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.db = Database(config.database_url)
+        self.store = Store(self.db, now=self.clock.now)
+        self.images = ImageStore(config.data_dir / "images")
+        self.bus = EventBus()
+        self.queue = JobQueue(self.clock, config.generation.initial_job_seconds)
+        self._backend = backend
+        self._lock = EngineLock(config.data_dir)
+        self.worker: Worker | None = None
+        self.service = Service(
+            config=config,
+            store=self.store,
+            images=self.images,
+            queue=self.queue,
+            bus=self.bus,
+            clock=self.clock,
+            inspect_model=self._inspect_model,
+            inspect_upscaler=self._inspect_upscaler,
+        )
+        self.started = False
+
+    @classmethod
+    def from_config(cls, config: Config, **kwargs: Any) -> App:
+        return cls(config, **kwargs)
+
+    # ------------------------------------------------------------------ backend
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            from generation.backend import DiffusersBackend  # imports torch: only when needed
+
+            g = self.config.generation
+            self._backend = DiffusersBackend(
+                data_dir=self.config.data_dir,
+                device=g.device,
+                dtype=g.dtype,
+                resident_models=g.resident_models,
+                previews=g.previews,
+                allow_unsafe_weights=g.allow_unsafe_weights,
+            )
+        return self._backend
+
+    def _inspect_model(self, name: str, source: str, config: str | None) -> ModelSource:
+        inspected: ModelSource = self.backend.inspect_source(name, source, config)  # type: ignore[attr-defined]
+        return inspected
+
+    def _inspect_upscaler(self, name: str, path: str) -> ModelSource:
+        inspected: ModelSource = self.backend.inspect_upscaler(name, path)  # type: ignore[attr-defined]
+        return inspected
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, *, worker: bool = True) -> None:
+        """Open the store; with ``worker=True`` also recover interrupted jobs and render."""
+        if worker:
+            self._lock.acquire()
+        try:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            await self.db.connect()
+            await self._register_demo_model()
+            if worker:
+                await self._start_worker()
+        except BaseException:
+            self._lock.release()
+            raise
+        self.started = True
+
+    async def _register_demo_model(self) -> None:
+        from generation.demo_info import DEMO_DEFAULTS, DEMO_NAME, DEMO_REVISION, DEMO_SOURCE
+
+        if await self.store.list_models():
+            return
+        await self.store.add_model(
+            name=DEMO_NAME,
+            source=DEMO_SOURCE,
+            kind="builtin",
+            revision=DEMO_REVISION,
+            config=None,
+            default_width=DEMO_DEFAULTS.width,
+            default_height=DEMO_DEFAULTS.height,
+            default_steps=DEMO_DEFAULTS.steps,
+            default_cfg=DEMO_DEFAULTS.cfg,
+            default_sampler=DEMO_DEFAULTS.sampler,
+        )
+        await self.store.set_default_model(DEMO_NAME)
+        log.info("registered the built-in demo model as the default (its images look like noise)")
+
+    async def _start_worker(self) -> None:
+        self.bus.bind(asyncio.get_running_loop())
+        requeued, failed = await self.store.recover_interrupted(self.config.generation.max_attempts)
+        if requeued:
+            log.warning(
+                "re-queued %d job(s) interrupted by the last stop: %s", len(requeued), requeued
+            )
+        if failed:
+            log.error("gave up on %d job(s) after repeated interruptions: %s", len(failed), failed)
+        for job in await self.store.queued_jobs():
+            await self.queue.put(job)
+        if len(self.queue):
+            log.info("%d job(s) waiting in the queue", len(self.queue))
+        self.worker = Worker(
+            store=self.store,
+            images=self.images,
+            queue=self.queue,
+            bus=self.bus,
+            backend=self.backend,
+            max_batch=self.config.generation.max_batch,
+        )
+        self.worker.start()
+
+    async def stop(self) -> None:
+        self.service.accepting = False
+        if self.worker is not None:
+            await self.worker.stop(self.config.generation.shutdown_grace_seconds)
+            self.worker = None
+        with contextlib.suppress(Exception):
+            await self.db.close()
+        self._lock.release()
+        self.started = False

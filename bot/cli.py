@@ -1,0 +1,424 @@
+"""The ``easel`` command.
+
+Generation commands (draw, rerun, reroll, upscale, vary) run the job through exactly the path the
+bots use: Service -> store -> queue -> worker -> PNG files -> store. Read-only commands open only
+the store, so they work while ``easel serve`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import shutil
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from bot.app import App
+from bot.config import Config, load_config
+from bot.logsetup import setup_logging
+from bot.views import describe_params, describe_queue, job_to_dict
+from generation.errors import EaselError, Rejected
+from generation.events import JobFinished, JobProgress, JobQueued, JobStarted
+from generation.requests import DrawRequest, Origin
+from generation.service import Accepted
+from generation.sizing import parse_size
+from storage.records import JobRecord
+
+log = logging.getLogger("easel")
+
+EXIT_OK, EXIT_JOB_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+def cli_origin() -> Origin:
+    user = getpass.getuser()
+    return Origin(platform="cli", scope_id="local", user_id=user, user_name=user, is_admin=True)
+
+
+# ---------------------------------------------------------------------- argument parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="easel", description="Self-hosted AI art: one diffusers worker, many front ends."
+    )
+    parser.add_argument("--config", help="TOML config file (default: $EASEL_CONFIG or built-in)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def output_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--out", type=Path, help="copy the images into this folder")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    draw = sub.add_parser("draw", help="render a prompt")
+    draw.add_argument("prompt")
+    draw.add_argument("--negative", "--no", default="", help="negative prompt")
+    draw.add_argument("--seed", type=int)
+    draw.add_argument("--steps", type=int)
+    draw.add_argument("--cfg", type=float)
+    draw.add_argument("--size", help="WIDTHxHEIGHT, e.g. 512x768")
+    draw.add_argument("--ar", help="aspect ratio, e.g. 3:2 (when --size is not given)")
+    draw.add_argument("--sampler", help='e.g. "DPM++ 2M Karras", "Euler a"')
+    draw.add_argument("--model", help="a registered model name (default: the default model)")
+    draw.add_argument("--count", type=int, help="number of images (seeds s, s+1, ...)")
+    draw.add_argument("--init-image", type=Path, help="image-to-image from this file")
+    draw.add_argument("--strength", type=float, help="image-to-image strength, 0-1")
+    output_options(draw)
+
+    for name, text in [
+        ("rerun", "render a job again with the same seeds"),
+        ("reroll", "same parameters, new seed"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id")
+        output_options(p)
+    for name, text in [
+        ("upscale", "upscale one image of a job (2x)"),
+        ("vary", "a variation of one image of a job"),
+    ]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id")
+        p.add_argument("--index", type=int, default=1, help="which image, 1-based (default 1)")
+        if name == "vary":
+            p.add_argument("--strength", choices=["subtle", "strong"], default="subtle")
+        output_options(p)
+
+    cancel = sub.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("id")
+
+    history = sub.add_parser("history", help="recent jobs, newest first")
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--search", help="only prompts containing this text")
+    history.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="every stored parameter of a job")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+
+    models = sub.add_parser("models", help="the model registry")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    mlist = msub.add_parser("list", help="registered models")
+    mlist.add_argument("--json", action="store_true")
+    add = msub.add_parser("add", help="register a model")
+    add.add_argument("name")
+    add.add_argument(
+        "source",
+        help="Hub repo id, local diffusers folder, .safetensors checkpoint, or builtin:demo",
+    )
+    add.add_argument("--upscaler", action="store_true", help="SOURCE is an ESRGAN-family file")
+    add.add_argument(
+        "--config",
+        dest="model_config",
+        help="single-file checkpoints: local folder or cached repo id with configs",
+    )
+    add.add_argument("--default-steps", type=int)
+    add.add_argument("--default-size")
+    add.add_argument("--default-cfg", type=float)
+    add.add_argument("--default-sampler")
+    remove = msub.add_parser("remove", help="unregister a model")
+    remove.add_argument("name")
+    default = msub.add_parser("default", help="make a model the default")
+    default.add_argument("name")
+
+    demo = sub.add_parser("demo-model", help="write the built-in demo model as a diffusers folder")
+    demo.add_argument("dir", type=Path)
+
+    sub.add_parser("serve", help="run the engine and the configured front ends")
+    return parser
+
+
+# ---------------------------------------------------------------------- output helpers
+
+
+def emit(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def copy_images(app: App, job: JobRecord, out: Path | None) -> list[str]:
+    paths = []
+    for image in job.images:
+        source = app.images.path_for(image.sha256)
+        if out is None:
+            paths.append(str(source))
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / f"{job.id}-{image.index + 1}-{image.seed}.png"
+        shutil.copyfile(source, target)
+        paths.append(str(target))
+    return paths
+
+
+def print_job(job: JobRecord, paths: Sequence[str]) -> None:
+    print(f"job {job.id}: {job.status} ({describe_params(job)})")
+    print(f"  prompt: {job.prompt}")
+    if job.negative_prompt:
+        print(f"  negative: {job.negative_prompt}")
+    if job.parent_id:
+        print(f"  {job.action} of {job.parent_id} image {(job.parent_index or 0) + 1}")
+    if job.error:
+        print(f"  error: {job.error}")
+    for image, path in zip(job.images, paths, strict=False):
+        print(f"  image {image.index + 1}: seed {image.seed}  {path}")
+    if not job.images:
+        print(f"  seeds: {', '.join(str(seed) for seed in job.seeds)}")
+
+
+# ---------------------------------------------------------------------- generation commands
+
+
+async def run_to_completion(
+    app: App, submit: Callable[[], Awaitable[Accepted]], quiet: bool
+) -> JobRecord:
+    """Submit, show queue position and a progress bar, and wait for the job to finish."""
+    subscription = app.bus.subscribe()
+    bar: tqdm[Any] | None = None
+    try:
+        accepted = await submit()
+        job_id = accepted.job.id
+        if not quiet:
+            print(
+                f"job {job_id} queued: {describe_queue(accepted.position, accepted.eta_seconds)}",
+                file=sys.stderr,
+            )
+        while True:
+            event = await subscription.get()
+            if isinstance(event, JobProgress) and event.job_id == job_id:
+                if bar is None:
+                    bar = tqdm(
+                        total=event.total,
+                        unit="step",
+                        disable=quiet or None,
+                        desc=f"job {job_id}",
+                        file=sys.stderr,
+                    )
+                bar.total = event.total
+                bar.n = event.step
+                bar.refresh()
+            elif isinstance(event, JobStarted | JobQueued):
+                continue
+            elif isinstance(event, JobFinished) and event.job.id == job_id:
+                return event.job
+    finally:
+        if bar is not None:
+            bar.close()
+        subscription.close()
+
+
+async def generate(config: Config, args: argparse.Namespace) -> int:
+    origin = cli_origin()
+    app = App.from_config(config)
+    await app.start()
+    try:
+        service = app.service
+        submit: Callable[[], Awaitable[Accepted]]
+        if args.command == "draw":
+            request = draw_request(args)
+            submit = lambda: service.draw(origin, request)  # noqa: E731
+        elif args.command == "rerun":
+            submit = lambda: service.rerun(origin, args.id)  # noqa: E731
+        elif args.command == "reroll":
+            submit = lambda: service.reroll(origin, args.id)  # noqa: E731
+        elif args.command == "upscale":
+            submit = lambda: service.upscale(origin, args.id, args.index - 1)  # noqa: E731
+        else:
+            submit = lambda: service.vary(origin, args.id, args.index - 1, args.strength)  # noqa: E731
+        job = await run_to_completion(app, submit, quiet=args.json)
+        paths = copy_images(app, job, args.out)
+        await app.store.mark_delivered(job.id)
+        if args.json:
+            data = job_to_dict(job, app.images)
+            data["images"] = paths
+            emit(data)
+        else:
+            print_job(job, paths)
+        return EXIT_OK if job.status == "succeeded" else EXIT_JOB_FAILED
+    finally:
+        await app.stop()
+
+
+def draw_request(args: argparse.Namespace) -> DrawRequest:
+    width = height = None
+    if args.size:
+        width, height = parse_size(args.size)
+    init_image = None
+    if args.init_image is not None:
+        try:
+            init_image = args.init_image.read_bytes()
+        except OSError as error:
+            raise Rejected(f"Cannot read {args.init_image}: {error.strerror}") from None
+    return DrawRequest(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        seed=args.seed,
+        steps=args.steps,
+        cfg=args.cfg,
+        width=width,
+        height=height,
+        aspect=args.ar,
+        sampler=args.sampler,
+        model=args.model,
+        count=args.count,
+        strength=args.strength,
+        init_image=init_image,
+    )
+
+
+# ---------------------------------------------------------------------- store-only commands
+
+
+async def with_store(config: Config, action: Callable[[App], Awaitable[int]]) -> int:
+    app = App.from_config(config)
+    await app.start(worker=False)
+    try:
+        return await action(app)
+    finally:
+        await app.stop()
+
+
+async def cmd_history(app: App, args: argparse.Namespace) -> int:
+    jobs = await app.service.history(None, limit=args.limit, query=args.search)
+    if args.json:
+        emit([job_to_dict(job, app.images) for job in jobs])
+        return EXIT_OK
+    if not jobs:
+        print('no jobs yet: try  easel draw "a castle at dusk"')
+    for job in jobs:
+        when = job.created_at.strftime("%Y-%m-%d %H:%M")
+        seeds = ",".join(str(s) for s in job.seeds)
+        prompt = job.prompt if len(job.prompt) <= 50 else job.prompt[:49] + "…"
+        print(f"{job.id}  {when}  {job.status:<9}  {job.action:<7}  seed {seeds:<12}  {prompt}")
+    return EXIT_OK
+
+
+async def cmd_show(app: App, args: argparse.Namespace) -> int:
+    job = await app.service.get_job(args.id)
+    if args.json:
+        emit(job_to_dict(job, app.images))
+    else:
+        print_job(job, [str(app.images.path_for(image.sha256)) for image in job.images])
+    return EXIT_OK
+
+
+async def cmd_cancel(app: App, args: argparse.Namespace) -> int:
+    job = await app.service.cancel(cli_origin(), args.id)
+    print(f"job {job.id} cancelled")
+    return EXIT_OK
+
+
+async def cmd_models(app: App, args: argparse.Namespace) -> int:
+    origin = cli_origin()
+    service = app.service
+    if args.models_command == "list":
+        models = await service.list_models()
+        if args.json:
+            emit([model.__dict__ for model in models])
+            return EXIT_OK
+        for m in models:
+            mark = "*" if m.is_default else " "
+            defaults = (
+                f"{m.default_width}x{m.default_height}, {m.default_steps} steps, "
+                f"{m.default_sampler}, cfg {m.default_cfg:g}"
+            )
+            print(f"{mark} {m.name:<16} {m.kind:<11} {m.source}  ({defaults})")
+        return EXIT_OK
+    if args.models_command == "add":
+        model_defaults: dict[str, Any] = {
+            "steps": args.default_steps,
+            "cfg": args.default_cfg,
+            "sampler": args.default_sampler,
+        }
+        if args.default_size:
+            model_defaults["width"], model_defaults["height"] = parse_size(args.default_size)
+        model = await service.add_model(
+            origin,
+            args.name,
+            args.source,
+            upscaler=args.upscaler,
+            config_source=args.model_config,
+            defaults=model_defaults,
+        )
+        print(f"registered {model.name} ({model.kind}, revision {model.revision or 'unknown'})")
+    elif args.models_command == "remove":
+        await service.remove_model(origin, args.name)
+        print(f"removed {args.name}")
+    else:
+        model = await service.set_default_model(origin, args.name)
+        print(f"{model.name} is now the default model")
+    return EXIT_OK
+
+
+def cmd_demo_model(args: argparse.Namespace) -> int:
+    from generation.demo_model import save_demo_model
+
+    folder = save_demo_model(args.dir)
+    print(
+        f"wrote the demo model to {folder} (load it with StableDiffusionPipeline.from_pretrained)"
+    )
+    return EXIT_OK
+
+
+async def serve(config: Config) -> int:
+    app = App.from_config(config)
+    await app.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    default = await app.store.default_model()
+    log.info(
+        "Easel engine running (data dir %s, default model %s)",
+        config.data_dir,
+        default.name if default else "none",
+    )
+    log.warning("no front end is configured yet: the engine only works through the queue")
+    try:
+        await stop.wait()
+        log.info(
+            "stopping: the running job gets %.0f s to finish",
+            config.generation.shutdown_grace_seconds,
+        )
+    finally:
+        await app.stop()
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- entry point
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        level = "DEBUG" if args.verbose else config.log_level
+        setup_logging(level, [config.discord.token_env, config.telegram.token_env])
+        if args.command in ("draw", "rerun", "reroll", "upscale", "vary"):
+            return asyncio.run(generate(config, args))
+        if args.command == "serve":
+            return asyncio.run(serve(config))
+        if args.command == "demo-model":
+            return cmd_demo_model(args)
+        handlers: dict[str, Callable[[App, argparse.Namespace], Awaitable[int]]] = {
+            "history": cmd_history,
+            "show": cmd_show,
+            "cancel": cmd_cancel,
+            "models": cmd_models,
+        }
+        handler = handlers[args.command]
+        return asyncio.run(with_store(config, lambda app: handler(app, args)))
+    except EaselError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,103 @@
+"""Job events and the in-process bus that carries them from the worker to the front ends.
+
+Publishing is thread-safe (the worker thread calls :meth:`EventBus.publish_threadsafe`);
+subscribers are asyncio queues read on the event loop. A slow subscriber never blocks the
+worker: progress events are dropped for it when its queue is full, state changes never are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from storage.records import JobRecord
+
+
+@dataclass(frozen=True)
+class JobQueued:
+    job: JobRecord
+    position: int
+    eta_seconds: float
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job: JobRecord
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job_id: str
+    step: int
+    total: int
+    preview_png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    """The job reached succeeded, failed or cancelled; ``job`` is its final record."""
+
+    job: JobRecord
+
+
+JobEvent = JobQueued | JobStarted | JobProgress | JobFinished
+
+
+def event_job_id(event: JobEvent) -> str:
+    return event.job_id if isinstance(event, JobProgress) else event.job.id
+
+
+class Subscription:
+    """Events for one job id, or for every job when ``job_id`` is None."""
+
+    def __init__(self, bus: EventBus, job_id: str | None, maxsize: int) -> None:
+        self._bus = bus
+        self.job_id = job_id
+        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue(maxsize)
+
+    def offer(self, event: JobEvent) -> None:
+        if self.job_id is not None and event_job_id(event) != self.job_id:
+            return
+        if self.queue.full():
+            if isinstance(event, JobProgress):
+                return  # progress is disposable; state changes are not
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+        self.queue.put_nowait(event)
+
+    async def get(self) -> JobEvent:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._bus._subscriptions.discard(self)
+
+    async def __aiter__(self) -> AsyncIterator[JobEvent]:
+        while True:
+            yield await self.queue.get()
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def subscribe(self, job_id: str | None = None, maxsize: int = 256) -> Subscription:
+        subscription = Subscription(self, job_id, maxsize)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def publish(self, event: JobEvent) -> None:
+        """Deliver on the event loop's thread."""
+        for subscription in list(self._subscriptions):
+            subscription.offer(event)
+
+    def publish_threadsafe(self, event: JobEvent) -> None:
+        """Deliver from any thread (the worker thread uses this)."""
+        if self._loop is None:
+            raise RuntimeError("EventBus.bind(loop) was not called")
+        self._loop.call_soon_threadsafe(self.publish, event)

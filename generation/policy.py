@@ -1,0 +1,283 @@
+"""Admission policy: turns a request into a validated :class:`GenerationSpec`, or refuses it.
+
+Pure: the config and per-scope settings come in as values, time as an argument.
+``generation.on_excess`` decides whether out-of-range numbers are refused or clamped; malformed
+input (an empty prompt, an unknown sampler) is always refused.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from bot.config import GenerationConfig, LimitsConfig
+from generation.errors import (
+    BlockedPrompt,
+    InvalidRequest,
+    QuotaExceeded,
+    RateLimited,
+    TooManyQueued,
+)
+from generation.limits import RateLimiter, format_retry, seconds_until_utc_midnight, utc_day_start
+from generation.requests import DrawRequest
+from generation.samplers import resolve_sampler
+from generation.sizing import parse_aspect, round_to_multiple, size_for_aspect
+from generation.spec import MAX_SEED, GenerationSpec, Mode
+from storage.records import ModelRecord
+
+MIN_SIDE = 64
+DEFAULT_IMG2IMG_STRENGTH = 0.6
+
+
+@dataclass(frozen=True)
+class EffectiveLimits:
+    rate_per_minute: float
+    burst: int
+    max_queued_per_user: int
+    daily_quota: int
+    max_queue: int
+
+
+@dataclass(frozen=True)
+class ScopeSettings:
+    """Per-scope admin settings stored as JSON on the scope row. ``None`` = server default."""
+
+    default_model: str | None = None
+    allowed_models: tuple[str, ...] | None = None
+    blocklist: tuple[str, ...] = ()
+    rate_per_minute: float | None = None
+    burst: int | None = None
+    max_queued_per_user: int | None = None
+    daily_quota: int | None = None
+    max_steps: int | None = None
+    max_count: int | None = None
+    max_pixels: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ScopeSettings:
+        data = data or {}
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        for key in ("allowed_models", "blocklist"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def limits(self, base: LimitsConfig) -> EffectiveLimits:
+        def pick(override: Any, default: Any) -> Any:
+            return default if override is None else override
+
+        return EffectiveLimits(
+            rate_per_minute=pick(self.rate_per_minute, base.rate_per_minute),
+            burst=pick(self.burst, base.burst),
+            max_queued_per_user=pick(self.max_queued_per_user, base.max_queued_per_user),
+            daily_quota=pick(self.daily_quota, base.daily_quota),
+            max_queue=base.max_queue,
+        )
+
+
+class AdmissionPolicy:
+    def __init__(self, config: GenerationConfig) -> None:
+        self.config = config
+
+    # ---------------------------------------------------------------- numbers
+
+    def _bounded(self, label: str, value: float, low: float, high: float) -> float:
+        if low <= value <= high:
+            return value
+        if self.config.on_excess == "clamp":
+            return min(max(value, low), high)
+        side = "above this server's maximum" if value > high else "below the minimum"
+        bound = high if value > high else low
+        raise InvalidRequest(f"{label} {_fmt(value)} is {side} of {_fmt(bound)}.")
+
+    def _size(
+        self, request: DrawRequest, model: ModelRecord, settings: ScopeSettings
+    ) -> tuple[int, int]:
+        if request.width is not None or request.height is not None:
+            width = request.width if request.width is not None else model.default_width
+            height = request.height if request.height is not None else model.default_height
+        elif request.aspect:
+            width, height = size_for_aspect(
+                request.aspect, model.default_width, model.default_height
+            )
+            if min(width, height) < MIN_SIDE:  # small default sizes: keep the short side usable
+                a, b = parse_aspect(request.aspect)
+                long_side = round_to_multiple(MIN_SIDE * max(a, b) / min(a, b))
+                width, height = (long_side, MIN_SIDE) if a >= b else (MIN_SIDE, long_side)
+        else:
+            width, height = model.default_width, model.default_height
+        if width <= 0 or height <= 0:
+            raise InvalidRequest(
+                f"Size {width}x{height} is not valid: both sides must be positive."
+            )
+        g = self.config
+        max_pixels = min(g.max_pixels, settings.max_pixels or g.max_pixels)
+        too_big = width > g.max_width or height > g.max_height or width * height > max_pixels
+        if too_big:
+            if g.on_excess == "refuse":
+                raise InvalidRequest(
+                    f"Size {width}x{height} is larger than this server allows "
+                    f"(at most {g.max_width}x{g.max_height} and {max_pixels:,} pixels)."
+                )
+            scale = min(
+                g.max_width / width, g.max_height / height, math.sqrt(max_pixels / (width * height))
+            )
+            width, height = int(width * scale), int(height * scale)
+        if width < MIN_SIDE or height < MIN_SIDE:
+            if g.on_excess == "refuse":
+                raise InvalidRequest(
+                    f"Size {width}x{height} is too small: each side must be at least {MIN_SIDE}."
+                )
+            width, height = max(width, MIN_SIDE), max(height, MIN_SIDE)
+        # Diffusion models work on multiples of 8; round down so limits still hold.
+        return max(MIN_SIDE, width // 8 * 8), max(MIN_SIDE, height // 8 * 8)
+
+    # ---------------------------------------------------------------- spec
+
+    def build_spec(
+        self,
+        request: DrawRequest,
+        model: ModelRecord,
+        settings: ScopeSettings,
+        init_image: str | None,
+        random_seed: int,
+    ) -> GenerationSpec:
+        g = self.config
+        prompt = request.prompt.strip()
+        if not prompt:
+            raise InvalidRequest("The prompt is empty: describe what to draw.")
+        prompt = self._text("Prompt", prompt)
+        negative = self._text("Negative prompt", request.negative_prompt.strip())
+        sampler = resolve_sampler(request.sampler or model.default_sampler)
+        max_steps = min(g.max_steps, settings.max_steps or g.max_steps)
+        steps = int(self._bounded("Steps", request.steps or model.default_steps, 1, max_steps))
+        cfg_value = model.default_cfg if request.cfg is None else request.cfg
+        if not math.isfinite(cfg_value):
+            raise InvalidRequest("CFG scale must be a number.")
+        cfg = float(self._bounded("CFG scale", cfg_value, g.min_cfg, g.max_cfg))
+        max_count = min(g.max_count, settings.max_count or g.max_count)
+        count = int(self._bounded("Count", request.count or 1, 1, max_count))
+        width, height = self._size(request, model, settings)
+        seed = random_seed if request.seed is None else request.seed
+        if not 0 <= seed <= MAX_SEED:
+            raise InvalidRequest(f"Seed must be between 0 and {MAX_SEED}.")
+        strength = None
+        mode = Mode.TXT2IMG
+        if init_image is not None:
+            mode = Mode.IMG2IMG
+            strength = DEFAULT_IMG2IMG_STRENGTH if request.strength is None else request.strength
+            if not 0.0 < strength <= 1.0:
+                raise InvalidRequest("Strength must be greater than 0 and at most 1.")
+        elif request.strength is not None:
+            raise InvalidRequest("Strength only applies to image-to-image: attach an image.")
+        return GenerationSpec(
+            mode=mode,
+            prompt=prompt,
+            negative_prompt=negative,
+            model=model.name,
+            sampler=sampler,
+            width=width,
+            height=height,
+            steps=steps,
+            cfg=cfg,
+            seed=seed,
+            count=count,
+            strength=strength,
+            init_image=init_image,
+        )
+
+    def _text(self, label: str, text: str) -> str:
+        limit = self.config.max_prompt_length
+        if len(text) <= limit:
+            return text
+        if self.config.on_excess == "clamp":
+            return text[:limit]
+        raise InvalidRequest(f"{label} is {len(text):,} characters; the limit is {limit:,}.")
+
+    def check_upscale(self, spec: GenerationSpec) -> None:
+        limit = self.config.max_upscale_pixels
+        if spec.width * spec.height > limit:
+            raise InvalidRequest(
+                f"Upscaling would give {spec.width}x{spec.height}, more than this server's "
+                f"{limit:,}-pixel limit for upscales."
+            )
+
+    def model_defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate ``--default-*`` values for a model registration."""
+        out: dict[str, Any] = {}
+        if "sampler" in given and given["sampler"] is not None:
+            out["default_sampler"] = resolve_sampler(str(given["sampler"]))
+        if given.get("steps") is not None:
+            steps = int(given["steps"])
+            if not 1 <= steps <= self.config.max_steps:
+                raise InvalidRequest(f"Default steps must be 1-{self.config.max_steps}.")
+            out["default_steps"] = steps
+        if given.get("cfg") is not None:
+            cfg = float(given["cfg"])
+            if not self.config.min_cfg <= cfg <= self.config.max_cfg:
+                raise InvalidRequest(
+                    f"Default CFG must be {self.config.min_cfg}-{self.config.max_cfg}."
+                )
+            out["default_cfg"] = cfg
+        if given.get("width") is not None and given.get("height") is not None:
+            width, height = int(given["width"]), int(given["height"])
+            if width % 8 or height % 8 or width < MIN_SIDE or height < MIN_SIDE:
+                raise InvalidRequest("Default size must be multiples of 8, at least 64x64.")
+            if width * height > self.config.max_pixels:
+                raise InvalidRequest("Default size is larger than generation.max_pixels.")
+            out["default_width"], out["default_height"] = width, height
+        return out
+
+    # ---------------------------------------------------------------- limits
+
+    def check_prompt(self, prompt: str, settings: ScopeSettings) -> None:
+        lowered = prompt.lower()
+        for word in settings.blocklist:
+            if re.search(rf"(?<!\w){re.escape(word.lower())}(?!\w)", lowered):
+                raise BlockedPrompt(
+                    f"Your prompt contains a word this server blocks (\u201c{word}\u201d).", word
+                )
+
+    def check_queue(
+        self, *, queued_total: int, queued_for_user: int, limits: EffectiveLimits
+    ) -> None:
+        if queued_total >= limits.max_queue:
+            raise TooManyQueued(
+                f"The queue is full ({queued_total} jobs waiting); try again in a few minutes."
+            )
+        if queued_for_user >= limits.max_queued_per_user:
+            raise TooManyQueued(
+                f"You already have {queued_for_user} jobs waiting (the limit is "
+                f"{limits.max_queued_per_user}); wait for one to finish or cancel one."
+            )
+
+    def day_start(self, now: datetime) -> datetime:
+        return utc_day_start(now)
+
+    def check_quota(self, used: int, quota: int, now: datetime) -> None:
+        if used >= quota:
+            wait = seconds_until_utc_midnight(now)
+            raise QuotaExceeded(
+                f"You have used your {quota} images for today; the quota resets "
+                f"{format_retry(wait)} (midnight UTC).",
+                retry_after=wait,
+            )
+
+    def check_rate(self, limiter: RateLimiter, key: str, now: float) -> None:
+        wait = limiter.try_acquire(key, now)
+        if wait > 0:
+            raise RateLimited(
+                f"You are drawing too fast; try again {format_retry(wait)}.", retry_after=wait
+            )
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+__all__ = ["AdmissionPolicy", "EffectiveLimits", "ScopeSettings"]

@@ -1,0 +1,88 @@
+"""The live queue shared by the Service (which admits jobs) and the Worker (which takes them).
+
+It wraps the pure :class:`FairQueue` with an asyncio condition, the set of running jobs, stop
+requests for running jobs, and the job-duration estimate used for ETAs. The database stays the
+source of truth: at start-up the queue is rebuilt from the jobs found ``queued``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from generation.clock import Clock
+from generation.scheduler import FairQueue, JobTimer, QueuedItem, estimate_start
+from storage.records import JobRecord
+
+
+def queued_item(job: JobRecord) -> QueuedItem:
+    batch_key = job.spec.batch_key() if job.spec.mode == "txt2img" else None
+    return QueuedItem(job_id=job.id, user_key=str(job.user_id), seq=job.seq, batch_key=batch_key)
+
+
+class JobQueue:
+    def __init__(self, clock: Clock, initial_job_seconds: float) -> None:
+        self._fair = FairQueue()
+        self._changed = asyncio.Condition()
+        self._clock = clock
+        self.timer = JobTimer(initial_job_seconds)
+        self._running: dict[str, float] = {}  # job id -> monotonic start
+        self._stop_requested: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._fair)
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self._fair
+
+    async def put(self, job: JobRecord) -> None:
+        self._fair.push(queued_item(job))
+        async with self._changed:
+            self._changed.notify_all()
+
+    def remove(self, job_id: str) -> bool:
+        return self._fair.remove(job_id)
+
+    def user_count(self, user_key: str) -> int:
+        return self._fair.user_count(user_key)
+
+    async def take_batch(self, max_size: int) -> list[QueuedItem]:
+        """Wait until something is queued, then take the next fair batch."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._fair) > 0)
+            batch = self._fair.pop_batch(max_size)
+        now = self._clock.monotonic()
+        for item in batch:
+            self._running[item.job_id] = now
+        return batch
+
+    def finished(self, job_id: str, seconds: float | None) -> None:
+        self._running.pop(job_id, None)
+        self._stop_requested.discard(job_id)
+        if seconds is not None:
+            self.timer.observe("job", seconds)
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def is_running(self, job_id: str) -> bool:
+        return job_id in self._running
+
+    def request_stop(self, job_id: str) -> None:
+        self._stop_requested.add(job_id)
+
+    def stop_requested(self, job_id: str) -> bool:
+        return job_id in self._stop_requested
+
+    def position(self, job_id: str) -> int | None:
+        return self._fair.position(job_id)
+
+    def eta(self, job_id: str) -> float | None:
+        """Seconds until ``job_id`` should start, or None when it is not queued."""
+        position = self.position(job_id)
+        if position is None:
+            return None
+        per_job = self.timer.estimate()
+        now = self._clock.monotonic()
+        remaining = max((per_job - (now - start) for start in self._running.values()), default=0.0)
+        return estimate_start(position, max(remaining, 0.0), per_job)

@@ -1,0 +1,250 @@
+"""The single worker: takes fair batches from the queue and renders them on one thread.
+
+The asyncio loop never blocks on diffusion: rendering, PNG encoding and file writes run on the
+worker's own thread; database writes are short transactions on the loop. A failing job is marked
+``failed`` with its reason and the worker carries on. On stop, the running batch gets
+``shutdown_grace_seconds`` to finish, then it is interrupted and re-queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from PIL import Image
+
+from generation.errors import EaselError, JobInterrupted
+from generation.events import EventBus, JobFinished, JobProgress, JobStarted
+from generation.metadata import build_infotext, encode_png
+from generation.queue import JobQueue
+from generation.render import Backend, ModelSource, RenderJob
+from generation.spec import Mode
+from storage.images import ImageStore
+from storage.records import JobRecord, ModelRecord, NewImage
+from storage.repository import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    sha256: str
+    width: int
+    height: int
+    seed: int
+
+
+def model_source(record: ModelRecord) -> ModelSource:
+    return ModelSource(
+        name=record.name,
+        source=record.source,
+        kind=record.kind,
+        revision=record.revision,
+        config=record.config,
+    )
+
+
+def short_hash(revision: str | None) -> str | None:
+    """A1111's "Model hash" is 10 hex characters; use it when our revision is a hex digest."""
+    if revision and len(revision) >= 10 and all(c in "0123456789abcdef" for c in revision[:10]):
+        return revision[:10]
+    return None
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        images: ImageStore,
+        queue: JobQueue,
+        bus: EventBus,
+        backend: Backend,
+        max_batch: int,
+    ) -> None:
+        self.store = store
+        self.images = images
+        self.queue = queue
+        self.bus = bus
+        self.backend = backend
+        self.max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-worker")
+        self._task: asyncio.Task[None] | None = None
+        self._busy = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._abort = False
+        self._draining = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="easel-worker")
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Let the running batch finish within ``grace_seconds``, else interrupt and re-queue it."""
+        self._draining = True
+        if self._task is None:
+            return
+        if not self._idle.is_set():
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=grace_seconds)
+            except TimeoutError:
+                log.warning("stopping: interrupting the running job; it will be re-queued")
+                self._abort = True
+                await self._idle.wait()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self.backend.close)
+
+    async def _loop(self) -> None:
+        while not self._draining:
+            batch = await self.queue.take_batch(self.max_batch)
+            self._idle.clear()
+            try:
+                await self._run_batch([item.job_id for item in batch])
+            except Exception:  # never let one batch kill the worker
+                log.exception("worker: unexpected error around batch %s", batch)
+            finally:
+                self._idle.set()
+
+    # ------------------------------------------------------------------ one batch
+
+    async def _run_batch(self, job_ids: list[str]) -> None:
+        started = time.monotonic()
+        jobs: list[JobRecord] = []
+        for job_id in job_ids:
+            job = await self.store.mark_running(job_id)
+            if job is None:  # cancelled after it was taken
+                self.queue.finished(job_id, None)
+                continue
+            self.bus.publish(JobStarted(job))
+            jobs.append(job)
+        if not jobs:
+            return
+        try:
+            render_jobs = [await self._render_job(job) for job in jobs]
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(
+                self._executor, self._render_and_encode, jobs, render_jobs
+            )
+        except JobInterrupted:
+            await self._interrupted(jobs)
+            return
+        except EaselError as error:
+            await self._fail(jobs, error.message)
+            return
+        except Exception as error:
+            log.exception("worker: job(s) %s failed", [job.id for job in jobs])
+            await self._fail(jobs, f"{type(error).__name__}: {error}")
+            return
+        seconds = (time.monotonic() - started) / len(jobs)
+        for job, encoded in zip(jobs, results, strict=True):
+            await self._succeed(job, encoded, seconds)
+
+    async def _render_job(self, job: JobRecord) -> RenderJob:
+        spec = job.spec
+        model = await self.store.get_model(spec.model)
+        if model is None:
+            raise EaselError(f"Model {spec.model!r} is no longer registered.")
+        init_image = None
+        if spec.init_image is not None:
+            data = await asyncio.to_thread(self.images.read, spec.init_image)
+            init_image = Image.open(io.BytesIO(data)).convert("RGB")
+        upscaler = None
+        if spec.mode == Mode.UPSCALE and spec.upscaler not in (None, "hires"):
+            record = await self.store.get_model(str(spec.upscaler))
+            if record is None:
+                raise EaselError(f"Upscaler {spec.upscaler!r} is no longer registered.")
+            upscaler = model_source(record)
+        return RenderJob(
+            spec=spec, model=model_source(model), init_image=init_image, upscaler=upscaler
+        )
+
+    def _render_and_encode(
+        self, jobs: list[JobRecord], render_jobs: list[RenderJob]
+    ) -> list[list[EncodedImage]]:
+        """Runs on the worker thread."""
+        job_ids = [job.id for job in jobs]
+
+        def progress(step: int, total: int, preview: bytes | None) -> None:
+            for job_id in job_ids:
+                self.bus.publish_threadsafe(JobProgress(job_id, step, total, preview))
+
+        def should_stop() -> bool:
+            return self._abort or all(self.queue.stop_requested(j) for j in job_ids)
+
+        if len(render_jobs) == 1:
+            outputs = [self.backend.render(render_jobs[0], progress, should_stop)]
+        else:
+            outputs = self.backend.render_batch(render_jobs, progress, should_stop)
+        return [self._encode(job, images) for job, images in zip(jobs, outputs, strict=True)]
+
+    def _encode(self, job: JobRecord, images: list[Image.Image]) -> list[EncodedImage]:
+        encoded = []
+        for seed, image in zip(job.spec.seeds, images, strict=True):
+            spec = job.spec
+            extra: dict[str, object] = {}
+            if spec.mode == Mode.UPSCALE:
+                extra["Hires upscaler"] = spec.upscaler or "hires"
+            if job.parent_id:
+                extra["Easel parent"] = f"{job.parent_id}/{(job.parent_index or 0) + 1}"
+            text = build_infotext(
+                prompt=spec.prompt,
+                negative_prompt=spec.negative_prompt,
+                steps=spec.steps,
+                sampler=spec.sampler,
+                cfg=spec.cfg,
+                seed=seed,
+                width=image.width,
+                height=image.height,
+                model=spec.model,
+                model_hash=short_hash(job.model_revision),
+                job_id=job.id,
+                strength=spec.strength,
+                extra=extra,
+            )
+            sha, _ = self.images.save(encode_png(image, text, job.id))
+            encoded.append(EncodedImage(sha, image.width, image.height, seed))
+        return encoded
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def _succeed(self, job: JobRecord, encoded: list[EncodedImage], seconds: float) -> None:
+        if self.queue.stop_requested(job.id):  # cancelled while its last steps ran
+            self.queue.finished(job.id, None)
+            final = await self.store.get_job(job.id)
+            if final is not None:
+                self.bus.publish(JobFinished(final))
+            return
+        new_images = [
+            NewImage(index, image.seed, image.sha256, image.width, image.height)
+            for index, image in enumerate(encoded)
+        ]
+        record = await self.store.mark_succeeded(job.id, new_images)
+        self.queue.finished(job.id, seconds)
+        self.bus.publish(JobFinished(record))
+
+    async def _fail(self, jobs: list[JobRecord], reason: str) -> None:
+        for job in jobs:
+            record = await self.store.mark_failed(job.id, reason)
+            self.queue.finished(job.id, None)
+            self.bus.publish(JobFinished(record))
+
+    async def _interrupted(self, jobs: list[JobRecord]) -> None:
+        for job in jobs:
+            cancelled = self.queue.stop_requested(job.id)
+            self.queue.finished(job.id, None)
+            if cancelled:
+                final = await self.store.get_job(job.id)
+                if final is not None:
+                    self.bus.publish(JobFinished(final))
+            else:  # the engine is stopping: put it back for the next start
+                await self.store.requeue(job.id)

@@ -1,0 +1,66 @@
+"""Shared fixtures. Everything runs offline: nothing is fetched from the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import App
+from bot.config import Config, parse_config
+
+
+@pytest.fixture(scope="session")
+def saved_demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo model written once per test session (copied into each test's data dir)."""
+    from generation.demo_model import save_demo_model
+
+    return save_demo_model(tmp_path_factory.mktemp("demo") / "demo")
+
+
+def make_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {"data_dir": str(data_dir)}
+    data.update(sections)
+    return parse_config(data)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, saved_demo_model: Path) -> Path:
+    target = tmp_path / "data"
+    shutil.copytree(saved_demo_model, target / "models" / "demo")
+    return target
+
+
+AppFactory = Callable[..., Awaitable[App]]
+
+
+@pytest.fixture
+async def app_factory(data_dir: Path) -> AsyncIterator[AppFactory]:
+    """``await app_factory(limits={...})`` -> a started App on this test's data dir."""
+    apps: list[App] = []
+
+    async def factory(worker: bool = True, **sections: dict[str, Any]) -> App:
+        sections.setdefault("generation", {})
+        sections["generation"].setdefault("shutdown_grace_seconds", 5.0)
+        # Generous limits unless a test is about limits: tests submit many jobs quickly.
+        sections.setdefault("limits", {})
+        sections["limits"].setdefault("burst", 1000)
+        sections["limits"].setdefault("max_queued_per_user", 1000)
+        app = App.from_config(make_config(data_dir, **sections))
+        await app.start(worker=worker)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        if app.started:
+            await app.stop()

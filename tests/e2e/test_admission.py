@@ -1,0 +1,166 @@
+"""Every refusal path of the service, with the message a person sees. Nothing refused is queued."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bot.app import App
+from generation.clock import ManualClock
+from generation.errors import (
+    BlockedPrompt,
+    ImageRejected,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    TooManyQueued,
+)
+from tests.conftest import make_config
+from tests.e2e.engine_helpers import origin, small
+
+
+@pytest.fixture
+async def app(app_factory) -> App:
+    return await app_factory(worker=False, limits={"burst": 100, "max_queued_per_user": 100})
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "message"),
+    [
+        ({"steps": 10_000}, "Steps 10000 is above this server's maximum of 60"),
+        ({"count": 999}, "Count 999 is above this server's maximum of 4"),
+        ({"cfg": 31.0}, "CFG scale 31 is above this server's maximum of 30"),
+        ({"width": 10**9, "height": 64}, "larger than this server allows"),
+        ({"width": 32, "height": 64}, "too small"),
+        ({"sampler": "Euler b"}, "Unknown sampler 'Euler b'. Choose one of: DPM++ 2M"),
+        ({"model": "nope"}, "Unknown model 'nope'. Available: demo"),
+        ({"seed": 2**40}, "Seed must be between 0 and 4294967295"),
+        ({"strength": 0.5}, "Strength only applies to image-to-image"),
+        ({"prompt": "   "}, "The prompt is empty"),
+        ({"prompt": "x" * 100_000}, "Prompt is 100,000 characters; the limit is 1,500"),
+    ],
+)
+async def test_out_of_range_requests_are_refused_with_a_reason(
+    app: App, request_fields: dict[str, object], message: str
+) -> None:
+    prompt = str(request_fields.pop("prompt", "a castle"))
+    with pytest.raises(InvalidRequest) as caught:
+        await app.service.draw(origin(), small(prompt, **request_fields))
+    assert message in str(caught.value)
+    assert len(app.queue) == 0 and await app.store.count_queued() == 0
+
+
+async def test_clamp_mode_moves_values_into_range(app_factory) -> None:
+    app = await app_factory(worker=False, generation={"on_excess": "clamp"})
+    accepted = await app.service.draw(
+        origin(), small(steps=10_000, count=999, width=4000, height=4000)
+    )
+    job = accepted.job
+    assert (job.steps, job.count) == (60, 4)
+    assert job.width * job.height <= 1024 * 1024 and job.width % 8 == 0
+
+
+async def test_sizes_are_rounded_to_multiples_of_eight(app: App) -> None:
+    job = (await app.service.draw(origin(), small(width=100, height=77))).job
+    assert (job.width, job.height) == (96, 72)
+
+
+async def test_aspect_ratio_keeps_the_model_default_area(app: App) -> None:
+    job = (await app.service.draw(origin(), small(width=None, height=None, aspect="2:1"))).job
+    assert job.width == 2 * job.height
+
+
+async def test_upload_that_is_not_an_image_is_refused(app: App) -> None:
+    with pytest.raises(ImageRejected, match="not an image Easel can read"):
+        await app.service.draw(origin(), small(init_image=b"%PDF-1.4 not a picture"))
+    assert len(app.queue) == 0
+
+
+async def test_blocklisted_word_is_refused(app: App) -> None:
+    _, scope = await app.service._identify(origin())
+    await app.store.update_scope_settings(scope.id, {"blocklist": ["gore"]})
+    with pytest.raises(BlockedPrompt, match=r"blocks .*gore"):
+        await app.service.draw(origin(), small("a scene full of GORE"))
+    await app.service.draw(origin(), small("a gorgeous scene"))  # whole words only
+
+
+async def test_per_user_queue_cap(app_factory) -> None:
+    app = await app_factory(worker=False, limits={"max_queued_per_user": 2, "burst": 10})
+    await app.service.draw(origin(), small())
+    await app.service.draw(origin(), small())
+    with pytest.raises(TooManyQueued, match="You already have 2 jobs waiting"):
+        await app.service.draw(origin(), small())
+    await app.service.draw(origin("bob"), small())  # others are not affected
+
+
+async def test_global_queue_cap(app_factory) -> None:
+    app = await app_factory(worker=False, limits={"max_queue": 2, "burst": 10})
+    await app.service.draw(origin("a"), small())
+    await app.service.draw(origin("b"), small())
+    with pytest.raises(TooManyQueued, match="The queue is full"):
+        await app.service.draw(origin("c"), small())
+
+
+async def test_rate_limit_with_an_injected_clock(data_dir) -> None:
+    clock = ManualClock()
+    config = make_config(
+        data_dir, limits={"rate_per_minute": 6, "burst": 2, "max_queued_per_user": 10}
+    )
+    app = App.from_config(config, clock=clock)
+    await app.start(worker=False)
+    try:
+        await app.service.draw(origin(), small())
+        await app.service.draw(origin(), small())
+        with pytest.raises(RateLimited) as caught:
+            await app.service.draw(origin(), small())
+        assert caught.value.retry_after == pytest.approx(10.0)
+        assert "try again in 10 s" in str(caught.value)
+        clock.advance(10.0)
+        await app.service.draw(origin(), small())
+    finally:
+        await app.stop()
+
+
+async def test_daily_quota_resets_at_utc_midnight(data_dir) -> None:
+    clock = ManualClock(datetime(2026, 3, 1, 23, 0, tzinfo=UTC))
+    config = make_config(data_dir, limits={"daily_quota": 1, "burst": 10})
+    app = App.from_config(config, clock=clock)
+    await app.start(worker=False)
+    try:
+        await app.service.draw(origin(), small())
+        with pytest.raises(QuotaExceeded) as caught:
+            await app.service.draw(origin(), small())
+        assert caught.value.retry_after == pytest.approx(3600)
+        assert "quota resets in 1 h" in str(caught.value)
+        clock.advance(3601)
+        await app.service.draw(origin(), small())
+    finally:
+        await app.stop()
+
+
+async def test_unknown_job_and_bad_image_index(app: App) -> None:
+    with pytest.raises(NotFound, match="No job with id 'zzzzzzzz'"):
+        await app.service.reroll(origin(), "zzzzzzzz")
+    queued = (await app.service.draw(origin(), small())).job
+    with pytest.raises(InvalidRequest, match="has no images yet"):
+        await app.service.upscale(origin(), queued.id, 0)
+    with pytest.raises(InvalidRequest, match="Unknown variation strength"):
+        await app.service.vary(origin(), queued.id, 0, "wild")
+
+
+async def test_model_admin_needs_an_admin(app: App) -> None:
+    with pytest.raises(PermissionDenied, match="Only an admin"):
+        await app.service.add_model(origin(), "x", "builtin:demo")
+    with pytest.raises(PermissionDenied):
+        await app.service.set_default_model(origin(), "demo")
+    with pytest.raises(PermissionDenied):
+        await app.service.remove_model(origin(), "demo")
+
+
+async def test_engine_refuses_new_jobs_while_stopping(app: App) -> None:
+    app.service.accepting = False
+    with pytest.raises(Exception, match="shutting down"):
+        await app.service.draw(origin(), small())

@@ -1,0 +1,239 @@
+"""The ``easel`` command, run in-process (and ``easel serve`` as a real process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.cli import run
+from generation.metadata import job_id_from_png
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, data_dir: Path) -> Path:
+    path = tmp_path / "easel.toml"
+    path.write_text(f'data_dir = "{data_dir}"\n[generation]\nshutdown_grace_seconds = 5.0\n')
+    return path
+
+
+def easel(config_file: Path, *args: str) -> int:
+    return run(["--config", str(config_file), *args])
+
+
+def easel_json(capsys: pytest.CaptureFixture[str], config_file: Path, *args: str) -> object:
+    capsys.readouterr()
+    assert easel(config_file, *args, "--json") == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_draw_json_then_show_history_rerun(config_file, capsys, tmp_path) -> None:
+    out = tmp_path / "out"
+    job = easel_json(
+        capsys,
+        config_file,
+        "draw",
+        "a castle at dusk",
+        "--negative",
+        "blurry",
+        "--seed",
+        "42",
+        "--steps",
+        "3",
+        "--cfg",
+        "6.5",
+        "--size",
+        "64x64",
+        "--sampler",
+        "DPM++ 2M Karras",
+        "--count",
+        "2",
+        "--out",
+        str(out),
+    )
+    assert isinstance(job, dict)
+    for key in (
+        "id",
+        "status",
+        "seed",
+        "seeds",
+        "images",
+        "model",
+        "prompt",
+        "negative_prompt",
+        "steps",
+        "cfg",
+        "width",
+        "height",
+        "sampler",
+    ):
+        assert key in job
+    assert job["status"] == "succeeded"
+    assert job["seeds"] == [42, 43] and job["seed"] == 42
+    assert (job["steps"], job["cfg"], job["sampler"]) == (3, 6.5, "DPM++ 2M Karras")
+    assert len(job["id"]) == 8
+    files = [Path(p) for p in job["images"]]
+    assert [f.parent for f in files] == [out, out] and all(f.exists() for f in files)
+    assert job_id_from_png(files[0].read_bytes()) == job["id"]
+
+    shown = easel_json(capsys, config_file, "show", job["id"])
+    assert isinstance(shown, dict) and shown["prompt"] == "a castle at dusk"
+    history = easel_json(capsys, config_file, "history", "--limit", "5")
+    assert isinstance(history, list) and history[0]["id"] == job["id"]
+
+    rerun = easel_json(capsys, config_file, "rerun", job["id"], "--out", str(tmp_path / "re"))
+    assert isinstance(rerun, dict) and rerun["seeds"] == [42, 43]
+    for before, after in zip(job["images"], rerun["images"], strict=True):
+        a = np.asarray(Image.open(before).convert("RGB"))
+        b = np.asarray(Image.open(after).convert("RGB"))
+        assert np.array_equal(a, b)
+
+
+def test_plain_output_progress_and_children(config_file, capsys) -> None:
+    assert easel(config_file, "draw", "a red fox", "--seed", "5", "--size", "64x64") == 0
+    captured = capsys.readouterr()
+    assert "queued" in captured.err
+    line = captured.out.splitlines()[0]
+    assert line.startswith("job ") and "succeeded" in line
+    job_id = line.split()[1].rstrip(":")
+    assert "seed 5" in captured.out
+    assert easel(config_file, "upscale", job_id, "--index", "1") == 0
+    assert "128x128" in capsys.readouterr().out
+    assert easel(config_file, "vary", job_id, "--strength", "strong") == 0
+    assert "strength 0.7" in capsys.readouterr().out
+    assert easel(config_file, "reroll", job_id) == 0
+    assert f"reroll of {job_id}" in capsys.readouterr().out
+
+
+def test_init_image_makes_it_image_to_image(config_file, capsys, tmp_path) -> None:
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (80, 80), (200, 30, 30)).save(photo)
+    job = easel_json(
+        capsys,
+        config_file,
+        "draw",
+        "a red square",
+        "--size",
+        "64x64",
+        "--init-image",
+        str(photo),
+        "--strength",
+        "0.6",
+    )
+    assert isinstance(job, dict) and job["mode"] == "img2img" and job["strength"] == 0.6
+
+
+def test_refusals_exit_2_with_a_message(config_file, capsys, tmp_path) -> None:
+    assert easel(config_file, "draw", "x", "--steps", "10000") == 2
+    assert "Steps 10000 is above" in capsys.readouterr().err
+    assert easel(config_file, "draw", "x", "--size", "big") == 2
+    assert "size" in capsys.readouterr().err.lower()
+    assert easel(config_file, "show", "nosuchid") == 2
+    assert "No job with id" in capsys.readouterr().err
+    assert easel(config_file, "draw", "x", "--init-image", str(tmp_path / "missing.png")) == 2
+    assert "Cannot read" in capsys.readouterr().err
+
+
+def test_bad_config_names_the_key(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[generation]\nmax_stepz = 3\n")
+    assert run(["--config", str(bad), "history"]) == 2
+    assert "generation.max_stepz: unknown key" in capsys.readouterr().err
+
+
+def test_models_registry_commands(config_file, capsys, tmp_path, data_dir) -> None:
+    assert easel(config_file, "models", "list") == 0
+    assert "* demo" in capsys.readouterr().out
+    folder = tmp_path / "copy"
+    assert easel(config_file, "demo-model", str(folder)) == 0
+    capsys.readouterr()
+    assert (
+        easel(
+            config_file,
+            "models",
+            "add",
+            "mine",
+            str(folder),
+            "--default-steps",
+            "3",
+            "--default-size",
+            "64x64",
+            "--default-sampler",
+            "euler",
+        )
+        == 0
+    )
+    assert "registered mine (folder" in capsys.readouterr().out
+    assert easel(config_file, "models", "default", "mine") == 0
+    models = easel_json(capsys, config_file, "models", "list")
+    assert isinstance(models, list)
+    mine = next(m for m in models if m["name"] == "mine")
+    assert mine["is_default"] and mine["default_sampler"] == "Euler" and mine["revision"]
+    job = easel_json(capsys, config_file, "draw", "uses the default model")
+    assert isinstance(job, dict) and job["model"] == "mine" and job["steps"] == 3
+    assert easel(config_file, "models", "remove", "mine") == 2  # the default cannot go
+    capsys.readouterr()
+    assert easel(config_file, "models", "default", "demo") == 0
+    assert easel(config_file, "models", "remove", "mine") == 0
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"pickle")
+    assert easel(config_file, "models", "add", "unsafe", str(ckpt)) == 2
+    assert "safetensors" in capsys.readouterr().err
+    assert easel(config_file, "models", "add", "hub", "someone/not-cached-model") == 2
+    assert "offline" in capsys.readouterr().err
+
+
+def test_generation_refused_while_another_engine_runs(config_file, capsys, data_dir) -> None:
+    from bot.app import EngineLock
+
+    lock = EngineLock(data_dir)
+    lock.acquire()
+    try:
+        assert easel(config_file, "draw", "x") == 2
+        assert "Another Easel engine" in capsys.readouterr().err
+        assert easel(config_file, "history") == 0  # read-only commands still work
+    finally:
+        lock.release()
+
+
+def test_serve_stops_cleanly_on_sigterm(config_file) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from bot.cli import main; main()",
+            "--config",
+            str(config_file),
+            "serve",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            seen.append(line)
+            if "engine running" in line:
+                break
+        else:
+            pytest.fail("serve did not start: " + "".join(seen))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        rest = process.stderr.read()
+        assert "stopped cleanly" in rest
+    finally:
+        if process.poll() is None:
+            process.kill()
