@@ -23,6 +23,7 @@ from bot.config import Config
 from generation.clock import Clock, SystemClock
 from generation.errors import EngineBusy
 from generation.events import EventBus
+from generation.model_sources import inspect_source, inspect_upscaler
 from generation.queue import JobQueue
 from generation.render import Backend, ModelSource
 from generation.service import Service
@@ -116,12 +117,12 @@ class App:
         return self._backend
 
     def _inspect_model(self, name: str, source: str, config: str | None) -> ModelSource:
-        inspected: ModelSource = self.backend.inspect_source(name, source, config)  # type: ignore[attr-defined]
-        return inspected
+        unsafe = self.config.generation.allow_unsafe_weights
+        return inspect_source(name, source, config, allow_unsafe_weights=unsafe)
 
     def _inspect_upscaler(self, name: str, path: str) -> ModelSource:
-        inspected: ModelSource = self.backend.inspect_upscaler(name, path)  # type: ignore[attr-defined]
-        return inspected
+        unsafe = self.config.generation.allow_unsafe_weights
+        return inspect_upscaler(name, path, allow_unsafe_weights=unsafe)
 
     # ------------------------------------------------------------------ lifecycle
 

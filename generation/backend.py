@@ -1,20 +1,12 @@
 """The diffusion backend: the only module (with ``demo_model.py``) that imports torch/diffusers.
 
-``DiffusersBackend`` classifies model sources at registration time (``inspect_source``), keeps the
-most recently used pipelines resident (LRU keyed by model name + revision), maps A1111 sampler names
-to diffusers schedulers, and renders text-to-image, image-to-image and upscale jobs with one CPU
-``torch.Generator`` per image, so image ``i`` of a job equals the single-image job with seed
-``seed + i`` and a single image equals what plain diffusers draws with the same settings.
-
-Model identity (``ModelSource.revision``):
-
-* ``builtin``: ``DEMO_REVISION``;
-* ``hub``: the commit hash of the snapshot in the local Hugging Face cache (``None`` when the
-  repository is not cached yet: it is downloaded on first load, after which ``inspect_source``
-  returns the commit); a known commit is passed to ``from_pretrained`` so loads are pinned;
-* ``folder``: a sha256 fingerprint of the folder: every file's relative path and size, the full
-  text of small files (configs) and the first and last MiB of large ones (weights);
-* ``single_file`` / ``upscaler``: the sha256 of the file.
+``DiffusersBackend`` keeps the most recently used pipelines resident (LRU keyed by model name +
+revision), maps A1111 sampler names to diffusers schedulers, and renders text-to-image,
+image-to-image and upscale jobs with one CPU ``torch.Generator`` per image, so image ``i`` of a job
+equals the single-image job with seed ``seed + i`` and a single image equals what plain diffusers
+draws with the same settings. Models are classified and identified at registration time, without
+torch, by ``generation.model_sources``; a known Hub commit is passed to ``from_pretrained`` so
+loads are pinned.
 
 Threading: every public method takes one lock; the worker calls them from its single thread.
 """
@@ -22,12 +14,8 @@ Threading: every public method takes one lock; the worker calls them from its si
 from __future__ import annotations
 
 import gc
-import hashlib
 import io
 import json
-import os
-import re
-import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,9 +26,9 @@ from typing import Any
 import diffusers as _diffusers
 import numpy as np
 import torch
+import transformers.utils.logging as _transformers_logging
 from PIL import Image
 
-from generation.demo_info import DEMO_REVISION, DEMO_SOURCE
 from generation.demo_model import ensure_demo_model
 from generation.errors import (
     ConfigError,
@@ -51,12 +39,17 @@ from generation.errors import (
     ModelError,
     OutOfMemory,
 )
+from generation.model_sources import UNSAFE_HINT, hub_error, is_sdxl_file, offline
 from generation.render import ModelSource, ProgressFn, RenderJob
 from generation.samplers import scheduler_for
 from generation.spec import Mode
 
-# diffusers is only partly typed; everything from it is Any at this edge.
+# diffusers and transformers are only partly typed; everything from them is Any at this edge.
 _d: Any = _diffusers
+_transformers_log: Any = _transformers_logging
+# Their tqdm bars would print to stderr on every model load; the worker reports progress itself.
+_d.utils.logging.disable_progress_bar()
+_transformers_log.disable_progress_bar()
 try:  # newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns)
     from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401
 
@@ -64,21 +57,13 @@ try:  # newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns
 except ImportError:  # pragma: no cover - older diffusers
     _DTYPE_KW = "torch_dtype"
 
-"""``(step, total_steps, preview PNG or None)``; ``total_steps`` is the number of denoising steps
-the pipeline really runs (fewer than ``spec.steps`` for image-to-image, more for Heun)."""
-
-UNSAFE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
-_UNSAFE_HINT = (
-    "only .safetensors weights are loaded; set generation.allow_unsafe_weights = true to allow "
-    "pickled weights (they can run arbitrary code: only for files you trust)"
-)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_SMALL_FILE = 1 << 20
 # Latent -> RGB projections (the widely used SD 1.x and SDXL "latent_rgb_factors").
+# fmt: off
 _RGB_SD15 = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350),
              (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.6178))
 _RGB_SDXL = ((0.3920, 0.4054, 0.4549), (-0.2634, -0.0196, 0.0653),
              (0.0568, 0.1687, -0.0755), (-0.3112, -0.2359, -0.2076))
+# fmt: on
 _PREVIEW_SIDE = 128
 _DEFAULT_STRENGTH = {Mode.IMG2IMG: 0.75, Mode.UPSCALE: 0.35}
 
@@ -89,76 +74,6 @@ class _Resident:
     scheduler_config: Any  # the pipeline's own scheduler config, as loaded
     rgb_factors: tuple[tuple[float, float, float], ...]
     img2img: Any = field(default=None)
-
-
-def _offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}:
-        return True
-    try:
-        from huggingface_hub import constants
-    except ImportError:  # pragma: no cover - huggingface_hub comes with diffusers
-        return False
-    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
-
-
-def _offline_message(repo: str) -> str:
-    return (
-        f"model {repo!r} is not in the local Hugging Face cache and the machine is offline "
-        "(HF_HUB_OFFLINE=1): download it once with network access, or register a local folder"
-    )
-
-
-def _cached_commit(repo: str) -> str | None:
-    """The commit of ``repo``'s cached snapshot (``model_index.json`` present), else None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    hit = try_to_load_from_cache(repo, "model_index.json")
-    if not isinstance(hit, str):
-        return None
-    parts = Path(hit).parts
-    return parts[-2] if len(parts) >= 2 and parts[-3] == "snapshots" else None
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if any(part.startswith(".") for part in rel.split("/")):
-            continue
-        size = path.stat().st_size
-        digest.update(f"{rel}\0{size}\0".encode())
-        with path.open("rb") as fh:
-            if size <= 2 * _SMALL_FILE:
-                digest.update(fh.read())
-            else:
-                digest.update(fh.read(_SMALL_FILE))
-                fh.seek(-_SMALL_FILE, os.SEEK_END)
-                digest.update(fh.read(_SMALL_FILE))
-    return digest.hexdigest()
-
-
-def _safetensors_keys(path: Path) -> list[str]:
-    """Tensor names from a .safetensors header, without reading the weights."""
-    with path.open("rb") as fh:
-        (length,) = struct.unpack("<Q", fh.read(8))
-        if length > 100_000_000:
-            raise ModelError(f"{path} is not a valid .safetensors file (header too large)")
-        header = json.loads(fh.read(length))
-    return [key for key in header if key != "__metadata__"]
-
-
-def _is_sdxl_file(path: Path) -> bool:
-    if path.suffix.lower() == ".safetensors":
-        return any(key.startswith("conditioner.embedders.1") for key in _safetensors_keys(path))
-    return "xl" in path.stem.lower()
 
 
 def _preview_png(latents: Any, factors: tuple[tuple[float, float, float], ...]) -> bytes | None:
@@ -247,101 +162,6 @@ class DiffusersBackend:
     def device_name(self) -> str:
         return self._device
 
-    # ----------------------------------------------------------------- registration
-
-    def inspect_source(self, name: str, source: str, config: str | None = None) -> ModelSource:
-        """Classify and validate ``source``; compute its revision. Downloads nothing."""
-        source = source.strip()
-        if source.startswith("builtin:"):
-            if source != DEMO_SOURCE:
-                raise ModelError(
-                    f"unknown built-in model {source!r}; the only one is {DEMO_SOURCE}"
-                )
-            return ModelSource(name, source, "builtin", DEMO_REVISION)
-        path = Path(source).expanduser()
-        if path.is_dir():
-            return self._inspect_folder(name, path)
-        if path.is_file():
-            return self._inspect_file(name, path, config)
-        looks_like_path = (
-            source.startswith((".", "/", "~", "\\"))
-            or source.lower().endswith((".safetensors", *UNSAFE_SUFFIXES))
-            or bool(re.match(r"^[A-Za-z]:[\\/]", source))
-        )
-        if _HUB_ID.match(source) and not looks_like_path:
-            commit = _cached_commit(source)
-            if commit is None and _offline():
-                raise ModelError(_offline_message(source))
-            return ModelSource(name, source, "hub", commit)
-        raise ModelError(
-            f"model {name!r}: no such file or folder: {str(path)!r} (give a diffusers folder, a "
-            ".safetensors file, a Hugging Face repo id like 'org/name', or builtin:demo)"
-        )
-
-    def _inspect_folder(self, name: str, path: Path) -> ModelSource:
-        if not (path / "model_index.json").is_file():
-            raise ModelError(
-                f"model {name!r}: {str(path)!r} is not a diffusers folder (no model_index.json); "
-                "for a single checkpoint register the .safetensors file itself"
-            )
-        files = [p for p in path.rglob("*") if p.is_file()]
-        has_safe = any(p.suffix.lower() == ".safetensors" for p in files)
-        has_unsafe = any(p.suffix.lower() in UNSAFE_SUFFIXES for p in files)
-        if not has_safe and has_unsafe and not self._allow_unsafe:
-            raise ModelError(f"model {name!r}: {str(path)!r} has no .safetensors weights: "
-                             f"{_UNSAFE_HINT}")
-        if not has_safe and not has_unsafe:
-            raise ModelError(f"model {name!r}: {str(path)!r} contains no weight files")
-        return ModelSource(name, str(path.resolve()), "folder", _folder_fingerprint(path))
-
-    def _inspect_file(self, name: str, path: Path, config: str | None) -> ModelSource:
-        suffix = path.suffix.lower()
-        if suffix in UNSAFE_SUFFIXES and not self._allow_unsafe:
-            raise ModelError(f"model {name!r}: {path.name} is a pickled checkpoint: {_UNSAFE_HINT}")
-        if suffix not in {".safetensors", *UNSAFE_SUFFIXES}:
-            raise ModelError(
-                f"model {name!r}: {path.name} is not a model file (expected .safetensors)"
-            )
-        if suffix == ".safetensors":
-            try:
-                _safetensors_keys(path)
-            except (OSError, ValueError, struct.error) as e:
-                raise ModelError(f"model {name!r}: {path.name} is not a valid .safetensors file: "
-                                 f"{e}") from e
-        if config is not None:
-            config = self._check_config(name, config)
-        return ModelSource(name, str(path.resolve()), "single_file", _sha256_file(path), config)
-
-    @staticmethod
-    def _check_config(name: str, config: str) -> str:
-        folder = Path(config).expanduser()
-        if folder.is_dir():
-            if not (folder / "model_index.json").is_file():
-                raise ModelError(f"model {name!r}: --config {config!r} is not a diffusers folder "
-                                 "(no model_index.json)")
-            return str(folder.resolve())
-        if _HUB_ID.match(config):
-            if _cached_commit(config) is None:
-                raise ModelError(
-                    f"model {name!r}: --config {config!r} is not in the local Hugging Face cache; "
-                    "single files load their configs offline: download that repo once, or give a "
-                    "local diffusers folder of the same architecture"
-                )
-            return config
-        raise ModelError(f"model {name!r}: --config {config!r}: no such folder or Hub repo id")
-
-    def inspect_upscaler(self, name: str, path: str) -> ModelSource:
-        """An ESRGAN-family upscaler file (loaded with spandrel); revision = file sha256."""
-        file = Path(path).expanduser()
-        if not file.is_file():
-            raise ModelError(f"upscaler {name!r}: no such file: {str(file)!r}")
-        suffix = file.suffix.lower()
-        if suffix in UNSAFE_SUFFIXES and not self._allow_unsafe:
-            raise ModelError(f"upscaler {name!r}: {file.name} is pickled: {_UNSAFE_HINT}")
-        if suffix not in {".safetensors", *UNSAFE_SUFFIXES}:
-            raise ModelError(f"upscaler {name!r}: {file.name} is not a weights file")
-        return ModelSource(name, str(file.resolve()), "upscaler", _sha256_file(file))
-
     # ----------------------------------------------------------------- loading
 
     def preload(self, model: ModelSource) -> None:
@@ -353,8 +173,9 @@ class DiffusersBackend:
             except BaseException as e:
                 if _is_oom(e):
                     self._free_cuda()
-                    raise OutOfMemory(f"Out of memory on {self._device} while loading model "
-                                      f"{model.name!r}") from e
+                    raise OutOfMemory(
+                        f"Out of memory on {self._device} while loading model {model.name!r}"
+                    ) from e
                 raise
 
     def _resident(self, model: ModelSource) -> _Resident:
@@ -393,7 +214,7 @@ class DiffusersBackend:
             extra: dict[str, Any] = {}
             if model.revision:
                 extra["revision"] = model.revision
-            if _offline():
+            if offline():
                 extra["local_files_only"] = True
             try:
                 index = Path(hf_hub_download(model.source, "model_index.json", **extra))
@@ -401,7 +222,7 @@ class DiffusersBackend:
             except EaselError:
                 raise
             except Exception as e:
-                raise self._hub_error(model, e) from e
+                raise hub_error(model, e) from e
         if model.kind == "single_file":
             return self._from_single_file(model, dtype)
         raise ModelError(f"model {model.name!r}: cannot render with a {model.kind!r} model")
@@ -427,33 +248,19 @@ class DiffusersBackend:
                 raise
             hint = ""
             if not self._allow_unsafe and "safetensors" in str(e).lower():
-                hint = f" ({_UNSAFE_HINT})"
+                hint = f" ({UNSAFE_HINT})"
             elif model.kind == "hub" and not isinstance(e, ValueError | TypeError):
-                raise self._hub_error(model, e) from e
+                raise hub_error(model, e) from e
             raise ModelError(
                 f"model {model.name!r} could not be loaded from {where!r}: "
                 f"{type(e).__name__}: {e}{hint}"
             ) from e
 
-    @staticmethod
-    def _hub_error(model: ModelSource, e: Exception) -> ModelError:
-        kind = type(e).__name__
-        if _offline() and (kind == "LocalEntryNotFoundError" or isinstance(e, OSError)):
-            return ModelError(_offline_message(model.source))
-        if kind in {"RepositoryNotFoundError", "GatedRepoError"}:
-            return ModelError(
-                f"model {model.name!r}: Hub repository {model.source!r} was not found or needs a "
-                "login (run `huggingface-cli login` for gated models)"
-            )
-        return ModelError(
-            f"model {model.name!r} could not be loaded from the Hub ({model.source!r}): {kind}: {e}"
-        )
-
     def _from_single_file(self, model: ModelSource, dtype: torch.dtype) -> Any:
         path = Path(model.source)
         if not path.is_file():
             raise ModelError(f"model {model.name!r}: file {model.source!r} is gone")
-        xl = _is_sdxl_file(path)
+        xl = is_sdxl_file(path)
         cls = _d.StableDiffusionXLPipeline if xl else _d.StableDiffusionPipeline
         kwargs: dict[str, Any] = {_DTYPE_KW: dtype, "local_files_only": True}
         if model.config:
@@ -467,12 +274,14 @@ class DiffusersBackend:
                 raise
             family = "SDXL" if xl else "SD 1.x/2.x"
             example = (
-                "stabilityai/stable-diffusion-xl-base-1.0" if xl
+                "stabilityai/stable-diffusion-xl-base-1.0"
+                if xl
                 else "stable-diffusion-v1-5/stable-diffusion-v1-5"
             )
             hint = (
-                f"the config {model.config!r} does not fit this checkpoint" if model.config else
-                "diffusers needs the model's config files locally and found none: register it "
+                f"the config {model.config!r} does not fit this checkpoint"
+                if model.config
+                else "diffusers needs the model's config files locally and found none: register it "
                 f"again with --config <a local diffusers folder of the same architecture, or a "
                 f"cached Hub id such as {example}>"
             )
@@ -553,8 +362,9 @@ class DiffusersBackend:
         entry = self._resident(job.model)
         callback = self._callback(entry, progress, should_stop)
         if spec.mode is Mode.TXT2IMG:
-            images = self._call(entry, entry.pipe, jobs, callback,
-                                width=spec.width, height=spec.height)
+            images = self._call(
+                entry, entry.pipe, jobs, callback, width=spec.width, height=spec.height
+            )
         else:
             if job.init_image is None:
                 raise InvalidRequest(f"a {spec.mode.value} job needs an input image")
@@ -568,12 +378,19 @@ class DiffusersBackend:
             steps = spec.steps
             while int(steps * strength) < 1:
                 steps += 1
-            images = self._call(entry, self._img2img(entry), jobs, callback,
-                                image=init, strength=strength, steps=steps)
+            images = self._call(
+                entry,
+                self._img2img(entry),
+                jobs,
+                callback,
+                image=init,
+                strength=strength,
+                steps=steps,
+            )
         out: list[list[Image.Image]] = []
         for j in jobs:
             out.append([im.convert("RGB") for im in images[: j.spec.count]])
-            images = images[j.spec.count:]
+            images = images[j.spec.count :]
         return out
 
     def _call(
@@ -627,8 +444,9 @@ class DiffusersBackend:
     ) -> Callable[..., dict[str, Any]]:
         previews = self._previews
 
-        def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]
-                        ) -> dict[str, Any]:
+        def on_step_end(
+            pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]
+        ) -> dict[str, Any]:
             total = int(getattr(pipe, "num_timesteps", 0) or step + 1)
             preview = None
             if previews and "latents" in kwargs:

@@ -17,12 +17,12 @@ from PIL import Image
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
 from generation.demo_model import (
     DEMO_DEFAULTS,
-    DEMO_REVISION,
     DEMO_SOURCE,
     ensure_demo_model,
     save_demo_model,
 )
 from generation.errors import GenerationFailed, JobInterrupted, ModelError
+from generation.model_sources import inspect_source, inspect_upscaler
 from generation.samplers import SAMPLERS, scheduler_for
 from generation.spec import GenerationSpec, Mode
 
@@ -74,8 +74,8 @@ def demo_backend(demo_data_dir: Path) -> Iterator[DiffusersBackend]:
 
 
 @pytest.fixture(scope="module")
-def demo_source(demo_backend: DiffusersBackend) -> ModelSource:
-    return demo_backend.inspect_source("demo", DEMO_SOURCE)
+def demo_source() -> ModelSource:
+    return inspect_source("demo", DEMO_SOURCE)
 
 
 def _spec(**changes: Any) -> GenerationSpec:
@@ -190,9 +190,9 @@ def test_render_batch_matches_separate_renders(
 def test_folder_source_renders_like_builtin(
     demo_backend: DiffusersBackend, demo_source: ModelSource, demo_folder: Path
 ) -> None:
-    folder = demo_backend.inspect_source("demo-folder", str(demo_folder))
+    folder = inspect_source("demo-folder", str(demo_folder))
     assert folder.kind == "folder" and folder.revision and len(folder.revision) == 64
-    assert demo_backend.inspect_source("again", str(demo_folder)).revision == folder.revision
+    assert inspect_source("again", str(demo_folder)).revision == folder.revision
     [a] = _render(demo_backend, demo_source)
     [b] = _render(demo_backend, folder)
     assert _max_diff(a, b) == 0
@@ -258,7 +258,7 @@ def test_esrgan_upscaler_without_spandrel_says_what_to_install(
 
     file = tmp_path / "4x-test.safetensors"
     save_file({"w": torch.zeros(1)}, str(file))
-    upscaler = demo_backend.inspect_upscaler("4x", str(file))
+    upscaler = inspect_upscaler("4x", str(file))
     assert upscaler.kind == "upscaler" and upscaler.revision and len(upscaler.revision) == 64
     job = RenderJob(
         _spec(mode=Mode.UPSCALE, upscaler="4x", width=128, height=128),
@@ -312,62 +312,7 @@ def test_pipeline_errors_become_generation_failed(
         _render(demo_backend, demo_source, width=60)
 
 
-# ------------------------------------------------------------------ registration
-
-
-def test_inspect_builtin(demo_backend: DiffusersBackend) -> None:
-    source = demo_backend.inspect_source("demo", DEMO_SOURCE)
-    assert source == ModelSource("demo", DEMO_SOURCE, "builtin", DEMO_REVISION)
-    with pytest.raises(ModelError, match="builtin:demo"):
-        demo_backend.inspect_source("x", "builtin:nope")
-
-
-def test_inspect_missing_path(demo_backend: DiffusersBackend, tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="no such file or folder"):
-        demo_backend.inspect_source("x", str(tmp_path / "nothing-here.safetensors"))
-    with pytest.raises(ModelError, match="no such file or folder"):
-        demo_backend.inspect_source("x", "./models/nothing")
-
-
-def test_inspect_refuses_pickled_weights(demo_data_dir: Path, tmp_path: Path) -> None:
-    ckpt = tmp_path / "model.ckpt"
-    ckpt.write_bytes(b"not really a pickle")
-    strict = DiffusersBackend(data_dir=demo_data_dir, device="cpu")
-    with pytest.raises(ModelError, match=r"only \.safetensors weights are loaded.*"
-                       r"generation\.allow_unsafe_weights = true"):
-        strict.inspect_source("x", str(ckpt))
-    folder = tmp_path / "pickled"
-    (folder / "unet").mkdir(parents=True)
-    (folder / "model_index.json").write_text("{}")
-    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"x")
-    with pytest.raises(ModelError, match="allow_unsafe_weights"):
-        strict.inspect_source("x", str(folder))
-    lenient = DiffusersBackend(data_dir=demo_data_dir, device="cpu", allow_unsafe_weights=True)
-    assert lenient.inspect_source("x", str(ckpt)).kind == "single_file"
-    assert lenient.inspect_source("x", str(folder)).kind == "folder"
-
-
-def test_inspect_single_safetensors_file(demo_backend: DiffusersBackend, tmp_path: Path) -> None:
-    from safetensors.torch import save_file
-
-    file = tmp_path / "tiny.safetensors"
-    save_file({"model.diffusion_model.x": torch.zeros(2)}, str(file))
-    source = demo_backend.inspect_source("tiny", str(file))
-    assert source.kind == "single_file" and source.revision and len(source.revision) == 64
-    with pytest.raises(ModelError, match="--config"):
-        demo_backend.inspect_source("tiny", str(file), config=str(tmp_path / "no-such-config"))
-
-
-def test_inspect_hub_id_offline_and_uncached(
-    demo_backend: DiffusersBackend, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError) as info:
-        demo_backend.inspect_source("x", "easel-tests/surely-not-cached-model-0")
-    message = str(info.value)
-    assert "not in the local Hugging Face cache" in message
-    assert "offline (HF_HUB_OFFLINE=1)" in message
-    assert "register a local folder" in message
+# ------------------------------------------------------------------ device and loading
 
 
 def test_device_and_dtype(demo_data_dir: Path) -> None:
