@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -67,6 +67,25 @@ class ScopeSettings:
                 values[key] = tuple(values[key])
         return cls(**values)
 
+    def updated(self, changes: Mapping[str, Any]) -> ScopeSettings:
+        """A copy with ``changes`` applied; each value is checked, ``None`` restores the default."""
+        known = {f.name for f in fields(self)}
+        values = asdict(self)
+        for key, value in changes.items():
+            if key not in known:
+                raise InvalidRequest(
+                    f"Unknown setting {key!r}. Settings: {', '.join(sorted(known))}."
+                )
+            values[key] = _check_setting(key, value)
+        return ScopeSettings.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("allowed_models", "blocklist"):
+            if data[key] is not None:
+                data[key] = list(data[key])
+        return data
+
     def limits(self, base: LimitsConfig) -> EffectiveLimits:
         def pick(override: Any, default: Any) -> Any:
             return default if override is None else override
@@ -78,6 +97,35 @@ class ScopeSettings:
             daily_quota=pick(self.daily_quota, base.daily_quota),
             max_queue=base.max_queue,
         )
+
+
+_POSITIVE_INTS = {"burst", "max_queued_per_user", "max_steps", "max_count", "max_pixels"}
+
+
+def _check_setting(key: str, value: Any) -> Any:
+    if value is None:
+        return [] if key == "blocklist" else None
+    if key in ("allowed_models", "blocklist"):
+        if isinstance(value, str) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise InvalidRequest(f"{key} must be a list of non-empty words.")
+        words = list(dict.fromkeys(v.strip() for v in value))
+        if len(words) > 500:
+            raise InvalidRequest(f"{key} may hold at most 500 entries.")
+        return words
+    if key == "default_model":
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidRequest("default_model must be a model name.")
+        return value.strip()
+    if key == "rate_per_minute":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise InvalidRequest("rate_per_minute must be a number greater than 0.")
+        return float(value)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if key == "daily_quota" and not (is_int and value >= 0):
+        raise InvalidRequest("daily_quota must be a whole number, 0 for unlimited.")
+    if key in _POSITIVE_INTS and not (is_int and value >= 1):
+        raise InvalidRequest(f"{key} must be a whole number of at least 1.")
+    return value
 
 
 class AdmissionPolicy:

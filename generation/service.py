@@ -29,7 +29,14 @@ from generation.requests import DrawRequest, Origin
 from generation.spec import MAX_SEED, VARY_STRENGTHS, Action, GenerationSpec, Mode
 from generation.uploads import load_upload, reencode_png
 from storage.images import ImageStore
-from storage.records import JobRecord, ModelRecord, NewJob, ScopeRecord, UserRecord
+from storage.records import (
+    ImageRecord,
+    JobRecord,
+    ModelRecord,
+    NewJob,
+    ScopeRecord,
+    UserRecord,
+)
 from storage.repository import Store
 
 # Called at registration to classify a model source and compute its revision (backend.py).
@@ -260,6 +267,35 @@ class Service:
         await self.store.set_default_model(name)
         return model
 
+    # ------------------------------------------------------------------ scope settings (admin)
+
+    async def scope_settings(self, origin: Origin) -> ScopeSettings:
+        _, scope = await self._identify(origin)
+        return ScopeSettings.from_dict(scope.settings)
+
+    async def update_scope_settings(self, origin: Origin, **changes: Any) -> ScopeSettings:
+        """Change this scope's limits, blocklist or models; ``None`` restores a default."""
+        self._require_admin(origin)
+        _, scope = await self._identify(origin)
+        settings = ScopeSettings.from_dict(scope.settings).updated(changes)
+        for name in [settings.default_model, *(settings.allowed_models or ())]:
+            if name is not None and await self.store.get_model(name) is None:
+                raise InvalidRequest(
+                    f"Unknown model {name!r}. Available: {await self._model_names()}."
+                )
+        await self.store.update_scope_settings(scope.id, settings.to_dict())
+        return settings
+
+    async def block_words(self, origin: Origin, words: list[str]) -> ScopeSettings:
+        current = await self.scope_settings(origin)
+        return await self.update_scope_settings(origin, blocklist=[*current.blocklist, *words])
+
+    async def unblock_words(self, origin: Origin, words: list[str]) -> ScopeSettings:
+        current = await self.scope_settings(origin)
+        drop = {word.lower() for word in words}
+        kept = [word for word in current.blocklist if word.lower() not in drop]
+        return await self.update_scope_settings(origin, blocklist=kept)
+
     # ------------------------------------------------------------------ internals
 
     def _require_admin(self, origin: Origin) -> None:
@@ -292,7 +328,7 @@ class Service:
             raise InvalidRequest(f"Model {name!r} is not allowed here. Allowed: {allowed}.")
         return model
 
-    def _parent_image(self, parent: JobRecord, index: int) -> Any:
+    def _parent_image(self, parent: JobRecord, index: int) -> ImageRecord:
         if parent.status != "succeeded" or not parent.images:
             raise InvalidRequest(
                 f"Job {parent.id} has no images yet ({parent.status}); wait until it finishes."

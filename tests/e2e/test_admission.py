@@ -164,3 +164,40 @@ async def test_engine_refuses_new_jobs_while_stopping(app: App) -> None:
     app.service.accepting = False
     with pytest.raises(Exception, match="shutting down"):
         await app.service.draw(origin(), small())
+
+
+async def test_scope_settings_are_admin_only_validated_and_applied(app: App) -> None:
+    admin = origin("boss", admin=True)
+    with pytest.raises(PermissionDenied):
+        await app.service.update_scope_settings(origin(), max_steps=5)
+    with pytest.raises(InvalidRequest, match="Unknown setting 'max_stepz'"):
+        await app.service.update_scope_settings(admin, max_stepz=5)
+    with pytest.raises(InvalidRequest, match="max_steps must be a whole number of at least 1"):
+        await app.service.update_scope_settings(admin, max_steps=0)
+    with pytest.raises(InvalidRequest, match="rate_per_minute must be a number"):
+        await app.service.update_scope_settings(admin, rate_per_minute="fast")
+    with pytest.raises(InvalidRequest, match="Unknown model 'nope'"):
+        await app.service.update_scope_settings(admin, allowed_models=["nope"])
+
+    settings = await app.service.update_scope_settings(admin, max_steps=5, max_count=2)
+    assert (settings.max_steps, settings.max_count) == (5, 2)
+    with pytest.raises(InvalidRequest, match="Steps 6 is above this server's maximum of 5"):
+        await app.service.draw(origin(), small(steps=6))
+    # Other scopes keep the server's limits.
+    await app.service.draw(origin(scope="elsewhere"), small(steps=6))
+
+    await app.service.block_words(admin, ["gore", "  Blood "])
+    assert (await app.service.scope_settings(admin)).blocklist == ("gore", "Blood")
+    await app.service.unblock_words(admin, ["blood"])
+    assert (await app.service.scope_settings(admin)).blocklist == ("gore",)
+    restored = await app.service.update_scope_settings(admin, max_steps=None)
+    assert restored.max_steps is None
+
+
+async def test_allowed_models_restrict_a_scope(app: App) -> None:
+    admin = origin("boss", admin=True)
+    await app.service.update_scope_settings(admin, allowed_models=["demo"])
+    await app.service.draw(origin(), small(model="demo"))
+    await app.store.add_model("other", source="builtin:demo", kind="builtin")
+    with pytest.raises(InvalidRequest, match=r"Model 'other' is not allowed here\. Allowed: demo"):
+        await app.service.draw(origin(), small(model="other"))
