@@ -28,8 +28,9 @@ from bot.views import describe_params, describe_queue, job_to_dict
 from generation.errors import EaselError, Rejected
 from generation.events import JobFinished, JobProgress, JobQueued, JobStarted
 from generation.requests import DrawRequest, Origin
-from generation.service import Accepted
+from generation.service import Accepted, Service
 from generation.sizing import parse_size
+from generation.worker import model_source
 from storage.records import JobRecord
 
 log = logging.getLogger("easel")
@@ -216,19 +217,7 @@ async def generate(config: Config, args: argparse.Namespace) -> int:
     app = App.from_config(config)
     await app.start()
     try:
-        service = app.service
-        submit: Callable[[], Awaitable[Accepted]]
-        if args.command == "draw":
-            request = draw_request(args)
-            submit = lambda: service.draw(origin, request)  # noqa: E731
-        elif args.command == "rerun":
-            submit = lambda: service.rerun(origin, args.id)  # noqa: E731
-        elif args.command == "reroll":
-            submit = lambda: service.reroll(origin, args.id)  # noqa: E731
-        elif args.command == "upscale":
-            submit = lambda: service.upscale(origin, args.id, args.index - 1)  # noqa: E731
-        else:
-            submit = lambda: service.vary(origin, args.id, args.index - 1, args.strength)  # noqa: E731
+        submit = submitter(app.service, origin, args)
         job = await run_to_completion(app, submit, quiet=args.json)
         paths = copy_images(app, job, args.out)
         await app.store.mark_delivered(job.id)
@@ -241,6 +230,22 @@ async def generate(config: Config, args: argparse.Namespace) -> int:
         return EXIT_OK if job.status == "succeeded" else EXIT_JOB_FAILED
     finally:
         await app.stop()
+
+
+def submitter(
+    service: Service, origin: Origin, args: argparse.Namespace
+) -> Callable[[], Awaitable[Accepted]]:
+    """The service call that a generation command makes (run once the progress listener is up)."""
+    if args.command == "draw":
+        request = draw_request(args)
+        return lambda: service.draw(origin, request)
+    calls: dict[str, Callable[[], Awaitable[Accepted]]] = {
+        "rerun": lambda: service.rerun(origin, args.id),
+        "reroll": lambda: service.reroll(origin, args.id),
+        "upscale": lambda: service.upscale(origin, args.id, args.index - 1),
+        "vary": lambda: service.vary(origin, args.id, args.index - 1, args.strength),
+    }
+    return calls[args.command]
 
 
 def draw_request(args: argparse.Namespace) -> DrawRequest:
@@ -372,6 +377,8 @@ async def serve(config: Config) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     default = await app.store.default_model()
+    if default is not None and app.worker is not None:
+        app.worker.preload(model_source(default))  # keep the default model resident
     log.info(
         "Easel engine running (data dir %s, default model %s)",
         config.data_dir,

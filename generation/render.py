@@ -10,7 +10,9 @@ from PIL import Image
 
 from generation.spec import GenerationSpec
 
-# (step, total steps, preview PNG or None); called from the worker thread.
+# (step, total steps, preview PNG or None); called from the worker thread. "total steps" is the
+# number of denoising steps the pipeline really runs (fewer than ``spec.steps`` for image-to-image,
+# more for Heun).
 ProgressFn = Callable[[int, int, bytes | None], None]
 StopFn = Callable[[], bool]
 
@@ -44,5 +46,7 @@ class Backend(Protocol):
     def render_batch(
         self, jobs: list[RenderJob], progress: ProgressFn, should_stop: StopFn
     ) -> list[list[Image.Image]]: ...
+
+    def preload(self, model: ModelSource) -> None: ...
 
     def close(self) -> None: ...

@@ -86,6 +86,17 @@ class Worker:
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="easel-worker")
 
+    def preload(self, model: ModelSource) -> asyncio.Future[None]:
+        """Load ``model`` on the worker thread ahead of the first job (jobs queue behind it)."""
+
+        def load() -> None:
+            try:
+                self.backend.preload(model)
+            except Exception as error:  # the first job using it reports the reason
+                log.warning("could not preload model %s: %s", model.name, error)
+
+        return asyncio.get_running_loop().run_in_executor(self._executor, load)
+
     async def stop(self, grace_seconds: float) -> None:
         """Let the running batch finish within ``grace_seconds``, else interrupt and re-queue it."""
         self._draining = True
