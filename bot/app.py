@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bot.config import Config
+from bot.delivery import DeliveryDispatcher
 from generation.clock import Clock, SystemClock
 from generation.errors import EngineBusy
 from generation.events import EventBus
@@ -82,6 +83,7 @@ class App:
         self._backend = backend
         self._lock = EngineLock(config.data_dir)
         self.worker: Worker | None = None
+        self.delivery = DeliveryDispatcher(self.store, self.bus)
         self.service = Service(
             config=config,
             store=self.store,
@@ -183,12 +185,14 @@ class App:
             max_batch=self.config.generation.max_batch,
         )
         self.worker.start()
+        await self.delivery.start()
 
     async def stop(self) -> None:
         self.service.accepting = False
         if self.worker is not None:
             await self.worker.stop(self.config.generation.shutdown_grace_seconds)
             self.worker = None
+        await self.delivery.stop()  # unsent results stay undelivered: sent at the next start
         with contextlib.suppress(Exception):
             await self.db.close()
         self._lock.release()

@@ -1,0 +1,152 @@
+"""Routes job events to the front end that owns each job, and records every delivery.
+
+A front end (Discord, Telegram, ...) registers itself with its platform name. For each job of
+that platform it receives the live events (queued, started, progress) best-effort, and the
+finished job through :meth:`FrontEnd.deliver`. A delivery is recorded in the store only after
+``deliver`` returns, so a crash between sending and recording can repeat one message (the
+documented send-then-record window) but never lose one. Failed deliveries are retried with
+back-off; whatever is still undelivered is retried at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
+
+from generation.events import EventBus, JobEvent, JobFinished, JobProgress, Subscription
+from storage.records import JobRecord
+from storage.repository import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETRY_DELAYS: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0)
+
+
+class FrontEnd(Protocol):
+    platform: str
+
+    async def on_event(self, event: JobEvent) -> None:
+        """Queue position, start and progress of one of this platform's jobs (best effort)."""
+
+    async def deliver(self, job: JobRecord) -> None:
+        """Send a finished job (succeeded, failed, cancelled) to its requester; raise on failure."""
+
+
+class DeliveryDispatcher:
+    def __init__(
+        self, store: Store, bus: EventBus, retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.retry_delays = tuple(retry_delays)
+        self._front_ends: dict[str, FrontEnd] = {}
+        self._subscription: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self._platform_of: dict[str, str] = {}  # job id -> platform, learned from events
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    def register(self, front_end: FrontEnd) -> None:
+        self._front_ends[front_end.platform] = front_end
+        if self.started:
+            self._spawn(self._redeliver(front_end.platform))
+
+    def unregister(self, platform: str) -> None:
+        self._front_ends.pop(platform, None)
+
+    async def start(self) -> None:
+        self._subscription = self.bus.subscribe(maxsize=4096)
+        self._task = asyncio.create_task(self._run(), name="easel-delivery")
+        for platform in list(self._front_ends):
+            self._spawn(self._redeliver(platform))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+
+    # ------------------------------------------------------------------ internals
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _run(self) -> None:
+        assert self._subscription is not None
+        while True:
+            event = await self._subscription.get()
+            platform = self._platform(event)
+            front_end = self._front_ends.get(platform) if platform else None
+            if front_end is None:
+                continue
+            if isinstance(event, JobFinished):
+                self._platform_of.pop(event.job.id, None)
+                self._spawn(self._deliver(front_end, event.job, attempt=0))
+            else:
+                self._spawn(self._notify(front_end, event))
+
+    def _platform(self, event: JobEvent) -> str | None:
+        if isinstance(event, JobProgress):
+            return self._platform_of.get(event.job_id)
+        self._platform_of[event.job.id] = event.job.platform
+        return event.job.platform
+
+    async def _notify(self, front_end: FrontEnd, event: JobEvent) -> None:
+        try:
+            await front_end.on_event(event)
+        except Exception:
+            log.exception("%s: could not show progress", front_end.platform)
+
+    async def _deliver(self, front_end: FrontEnd, job: JobRecord, attempt: int) -> None:
+        try:
+            await front_end.deliver(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}"
+            await self.store.record_delivery_failure(job.id, reason)
+            if attempt >= len(self.retry_delays):
+                log.error(
+                    "%s: giving up delivering job %s for now (%s); it is retried at the next start",
+                    front_end.platform,
+                    job.id,
+                    reason,
+                )
+                return
+            delay = self.retry_delays[attempt]
+            log.warning(
+                "%s: delivering job %s failed (%s); retrying in %.0f s",
+                front_end.platform,
+                job.id,
+                reason,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            await self._deliver(front_end, job, attempt + 1)
+            return
+        await self.store.mark_delivered(job.id)
+
+    async def _redeliver(self, platform: str) -> None:
+        front_end = self._front_ends.get(platform)
+        if front_end is None:
+            return
+        jobs = await self.store.undelivered(platform)
+        if jobs:
+            log.info("%s: delivering %d result(s) finished while it was away", platform, len(jobs))
+        for job in jobs:
+            await self._deliver(front_end, job, attempt=0)
