@@ -70,6 +70,24 @@ class TelegramConfig(_Section):
     owner_ids: tuple[int, ...] = ()
 
 
+class WebConfig(_Section):
+    """The local web page, Easel's JSON API and the AUTOMATIC1111-compatible API (one server)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=0, le=65535)  # 0 = any free port (tests)
+    # Environment variables holding credentials (never the credentials themselves).
+    api_auth_env: str = "EASEL_API_AUTH"  # "user:pass,user2:pass2" (HTTP basic)
+    api_token_env: str = "EASEL_API_TOKEN"  # bearer token for API clients
+    admin_token_env: str = "EASEL_ADMIN_TOKEN"  # bearer token for the admin routes
+    max_upload_mb: float = Field(10.0, gt=0.0, le=200.0)
+    sync_timeout_seconds: float = Field(600.0, gt=0.0)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
 class Config(_Section):
     data_dir: Path = Path("./data")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -78,6 +96,7 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     discord: DiscordConfig = DiscordConfig()
     telegram: TelegramConfig = TelegramConfig()
+    web: WebConfig = WebConfig()
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Config:
@@ -86,6 +105,8 @@ class Config(_Section):
             raise ValueError("generation.max_width and max_height must be multiples of 8")
         if g.min_cfg > g.max_cfg:
             raise ValueError("generation.min_cfg must not exceed generation.max_cfg")
+        if not self.web.host.strip():
+            raise ValueError('web.host must not be empty (use "0.0.0.0" for every interface)')
         return self
 
     @property
@@ -123,7 +144,7 @@ def load_config(path: str | Path | None = None) -> Config:
     """Load the TOML file at ``path`` (or ``$EASEL_CONFIG``); None and no env var = defaults."""
     chosen = path if path is not None else os.environ.get(CONFIG_ENV)
     if chosen is None:
-        return Config()
+        return _absolute_data_dir(Config())
     file = Path(chosen)
     try:
         text = file.read_text(encoding="utf-8")
@@ -133,11 +154,14 @@ def load_config(path: str | Path | None = None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{file}: not valid TOML: {error}") from None
-    config = parse_config(data, str(file))
-    if not config.data_dir.is_absolute():
-        # A relative data_dir is relative to the working directory, like every other CLI path.
-        config = config.model_copy(update={"data_dir": Path(os.path.abspath(config.data_dir))})
-    return config
+    return _absolute_data_dir(parse_config(data, str(file)))
+
+
+def _absolute_data_dir(config: Config) -> Config:
+    """A relative data_dir is relative to the working directory, like every other CLI path."""
+    if config.data_dir.is_absolute():
+        return config
+    return config.model_copy(update={"data_dir": Path(os.path.abspath(config.data_dir))})
 
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]

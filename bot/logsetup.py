@@ -61,5 +61,9 @@ def setup_logging(level: str, secret_env_vars: Iterable[str] = ()) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter that is noise at INFO
-    for noisy in ("httpx", "httpcore", "urllib3", "diffusers", "transformers", "aiosqlite"):
+    for noisy in ("httpx", "httpcore", "urllib3", "diffusers", "aiosqlite", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # transformers (configured on import, from this variable) warns about optional vision
+    # back-ends Easel never uses
+    if root.level > logging.DEBUG:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
