@@ -61,7 +61,7 @@ class DeliveryDispatcher:
         self._front_ends.pop(platform, None)
 
     async def start(self) -> None:
-        self._subscription = self.bus.subscribe(maxsize=4096)
+        self._subscription = self.bus.subscribe(max_progress=4096)
         self._task = asyncio.create_task(self._run(), name="easel-delivery")
         for platform in list(self._front_ends):
             self._spawn(self._redeliver(platform))

@@ -8,7 +8,6 @@ worker: progress events are dropped for it when its queue is full, state changes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -50,32 +49,45 @@ def event_job_id(event: JobEvent) -> str:
 
 
 class Subscription:
-    """Events for one job id, or for every job when ``job_id`` is None."""
+    """Events for one job id, or for every job when ``job_id`` is None.
 
-    def __init__(self, bus: EventBus, job_id: str | None, maxsize: int) -> None:
+    State changes (queued, started, finished) are always kept; at most ``max_progress``
+    progress events wait at once, and newer ones are dropped for a slow reader.
+    """
+
+    def __init__(self, bus: EventBus, job_id: str | None, max_progress: int) -> None:
         self._bus = bus
         self.job_id = job_id
-        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue(maxsize)
+        self.max_progress = max_progress
+        self.queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        self._progress_waiting = 0
 
     def offer(self, event: JobEvent) -> None:
         if self.job_id is not None and event_job_id(event) != self.job_id:
             return
-        if self.queue.full():
-            if isinstance(event, JobProgress):
+        if isinstance(event, JobProgress):
+            if self._progress_waiting >= self.max_progress:
                 return  # progress is disposable; state changes are not
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
+            self._progress_waiting += 1
         self.queue.put_nowait(event)
 
+    def _took(self, event: JobEvent) -> JobEvent:
+        if isinstance(event, JobProgress):
+            self._progress_waiting -= 1
+        return event
+
     async def get(self) -> JobEvent:
-        return await self.queue.get()
+        return self._took(await self.queue.get())
+
+    def get_nowait(self) -> JobEvent:
+        return self._took(self.queue.get_nowait())
 
     def close(self) -> None:
         self._bus._subscriptions.discard(self)
 
     async def __aiter__(self) -> AsyncIterator[JobEvent]:
         while True:
-            yield await self.queue.get()
+            yield await self.get()
 
 
 class EventBus:
@@ -86,8 +98,8 @@ class EventBus:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def subscribe(self, job_id: str | None = None, maxsize: int = 256) -> Subscription:
-        subscription = Subscription(self, job_id, maxsize)
+    def subscribe(self, job_id: str | None = None, max_progress: int = 256) -> Subscription:
+        subscription = Subscription(self, job_id, max_progress)
         self._subscriptions.add(subscription)
         return subscription
 

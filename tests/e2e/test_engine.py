@@ -46,7 +46,7 @@ async def test_progress_events_reach_subscribers_in_order(app_factory) -> None:
     assert job.status == "succeeded"
     events = []
     while not subscription.queue.empty():
-        events.append(subscription.queue.get_nowait())
+        events.append(subscription.get_nowait())
     kinds = [type(event) for event in events]
     assert kinds[0] is JobQueued
     assert JobStarted in kinds
