@@ -1,0 +1,393 @@
+"""AUTOMATIC1111-compatible generation endpoints under ``/sdapi/v1`` (A1111-API.md §4–§5).
+
+``txt2img`` and ``img2img`` run a normal Easel job as the API client (platform "api", scope
+"api"), so they share the fair queue, limits and history with everyone else, then wait for it
+and answer A1111's ``{images, parameters, info}``. ``progress``, ``interrupt``, ``skip`` and
+``options`` follow A1111's shapes; read-only lists, png-info and extras are in ``a1111_info``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from bot.app import App
+from bot.web.a1111_models import (
+    GenerationRequest,
+    Img2ImgRequest,
+    Txt2ImgRequest,
+    a1111_sampler_of,
+    find_checkpoint,
+    model_sha256,
+    model_title,
+    resolve_a1111_sampler,
+    validate,
+)
+from bot.web.auth import principal
+from bot.web.common import api_origin, decode_image, infotexts, read_json, user_key, wait_for_job
+from bot.web.errors import A1111HTTPError, A1111Validation, JobFailed, JobTimeout
+from bot.web.keys import app_of, state_of
+from generation.errors import InvalidRequest
+from generation.requests import DrawRequest, Origin
+from generation.worker import short_hash
+from storage.records import JobRecord, ModelRecord
+
+VERSION = "Easel"
+
+
+def _timestamp(job: JobRecord) -> str:
+    return job.created_at.strftime("%Y%m%d%H%M%S")
+
+
+def _single(value: str | list[str] | None, field: str) -> str:
+    """A1111 allows one prompt per image; Easel renders one prompt per request."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    distinct = set(value)
+    if len(distinct) > 1:
+        raise InvalidRequest(f"{field}: Easel renders one prompt per request; send a string.")
+    return value[0] if value else ""
+
+
+def _refuse_unsupported(req: GenerationRequest) -> None:
+    """What would change the picture but Easel cannot do: a clear 422, not a silent ignore."""
+    if req.script_name:
+        raise A1111HTTPError(422, f"Script '{req.script_name}' not found")
+    if req.alwayson_scripts:
+        raise A1111HTTPError(422, f"Script '{next(iter(req.alwayson_scripts))}' not found")
+    if isinstance(req, Txt2ImgRequest) and req.enable_hr:
+        raise InvalidRequest(
+            "Easel has no hires fix in txt2img: render, then upscale the job "
+            "(POST /api/jobs/{id}/actions with action upscale)."
+        )
+    if isinstance(req, Img2ImgRequest) and req.mask:
+        raise InvalidRequest("Easel does not inpaint: send img2img without a mask.")
+
+
+async def _model_override(app: App, req: GenerationRequest) -> str | None:
+    settings = req.override_settings or {}
+    wanted = settings.get("sd_model_checkpoint")
+    if wanted is None or wanted == "":
+        return None
+    if not isinstance(wanted, str):
+        raise A1111Validation(
+            [
+                {
+                    "loc": ["body", "override_settings", "sd_model_checkpoint"],
+                    "msg": "str type expected",
+                    "type": "type_error.str",
+                }
+            ]
+        )
+    model = find_checkpoint(await app.service.list_models(), wanted)
+    if model is None:
+        raise InvalidRequest(f"model {wanted!r} not found")
+    return model.name
+
+
+async def draw_request(
+    app: App, req: GenerationRequest, init_image: bytes | None, strength: float | None
+) -> DrawRequest:
+    sampler = resolve_a1111_sampler(req.sampler_name, req.sampler_index, req.scheduler)
+    seed = req.seed if req.seed is not None and req.seed != -1 else None
+    return DrawRequest(
+        prompt=_single(req.prompt, "prompt"),
+        negative_prompt=_single(req.negative_prompt, "negative_prompt"),
+        seed=seed,
+        steps=req.steps,
+        cfg=req.cfg_scale,
+        width=req.width,
+        height=req.height,
+        sampler=sampler[0] if sampler else None,
+        model=await _model_override(app, req),
+        count=(req.batch_size or 1) * (req.n_iter or 1),
+        strength=strength,
+        init_image=init_image,
+    )
+
+
+def build_info(job: JobRecord, req: GenerationRequest, texts: list[str]) -> dict[str, Any]:
+    """The ``info`` document (§5); serialised into a string by the caller."""
+    sampler, schedule = a1111_sampler_of(job.sampler)
+    n = len(job.images) or job.count
+    subseed = req.subseed if req.subseed is not None and req.subseed >= 0 else job.seed
+    denoising = req.denoising_strength if isinstance(req, Txt2ImgRequest) else None
+    return {
+        "prompt": job.prompt,
+        "all_prompts": [job.prompt] * n,
+        "negative_prompt": job.negative_prompt,
+        "all_negative_prompts": [job.negative_prompt] * n,
+        "seed": job.seed,
+        "all_seeds": job.seeds[:n],
+        "subseed": subseed,
+        "all_subseeds": [subseed + i for i in range(n)],
+        "subseed_strength": req.subseed_strength or 0.0,
+        "width": job.width,
+        "height": job.height,
+        "sampler_name": sampler,
+        "cfg_scale": job.cfg,
+        "steps": job.steps,
+        "batch_size": req.batch_size or 1,
+        "restore_faces": False,
+        "face_restoration_model": None,
+        "sd_model_name": job.model,
+        "sd_model_hash": short_hash(job.model_revision),
+        "sd_vae_name": None,
+        "sd_vae_hash": None,
+        "seed_resize_from_w": -1,
+        "seed_resize_from_h": -1,
+        # img2img: the strength used; txt2img: the request's value, like A1111 (unused there).
+        "denoising_strength": job.strength if job.strength is not None else denoising,
+        "extra_generation_params": {"Schedule type": schedule},
+        "index_of_first_image": 0,
+        "infotexts": texts,
+        "styles": list(req.styles or []),
+        "job_timestamp": _timestamp(job),
+        "clip_skip": 1,
+        "is_using_inpainting_conditioning": False,
+        "version": VERSION,
+        "easel_job_id": job.id,
+        "easel_status": str(job.status),
+    }
+
+
+def echo_parameters(req: GenerationRequest, job: JobRecord) -> dict[str, Any]:
+    """The request echoed back with the values Easel used where it left them out (§4.1)."""
+    params = req.model_dump()
+    sampler, schedule = a1111_sampler_of(job.sampler)
+    filled = {
+        "steps": job.steps,
+        "cfg_scale": job.cfg,
+        "width": job.width,
+        "height": job.height,
+        "sampler_name": sampler,
+        "sampler_index": "Euler",  # A1111 echoes its legacy default here (§4.1)
+        "scheduler": schedule,
+        "styles": [],
+        "script_args": [],
+        "alwayson_scripts": {},
+    }
+    for key, value in filled.items():
+        if params.get(key) is None:
+            params[key] = value
+    if isinstance(req, Img2ImgRequest) and not req.include_init_images:
+        params["init_images"] = None
+        params["mask"] = None
+    return params
+
+
+async def run_sync(request: web.Request, req: GenerationRequest, draw: DrawRequest) -> web.Response:
+    """Submit as the API client, wait for the job, answer A1111's response."""
+    app, state = app_of(request), state_of(request)
+    origin = api_origin(principal(request))
+    accepted = await app.service.draw(origin, draw)
+    job_id = accepted.job.id
+    # No await since the job was queued: nothing of it can have been missed.
+    subscription = app.bus.subscribe(job_id)
+    timeout = app.config.web.sync_timeout_seconds
+    try:
+        job = await wait_for_job(
+            app, subscription, job_id, timeout=timeout, stopping=state.stopping
+        )
+    except TimeoutError:
+        raise JobTimeout(
+            f"Job {job_id} did not finish within {timeout:g} s (web.sync_timeout_seconds); it "
+            f"carries on: GET /api/jobs/{job_id}."
+        ) from None
+    finally:
+        subscription.close()
+    if job.status == "failed":
+        raise JobFailed(job.error or f"Job {job_id} failed.")
+    images: list[str] = []
+    if req.send_images is not False:
+        for image in job.images:
+            data = await asyncio.to_thread(app.images.read, image.sha256)
+            images.append(base64.b64encode(data).decode("ascii"))
+    texts = await infotexts(app, job)
+    body = {
+        "images": images,
+        "parameters": echo_parameters(req, job),
+        "info": json.dumps(build_info(job, req, texts), ensure_ascii=False),
+    }
+    await app.store.mark_delivered(job_id)
+    return web.json_response(body)
+
+
+async def txt2img(request: web.Request) -> web.Response:
+    app = app_of(request)
+    req = validate(Txt2ImgRequest, await read_json(request, required=False))
+    _refuse_unsupported(req)
+    return await run_sync(request, req, await draw_request(app, req, None, None))
+
+
+async def img2img(request: web.Request) -> web.Response:
+    app = app_of(request)
+    req = validate(Img2ImgRequest, await read_json(request, required=False))
+    _refuse_unsupported(req)
+    if not req.init_images:
+        raise A1111HTTPError(404, "Init image not found")
+    if len(set(req.init_images)) > 1:
+        raise InvalidRequest("Easel takes one init image per img2img request.")
+    init = decode_image(req.init_images[0], app.config.web.max_upload_bytes, field="init_images")
+    strength = 0.75 if req.denoising_strength is None else req.denoising_strength
+    return await run_sync(request, req, await draw_request(app, req, init, strength))
+
+
+# ---------------------------------------------------------------------- progress, interrupt
+
+
+async def _scope_user(request: web.Request) -> int | None:
+    """The caller's store user id, or None for an admin (who sees and stops every job)."""
+    who = principal(request)
+    return None if who.is_admin else await user_key(app_of(request), api_origin(who))
+
+
+async def progress(request: web.Request) -> web.Response:
+    """§4.5, for the caller's own jobs (an admin's, so everyone's on loopback: every job)."""
+    app, state = app_of(request), state_of(request)
+    user_id = await _scope_user(request)
+    running = state.tracker.for_user(user_id)
+    queued = await app.store.count_queued(user_id)
+    job_count = queued + len(running)
+    state_json: dict[str, Any] = {
+        "skipped": False,
+        "interrupted": False,
+        "stopping_generation": False,
+        "job": "",
+        "job_count": job_count,
+        "job_timestamp": "0",
+        "job_no": 0,
+        "sampling_step": 0,
+        "sampling_steps": 0,
+    }
+    body: dict[str, Any] = {
+        "progress": 0.0,
+        "eta_relative": 0.0,
+        "state": state_json,
+        "current_image": None,
+        "textinfo": None,
+    }
+    if running:
+        current = running[0]
+        fraction = current.step / current.total if current.total else 0.0
+        done = min(1.0, 0.01 + fraction)
+        elapsed = time.monotonic() - current.started
+        body["progress"] = round(done, 4)
+        body["eta_relative"] = round(max(0.0, elapsed / done - elapsed), 2)
+        state_json.update(
+            job="scripts_img2img" if current.job.mode != "txt2img" else "scripts_txt2img",
+            job_timestamp=_timestamp(current.job),
+            sampling_step=current.step,
+            sampling_steps=current.total,
+        )
+        skip_image = request.query.get("skip_current_image", "false").lower() in ("true", "1")
+        if current.preview_png is not None and not skip_image:
+            body["current_image"] = base64.b64encode(current.preview_png).decode("ascii")
+    elif queued:
+        waiting = await app.store.list_jobs(user_id=user_id, limit=50, statuses=["queued"])
+        etas = [eta for job in waiting if (eta := app.queue.eta(job.id)) is not None]
+        body["eta_relative"] = round(min(etas, default=0.0), 2)
+    return web.json_response(body)
+
+
+async def _stop_running(request: web.Request) -> None:
+    app, state = app_of(request), state_of(request)
+    origin = api_origin(principal(request))
+    for entry in state.tracker.for_user(await _scope_user(request)):
+        with contextlib.suppress(InvalidRequest):  # finished meanwhile
+            await app.service.cancel(origin, entry.job.id)
+
+
+async def interrupt(request: web.Request) -> web.Response:
+    """Stop the caller's running job (§4.6); its waiting txt2img call answers what it has."""
+    await _stop_running(request)
+    return web.json_response({})
+
+
+async def skip(request: web.Request) -> web.Response:
+    """A1111 skips one batch iteration; an Easel job renders its batch at once, so: stop it."""
+    await _stop_running(request)
+    return web.json_response(None)
+
+
+# ---------------------------------------------------------------------- options
+
+
+async def current_model(app: App, origin: Origin) -> ModelRecord | None:
+    """What txt2img would use for this client: its scope's default, else the server's."""
+    settings = await app.service.scope_settings(origin)
+    if settings.default_model:
+        model = await app.store.get_model(settings.default_model)
+        if model is not None:
+            return model
+    return await app.store.default_model()
+
+
+async def get_options(request: web.Request) -> web.Response:
+    app = app_of(request)
+    model = await current_model(app, api_origin(principal(request)))
+    return web.json_response(
+        {
+            "sd_model_checkpoint": model_title(model) if model else None,
+            "sd_checkpoint_hash": model_sha256(model) if model else None,
+            "sd_vae": "Automatic",
+            "CLIP_stop_at_last_layers": 1,
+            "samples_format": "png",
+            "grid_format": "png",
+            "enable_pnginfo": True,
+            "eta_noise_seed_delta": 0,
+            "live_previews_enable": app.config.generation.previews,
+            "show_progress_every_n_steps": 1,
+            "add_model_hash_to_info": True,
+            "add_model_name_to_info": True,
+            "add_version_to_infotext": True,
+        }
+    )
+
+
+async def set_options(request: web.Request) -> web.Response:
+    """Only ``sd_model_checkpoint`` does anything: it makes that model the default (admin)."""
+    app = app_of(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise A1111Validation(
+            [{"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}]
+        )
+    wanted = body.get("sd_model_checkpoint")
+    if wanted is None:
+        return web.json_response(None)
+    if not isinstance(wanted, str):
+        raise A1111Validation(
+            [
+                {
+                    "loc": ["body", "sd_model_checkpoint"],
+                    "msg": "str type expected",
+                    "type": "type_error.str",
+                }
+            ]
+        )
+    model = find_checkpoint(await app.service.list_models(), wanted)
+    if model is None:
+        raise InvalidRequest(f"model {wanted!r} not found")
+    if not model.is_default:
+        await app.service.set_default_model(api_origin(principal(request)), model.name)
+    return web.json_response(None)
+
+
+def setup_routes(web_app: web.Application) -> None:
+    r = web_app.router
+    r.add_post("/sdapi/v1/txt2img", txt2img)
+    r.add_post("/sdapi/v1/img2img", img2img)
+    r.add_get("/sdapi/v1/progress", progress)
+    r.add_post("/sdapi/v1/interrupt", interrupt)
+    r.add_post("/sdapi/v1/skip", skip)
+    r.add_get("/sdapi/v1/options", get_options)
+    r.add_post("/sdapi/v1/options", set_options)

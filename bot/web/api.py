@@ -1,0 +1,360 @@
+"""Easel's own JSON API under ``/api``: jobs, actions, images, models and admin settings.
+
+Every request is made as the web origin (platform "web", scope "web", the credential's user or
+"local"), so it goes through the same admission, limits and fair queue as the bots. Errors are
+``{"error": "<message>", "type": "<ErrorClass>"}`` (see ``bot.web.errors``). The live events
+stream (``GET /api/events``) is in ``bot.web.events``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from bot.grammar import parse_draw
+from bot.web.auth import principal
+from bot.web.common import decode_image, int_param, job_json, read_json, web_origin
+from bot.web.keys import app_of
+from generation.errors import InvalidRequest, NotFound
+from generation.policy import ScopeSettings
+from generation.requests import DrawRequest, Origin
+from generation.samplers import SAMPLERS, resolve_sampler
+from generation.service import Accepted
+from generation.sizing import format_aspect, parse_aspect
+from storage.records import ModelRecord
+
+_IMAGE_NAME = re.compile(r"^([0-9a-fA-F]{64})\.png$")
+ACTIONS = ("reroll", "rerun", "upscale", "vary", "cancel")
+
+
+# ---------------------------------------------------------------------- body fields
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def _present(body: dict[str, Any], name: str) -> Any:
+    value = body.get(name)
+    return None if value == "" else value
+
+
+def opt_int(body: dict[str, Any], name: str) -> int | None:
+    value = _present(body, name)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be a whole number, not {value!r}.")
+    return value
+
+
+def opt_float(body: dict[str, Any], name: str) -> float | None:
+    value = _present(body, name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"{name} must be a number, not {value!r}.")
+    return float(value)
+
+
+def opt_str(body: dict[str, Any], name: str) -> str | None:
+    value = _present(body, name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string, not {value!r}.")
+    return value
+
+
+def opt_words(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(word, str) for word in value):
+        raise InvalidRequest(f"{name} must be a list of strings.")
+    return value
+
+
+def draw_request(body: dict[str, Any], max_upload: int) -> DrawRequest:
+    """The page's form: ``prompt`` in the /draw grammar; its inline options beat the fields."""
+    prompt = _present(body, "prompt")
+    if not isinstance(prompt, str):
+        raise InvalidRequest("prompt must be a string: what to draw, e.g. a castle at dusk.")
+    inline = parse_draw(prompt)
+    seed = opt_int(body, "seed")
+    aspect = opt_str(body, "aspect")
+    if aspect is not None:
+        aspect = format_aspect(*parse_aspect(aspect))
+    sampler = opt_str(body, "sampler")
+    if sampler is not None:
+        sampler = resolve_sampler(sampler)
+    init = opt_str(body, "init_image")
+    form = DrawRequest(
+        prompt=inline.prompt,
+        negative_prompt=opt_str(body, "negative_prompt") or "",
+        seed=None if seed == -1 else seed,
+        steps=opt_int(body, "steps"),
+        cfg=opt_float(body, "cfg"),
+        width=opt_int(body, "width"),
+        height=opt_int(body, "height"),
+        aspect=aspect,
+        sampler=sampler,
+        model=opt_str(body, "model"),
+        count=opt_int(body, "count"),
+        strength=opt_float(body, "strength"),
+        init_image=decode_image(init, max_upload, field="init_image") if init else None,
+    )
+    width, height, aspect = form.width, form.height, form.aspect
+    if inline.aspect is not None:  # --ar typed in the prompt replaces the form's size
+        width = height = None
+    if inline.width is not None or inline.height is not None:
+        aspect = None
+
+    def pick(mine: Any, theirs: Any) -> Any:
+        return theirs if mine is None else mine
+
+    return DrawRequest(
+        prompt=inline.prompt,
+        negative_prompt=inline.negative_prompt or form.negative_prompt,
+        seed=pick(inline.seed, form.seed),
+        steps=pick(inline.steps, form.steps),
+        cfg=pick(inline.cfg, form.cfg),
+        width=pick(inline.width, width),
+        height=pick(inline.height, height),
+        aspect=pick(inline.aspect, aspect),
+        sampler=pick(inline.sampler, form.sampler),
+        model=pick(inline.model, form.model),
+        count=pick(inline.count, form.count),
+        strength=pick(inline.strength, form.strength),
+        init_image=form.init_image,
+    )
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+async def _accepted(request: web.Request, accepted: Accepted) -> web.Response:
+    app = app_of(request)
+    data = {
+        "job": await job_json(app, accepted.job),
+        "position": accepted.position,
+        "eta_seconds": round(accepted.eta_seconds, 1),
+    }
+    return web.json_response(data, status=202)
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    app = app_of(request)
+    body = _object(await read_json(request))
+    draw = draw_request(body, app.config.web.max_upload_bytes)
+    accepted = await app.service.draw(web_origin(principal(request)), draw)
+    return await _accepted(request, accepted)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    app = app_of(request)
+    limit = int_param(request, "limit", 20, 1, 200)
+    offset = int_param(request, "offset", 0, 0, 10_000_000)
+    query = request.query.get("q") or None
+    who = principal(request)
+    # The page is the local user's: an admin (everyone on loopback) sees every job.
+    origin = None if who.is_admin else web_origin(who)
+    jobs = await app.service.history(origin, limit=limit, offset=offset, query=query)
+    data = [await job_json(app, job) for job in jobs]
+    return web.json_response({"jobs": data, "limit": limit, "offset": offset})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    app = app_of(request)
+    job = await app.service.get_job(request.match_info["id"])
+    return web.json_response(await job_json(app, job))
+
+
+async def job_action(request: web.Request) -> web.Response:
+    app = app_of(request)
+    body = _object(await read_json(request))
+    action = body.get("action")
+    if action not in ACTIONS:
+        raise InvalidRequest(f"action must be one of {', '.join(ACTIONS)}, not {action!r}.")
+    index = opt_int(body, "index")
+    index = 0 if index is None else index
+    strength = opt_str(body, "strength") or "subtle"
+    job_id = request.match_info["id"]
+    origin = web_origin(principal(request))
+    service = app.service
+    if action == "cancel":
+        job = await service.cancel(origin, job_id)
+        return web.json_response({"job": await job_json(app, job)})
+    if action == "reroll":
+        accepted = await service.reroll(origin, job_id)
+    elif action == "rerun":
+        accepted = await service.rerun(origin, job_id)
+    elif action == "upscale":
+        accepted = await service.upscale(origin, job_id, index)
+    else:
+        accepted = await service.vary(origin, job_id, index, strength)
+    return await _accepted(request, accepted)
+
+
+async def get_image(request: web.Request) -> web.StreamResponse:
+    app = app_of(request)
+    match = _IMAGE_NAME.match(request.match_info["name"])
+    if match is None:
+        raise InvalidRequest("Images are named <sha256>.png (64 hexadecimal characters).")
+    sha = match.group(1).lower()
+    path = app.images.path_for(sha)
+    if not path.is_file():
+        raise NotFound(f"No stored image {sha}.")
+    headers = {
+        "Content-Type": "image/png",
+        "Content-Disposition": f'inline; filename="easel-{sha[:10]}.png"',
+        "Cache-Control": "private, max-age=31536000, immutable",  # content-addressed
+        "X-Content-Type-Options": "nosniff",
+    }
+    return web.FileResponse(path, headers=headers)
+
+
+def model_json(model: ModelRecord) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "kind": model.kind,
+        "source": model.source,
+        "revision": model.revision,
+        "is_default": model.is_default,
+        "default_width": model.default_width,
+        "default_height": model.default_height,
+        "default_steps": model.default_steps,
+        "default_cfg": model.default_cfg,
+        "default_sampler": model.default_sampler,
+    }
+
+
+async def list_models(request: web.Request) -> web.Response:
+    models = await app_of(request).service.list_models()
+    return web.json_response(
+        {"models": [model_json(m) for m in models], "samplers": list(SAMPLERS)}
+    )
+
+
+# ---------------------------------------------------------------------- admin
+
+
+def _admin_origin(request: web.Request) -> Origin:
+    """The admin acting on the scope ``?scope=web`` (default: the page) or ``?scope=api``."""
+    scope = request.query.get("scope", "web")
+    if scope not in ("web", "api"):
+        raise InvalidRequest("scope must be web (the page and /api) or api (/sdapi clients).")
+    who = principal(request)
+    return Origin(
+        platform=scope, scope_id=scope, user_id=who.name, user_name=who.name, is_admin=who.is_admin
+    )
+
+
+def _settings_json(scope: str, settings: ScopeSettings, request: web.Request) -> dict[str, Any]:
+    config = app_of(request).config
+    g = config.generation
+    server = {
+        "limits": config.limits.model_dump(),
+        "generation": {
+            "max_width": g.max_width,
+            "max_height": g.max_height,
+            "max_pixels": g.max_pixels,
+            "max_upscale_pixels": g.max_upscale_pixels,
+            "max_steps": g.max_steps,
+            "max_count": g.max_count,
+            "min_cfg": g.min_cfg,
+            "max_cfg": g.max_cfg,
+            "max_prompt_length": g.max_prompt_length,
+            "on_excess": g.on_excess,
+        },
+        "web": {"max_upload_mb": config.web.max_upload_mb},
+    }
+    return {"scope": scope, "settings": settings.to_dict(), "server": server}
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    origin = _admin_origin(request)
+    settings = await app_of(request).service.scope_settings(origin)
+    return web.json_response(_settings_json(origin.scope_id, settings, request))
+
+
+async def update_settings(request: web.Request) -> web.Response:
+    origin = _admin_origin(request)
+    changes = _object(await read_json(request))
+    settings = await app_of(request).service.update_scope_settings(origin, **changes)
+    return web.json_response(_settings_json(origin.scope_id, settings, request))
+
+
+async def update_blocklist(request: web.Request) -> web.Response:
+    origin = _admin_origin(request)
+    body = _object(await read_json(request))
+    add, remove = opt_words(body, "add"), opt_words(body, "remove")
+    service = app_of(request).service
+    settings = await service.scope_settings(origin)
+    if add:
+        settings = await service.block_words(origin, add)
+    if remove:
+        settings = await service.unblock_words(origin, remove)
+    return web.json_response(_settings_json(origin.scope_id, settings, request))
+
+
+async def add_model(request: web.Request) -> web.Response:
+    body = _object(await read_json(request))
+    name, source = opt_str(body, "name"), opt_str(body, "source")
+    if not name or not source:
+        raise InvalidRequest("name and source are required (source: Hub id, folder or file).")
+    upscaler = body.get("upscaler", False)
+    if not isinstance(upscaler, bool):
+        raise InvalidRequest("upscaler must be true or false.")
+    defaults = body.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise InvalidRequest("defaults must be an object (steps, cfg, sampler, width, height).")
+    for key, value in defaults.items():
+        if key == "sampler":
+            if not isinstance(value, str | None):
+                raise InvalidRequest("defaults.sampler must be a sampler name.")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidRequest(f"defaults.{key} must be a number.")
+    model = await app_of(request).service.add_model(
+        web_origin(principal(request)),
+        name,
+        source,
+        upscaler=upscaler,
+        config_source=opt_str(body, "config"),
+        defaults=defaults,
+    )
+    return web.json_response({"model": model_json(model)}, status=201)
+
+
+async def remove_model(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await app_of(request).service.remove_model(web_origin(principal(request)), name)
+    return web.json_response({"removed": name})
+
+
+async def default_model(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    model = await app_of(request).service.set_default_model(web_origin(principal(request)), name)
+    return web.json_response({"model": model_json(model)})
+
+
+def setup_routes(web_app: web.Application) -> None:
+    r = web_app.router
+    r.add_post("/api/jobs", submit_job)
+    r.add_get("/api/jobs", list_jobs)
+    r.add_get("/api/jobs/{id}", get_job)
+    r.add_post("/api/jobs/{id}/actions", job_action)
+    r.add_get("/api/images/{name}", get_image)
+    r.add_get("/api/models", list_models)
+    r.add_get("/api/admin/settings", get_settings)
+    r.add_post("/api/admin/settings", update_settings)
+    r.add_post("/api/admin/blocklist", update_blocklist)
+    r.add_post("/api/admin/models", add_model)
+    r.add_delete("/api/admin/models/{name}", remove_model)
+    r.add_post("/api/admin/models/{name}/default", default_model)

@@ -1,0 +1,213 @@
+// Easel's admin page: the model registry, limits and the blocklist. Plain JavaScript.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const TOKEN_KEY = "easel.adminToken";
+  const LIMITS = [
+    ["rate_per_minute", "Draws per minute", "number", "0.1"],
+    ["burst", "Burst", "number", "1"],
+    ["max_queued_per_user", "Queued per user", "number", "1"],
+    ["daily_quota", "Daily quota (0 = none)", "number", "1"],
+    ["max_steps", "Max steps", "number", "1"],
+    ["max_count", "Max images per job", "number", "1"],
+    ["max_pixels", "Max pixels", "number", "64"],
+  ];
+  let settings = {};
+  let server = {};
+  let models = [];
+
+  const { ApiError, el, showError } = window.Easel;
+
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+
+  async function api(method, path, body) {
+    const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+    try {
+      return await window.Easel.api(method, path, body, headers);
+    } catch (error) {
+      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+        needLogin(error.message);
+      }
+      throw error;
+    }
+  }
+
+  function needLogin(message) {
+    $("panels").hidden = true;
+    $("login").hidden = false;
+    $("status").textContent = "";
+    if (token()) showError($("login-error"), message || "That token was not accepted.");
+    $("token").focus();
+  }
+
+  // ------------------------------------------------------------------ models
+
+  function renderModels() {
+    const current = settings.default_model;
+    $("models").replaceChildren(...models.map((m) => {
+      const isDefault = current ? current === m.name : m.is_default;
+      const defaults = [m.default_width && m.default_height ? `${m.default_width}×${m.default_height}` : null,
+        m.default_steps ? `${m.default_steps} steps` : null, m.default_sampler].filter(Boolean).join(", ");
+      return el("tr", { "data-model": m.name },
+        el("td", {}, m.name, isDefault ? el("strong", { text: " (default)" }) : null),
+        el("td", { text: m.kind || "" }),
+        el("td", { text: m.source || "" }),
+        el("td", { text: defaults }),
+        el("td", { class: "actions" },
+          isDefault || m.kind === "upscaler" ? null : el("button", {
+            type: "button", text: "Make default",
+            onclick: () => change(() => api("POST", `/api/admin/models/${encodeURIComponent(m.name)}/default`), $("models-error")),
+          }),
+          el("button", {
+            type: "button", text: "Remove",
+            onclick: () => {
+              if (confirm(`Remove the model “${m.name}” from the registry? Its files stay on disk.`)) {
+                change(() => api("DELETE", `/api/admin/models/${encodeURIComponent(m.name)}`), $("models-error"));
+              }
+            },
+          })));
+    }));
+    const select = $("limit-default_model");
+    if (select) {
+      select.replaceChildren(el("option", { value: "", text: "Registry default" }),
+        ...models.filter((m) => m.kind !== "upscaler").map((m) => el("option", { value: m.name, text: m.name })));
+      select.value = settings.default_model || "";
+    }
+  }
+
+  // ------------------------------------------------------------------ limits
+
+  function buildLimitFields() {
+    const fields = [
+      el("label", { class: "field" }, el("span", { text: "Default model" }),
+        el("select", { id: "limit-default_model" })),
+      el("label", { class: "field" }, el("span", { text: "Allowed models (empty = all)" }),
+        el("input", { id: "limit-allowed_models", type: "text", placeholder: "all, comma separated" })),
+      ...LIMITS.map(([key, label, type, step]) => el("label", { class: "field" },
+        el("span", { text: label }),
+        el("input", { id: `limit-${key}`, type, step, min: 0, inputmode: "decimal" }))),
+    ];
+    $("limit-fields").replaceChildren(...fields);
+  }
+
+  function renderLimits() {
+    for (const [key] of LIMITS) {
+      const input = $(`limit-${key}`);
+      input.value = settings[key] ?? "";
+      const fallback = [server.limits, server.generation, server]
+        .map((group) => (group || {})[key]).find((value) => value !== undefined && value !== null);
+      input.placeholder = fallback === undefined || fallback === null ? "default" : String(fallback);
+    }
+    $("limit-allowed_models").value = (settings.allowed_models || []).join(", ");
+    $("limit-default_model").value = settings.default_model || "";
+  }
+
+  function words(text) {
+    return text.split(",").map((w) => w.trim()).filter(Boolean);
+  }
+
+  function limitChanges() {
+    const changes = {};
+    for (const [key] of LIMITS) {
+      const raw = $(`limit-${key}`).value.trim();
+      const value = raw === "" ? null : Number(raw);
+      if (value !== (settings[key] ?? null)) changes[key] = value;
+    }
+    const allowed = words($("limit-allowed_models").value);
+    const allowedValue = allowed.length ? allowed : null;
+    if (JSON.stringify(allowedValue) !== JSON.stringify(settings.allowed_models ?? null)) {
+      changes.allowed_models = allowedValue;
+    }
+    const chosen = $("limit-default_model").value || null;
+    if (chosen !== (settings.default_model ?? null)) changes.default_model = chosen;
+    return changes;
+  }
+
+  // ------------------------------------------------------------------ blocklist
+
+  function renderBlocklist() {
+    const list = settings.blocklist || [];
+    $("blocklist").replaceChildren(...(list.length ? list.map((word) => el("li", {},
+      word,
+      el("button", {
+        type: "button", text: "✕", "aria-label": `Unblock ${word}`, title: "Unblock",
+        onclick: () => change(() => api("POST", "/api/admin/blocklist", { remove: [word] }), $("block-error")),
+      }))) : [el("li", { class: "hint", text: "Nothing blocked." })]));
+  }
+
+  // ------------------------------------------------------------------ loading
+
+  async function load() {
+    const data = await api("GET", "/api/admin/settings");
+    settings = data.settings || {};
+    server = data.server || {};
+    const listed = await api("GET", "/api/models");
+    models = listed.models || [];
+    $("login").hidden = true;
+    $("panels").hidden = false;
+    $("status").textContent = token() ? "Unlocked with the admin token." : "";
+    renderModels();
+    renderLimits();
+    renderBlocklist();
+  }
+
+  async function change(action, errorNode) {
+    showError(errorNode, null);
+    try {
+      await action();
+      await load();
+      return true;
+    } catch (error) {
+      if (error.status !== 401 && error.status !== 403) showError(errorNode, error);
+      return false;
+    }
+  }
+
+  function wire() {
+    buildLimitFields();
+    $("login").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      showError($("login-error"), null);
+      try { sessionStorage.setItem(TOKEN_KEY, $("token").value.trim()); } catch (e) { /* private mode */ }
+      try { await load(); } catch (error) {
+        if (error.status !== 401 && error.status !== 403) showError($("login-error"), error);
+      }
+    });
+    $("add-model").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = { name: $("model-name").value.trim(), source: $("model-source").value.trim() };
+      if ($("model-upscaler").checked) body.upscaler = true;
+      if ($("model-config").value.trim()) body.config = $("model-config").value.trim();
+      const button = event.submitter || $("add-model").querySelector("button");
+      button.disabled = true;
+      button.textContent = "Registering…";
+      const ok = await change(() => api("POST", "/api/admin/models", body), $("models-error"));
+      button.disabled = false;
+      button.textContent = "Register";
+      if (ok) $("add-model").reset();
+    });
+    $("limits").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      $("limits-ok").hidden = true;
+      const changes = limitChanges();
+      if (!Object.keys(changes).length) { $("limits-ok").hidden = false; return; }
+      const ok = await change(() => api("POST", "/api/admin/settings", changes), $("limits-error"));
+      $("limits-ok").hidden = !ok;
+    });
+    $("block-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const add = words($("block-word").value);
+      if (!add.length) return;
+      const ok = await change(() => api("POST", "/api/admin/blocklist", { add }), $("block-error"));
+      if (ok) $("block-word").value = "";
+    });
+  }
+
+  wire();
+  load().catch((error) => {
+    if (error.status !== 401 && error.status !== 403) $("status").textContent = error.message;
+  });
+})();

@@ -1,0 +1,633 @@
+// Easel's local page: the draw form, live progress over server-sent events, the gallery and the
+// history. Plain JavaScript, no framework, nothing fetched from another host.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const HISTORY_LIMIT = 20;
+  const KEEP_JOBS = 12; // jobs this tab remembers across a reload (sessionStorage)
+  const ACTIVE = new Set(["queued", "running"]);
+  const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+
+  const state = {
+    models: [],
+    mine: new Map(), // job id -> card element, for the jobs shown in the gallery
+    seen: new Map(), // job id -> the latest job record the event stream carried
+    lastSeed: null,
+    queued: new Set(), // every queued job the server told us about (footer)
+    running: new Set(),
+    history: { offset: 0, q: "" },
+  };
+
+  const { api, copyText, duration, el, showError } = window.Easel;
+
+  function when(iso) {
+    if (!iso) return "";
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString();
+  }
+
+  // ------------------------------------------------------------------ models and the form
+
+  function defaultModel() {
+    return state.models.find((m) => m.is_default) || state.models[0] || null;
+  }
+
+  function chosenModel() {
+    const name = $("model").value;
+    return state.models.find((m) => m.name === name) || defaultModel();
+  }
+
+  function isDemo(model) {
+    return !!model && (model.kind === "builtin" || String(model.source || "").startsWith("builtin:"));
+  }
+
+  function refreshModelHints() {
+    const model = chosenModel();
+    $("demo-banner").hidden = !isDemo(model);
+    if (!model) return;
+    $("steps").placeholder = model.default_steps ? `${model.default_steps}` : "default";
+    $("cfg").placeholder = model.default_cfg ? `${model.default_cfg}` : "default";
+    $("width").placeholder = model.default_width || "";
+    $("height").placeholder = model.default_height || "";
+    const samplerDefault = $("sampler").options[0];
+    samplerDefault.textContent = model.default_sampler ? `Default (${model.default_sampler})` : "Model default";
+  }
+
+  async function loadModels() {
+    try {
+      const data = await api("GET", "/api/models");
+      state.models = data.models || [];
+      const select = $("model");
+      const previous = select.value;
+      const fallback = defaultModel();
+      select.replaceChildren(
+        el("option", { value: "", text: fallback ? `Default (${fallback.name})` : "Default" }),
+        ...state.models.map((m) => el("option", { value: m.name, text: m.name })),
+      );
+      select.value = state.models.some((m) => m.name === previous) ? previous : "";
+      const sampler = $("sampler");
+      const keep = sampler.value;
+      sampler.replaceChildren(
+        el("option", { value: "", text: "Model default" }),
+        ...(data.samplers || []).map((s) => el("option", { value: s, text: s })),
+      );
+      sampler.value = keep;
+      refreshModelHints();
+    } catch (error) {
+      showError($("form-error"), error);
+    }
+  }
+
+  function mode() {
+    return document.querySelector('input[name="mode"]:checked').value;
+  }
+
+  function setMode(value) {
+    for (const radio of document.querySelectorAll('input[name="mode"]')) radio.checked = radio.value === value;
+    $("img2img-fields").hidden = value !== "img2img";
+  }
+
+  function numberOrNull(id) {
+    const raw = $(id).value.trim();
+    if (raw === "") return null;
+    const value = Number(raw);
+    return Number.isFinite(value) ? value : null;
+  }
+
+  let initImage = null; // data: URL of the chosen starting image
+
+  async function readImage(file) {
+    const dataUrl = await new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(new Error("That file could not be read."));
+      reader.readAsDataURL(file);
+    });
+    // Phone photos are large: shrink anything over 2048 px (or 4 MB) before uploading.
+    const image = new Image();
+    await new Promise((resolve, reject) => {
+      image.onload = resolve;
+      image.onerror = () => reject(new Error("That file is not an image this browser can read."));
+      image.src = dataUrl;
+    });
+    const side = Math.max(image.naturalWidth, image.naturalHeight);
+    if (side <= 2048 && file.size <= 4 * 1024 * 1024) return dataUrl;
+    const scale = Math.min(1, 2048 / side);
+    const canvas = el("canvas", {
+      width: Math.round(image.naturalWidth * scale),
+      height: Math.round(image.naturalHeight * scale),
+    });
+    canvas.getContext("2d").drawImage(image, 0, 0, canvas.width, canvas.height);
+    return canvas.toDataURL("image/jpeg", 0.92);
+  }
+
+  function buildRequest() {
+    const body = { prompt: $("prompt").value };
+    const negative = $("negative").value.trim();
+    if (negative) body.negative_prompt = negative;
+    const seed = numberOrNull("seed");
+    if (seed !== null && seed >= 0) body.seed = Math.trunc(seed);
+    for (const [id, key] of [["steps", "steps"], ["cfg", "cfg"], ["count", "count"]]) {
+      const value = numberOrNull(id);
+      if (value !== null) body[key] = value;
+    }
+    if ($("model").value) body.model = $("model").value;
+    if ($("sampler").value) body.sampler = $("sampler").value;
+    const size = $("size").value;
+    if (size === "custom") {
+      const width = numberOrNull("width");
+      const height = numberOrNull("height");
+      if (width !== null) body.width = width;
+      if (height !== null) body.height = height;
+    } else if (size) {
+      body.aspect = size;
+    }
+    if (mode() === "img2img") {
+      body.strength = Number($("strength").value);
+      if (initImage) body.init_image = initImage;
+    }
+    return body;
+  }
+
+  async function submitDraw(event) {
+    event.preventDefault();
+    const error = $("form-error");
+    showError(error, null);
+    if (!$("prompt").value.trim()) {
+      showError(error, "Write what to draw in the prompt box first.");
+      $("prompt").focus();
+      return;
+    }
+    if (mode() === "img2img" && !initImage) {
+      showError(error, "Image to image needs a starting image: choose one above.");
+      return;
+    }
+    const button = $("generate");
+    button.disabled = true;
+    try {
+      const accepted = await api("POST", "/api/jobs", buildRequest());
+      addJob(accepted.job, accepted);
+    } catch (failure) {
+      showError(error, failure);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function useSettings(job) {
+    setMode(job.mode === "img2img" ? "img2img" : "txt2img");
+    $("prompt").value = job.prompt || "";
+    $("negative").value = job.negative_prompt || "";
+    $("seed").value = job.seed ?? -1;
+    $("steps").value = job.steps ?? "";
+    $("cfg").value = job.cfg ?? "";
+    $("count").value = job.count ?? 1;
+    $("model").value = state.models.some((m) => m.name === job.model) ? job.model : "";
+    $("sampler").value = job.sampler || "";
+    if (job.width && job.height) {
+      $("size").value = "custom";
+      $("width").value = job.width;
+      $("height").value = job.height;
+    }
+    $("custom-size").hidden = $("size").value !== "custom";
+    if (job.strength) {
+      $("strength").value = job.strength;
+      $("strength-out").value = Number(job.strength).toFixed(2);
+    }
+    refreshModelHints();
+    closeDialog();
+    showView("create");
+    $("prompt").focus();
+  }
+
+  // ------------------------------------------------------------------ job cards
+
+  function statusLine(job, extra) {
+    switch (job.status) {
+      case "queued": {
+        const position = extra && Number.isInteger(extra.position) ? extra.position : job.position;
+        const eta = extra && extra.eta_seconds !== undefined ? extra.eta_seconds : job.eta_seconds;
+        let text = "Queued";
+        if (Number.isInteger(position)) text += position === 0 ? " · next in line" : ` · position ${position + 1} in line`;
+        if (eta !== undefined && eta !== null) text += ` · about ${duration(eta)}`;
+        return text;
+      }
+      case "running": return "Running";
+      case "succeeded": return job.finished_at && job.started_at
+        ? `Done in ${duration((new Date(job.finished_at) - new Date(job.started_at)) / 1000)}` : "Done";
+      case "failed": return "Failed";
+      case "cancelled": return "Cancelled";
+      default: return job.status;
+    }
+  }
+
+  function describe(job) {
+    const parts = [job.action && job.action !== "draw" ? job.action : null, job.model,
+      job.width && job.height ? `${job.width}×${job.height}` : null,
+      job.steps ? `${job.steps} steps` : null, job.sampler];
+    return parts.filter(Boolean).join(" · ");
+  }
+
+  function infoText(job, index) {
+    if (job.infotexts && job.infotexts[index]) return job.infotexts[index];
+    const seed = job.image_seeds && job.image_seeds[index] !== undefined ? job.image_seeds[index] : job.seed;
+    const lines = [job.prompt || ""];
+    if (job.negative_prompt) lines.push(`Negative prompt: ${job.negative_prompt}`);
+    lines.push([`Steps: ${job.steps}`, `Sampler: ${job.sampler}`, `CFG scale: ${job.cfg}`, `Seed: ${seed}`,
+      `Size: ${job.width}x${job.height}`, `Model: ${job.model}`].join(", "));
+    return lines.join("\n");
+  }
+
+  async function runAction(job, action, index, strength, errorNode) {
+    showError(errorNode, null);
+    try {
+      const body = { action };
+      if (index !== undefined && index !== null) body.index = index;
+      if (strength) body.strength = strength;
+      const result = await api("POST", `/api/jobs/${encodeURIComponent(job.id)}/actions`, body);
+      if (action === "cancel") {
+        updateJob(result.job);
+        return;
+      }
+      closeDialog();
+      showView("create");
+      addJob(result.job, result);
+    } catch (error) {
+      showError(errorNode, error);
+    }
+  }
+
+  function figure(job, url, index, errorNode) {
+    const seed = job.image_seeds && job.image_seeds[index] !== undefined ? job.image_seeds[index] : null;
+    const info = el("pre", { class: "info", hidden: true });
+    const copy = el("button", { type: "button", text: "Copy", hidden: true });
+    info.textContent = infoText(job, index);
+    const infoButton = el("button", {
+      type: "button", text: "Info", "aria-expanded": "false",
+      onclick: () => {
+        info.hidden = !info.hidden;
+        copy.hidden = info.hidden;
+        infoButton.setAttribute("aria-expanded", String(!info.hidden));
+      },
+    });
+    copy.addEventListener("click", () => copyText(info.textContent, copy));
+    const act = (action, strength) => () => runAction(job, action, index, strength, errorNode);
+    return el("figure", { "data-index": index },
+      el("a", { href: url, target: "_blank", rel: "noopener" },
+        el("img", {
+          src: url, alt: `Result ${index + 1}: ${job.prompt || ""}`, loading: "lazy",
+          width: job.width || null, height: job.height || null,
+        })),
+      el("div", { class: "actions" },
+        el("button", { type: "button", text: "Reroll", title: "Same settings, new seed", onclick: act("reroll") }),
+        el("button", { type: "button", text: "Upscale", onclick: act("upscale") }),
+        el("button", { type: "button", text: "Vary (subtle)", onclick: act("vary", "subtle") }),
+        el("button", { type: "button", text: "Vary (strong)", onclick: act("vary", "strong") }),
+        infoButton,
+        el("a", {
+          href: url, download: `easel-${job.id}-${index + 1}${seed !== null ? `-${seed}` : ""}.png`,
+          text: "Download", class: "download",
+        }),
+        copy),
+      info);
+  }
+
+  function jobBody(job, extra) {
+    const nodes = [];
+    const errorNode = el("p", { class: "error", role: "alert", hidden: true });
+    if (job.status === "failed" && job.error) showError(errorNode, job.error);
+    if (ACTIVE.has(job.status)) {
+      nodes.push(el("div", { class: "progress" },
+        el("progress", { max: job.steps || 1, value: 0 }),
+        el("span", { class: "step", text: job.status === "running" ? "Starting…" : "" }),
+        el("button", { type: "button", text: "Cancel", onclick: () => runAction(job, "cancel", null, null, errorNode) })));
+      nodes.push(el("img", { class: "preview", alt: "Preview", hidden: true }));
+    }
+    if (job.images && job.images.length) {
+      nodes.push(el("div", { class: "images" }, job.images.map((url, i) => figure(job, url, i, errorNode))));
+    }
+    nodes.push(errorNode);
+    return nodes;
+  }
+
+  function renderCard(card, job, extra) {
+    card.dataset.status = job.status;
+    card._job = job;
+    const status = el("span", { class: `job-status ${job.status}`, text: statusLine(job, extra) });
+    card.replaceChildren(
+      el("div", { class: "job-head" },
+        el("span", { class: "job-prompt", text: job.prompt || "(no prompt)" }),
+        status),
+      el("div", { class: "job-status", text: describe(job) }),
+      ...jobBody(job, extra));
+  }
+
+  function remember() {
+    const ids = [...state.mine.keys()].slice(-KEEP_JOBS);
+    try { sessionStorage.setItem("easel.jobs", JSON.stringify(ids)); } catch (e) { /* private mode */ }
+  }
+
+  function addJob(job, extra) {
+    let card = state.mine.get(job.id);
+    if (!card) {
+      card = el("article", { class: "job", "data-job": job.id });
+      state.mine.set(job.id, card);
+      remember();
+    }
+    $("gallery").prepend(card);
+    renderCard(card, job, extra);
+    noteStatus(job);
+    // The server may have reported this job over the event stream before the POST answered.
+    const seen = state.seen.get(job.id);
+    if (seen && RANK[seen.status] > RANK[job.status]) {
+      renderCard(card, seen);
+      noteStatus(seen);
+    }
+    card.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    return card;
+  }
+
+  function updateJob(job, extra) {
+    state.seen.set(job.id, job);
+    if (state.seen.size > 200) state.seen.delete(state.seen.keys().next().value);
+    const card = state.mine.get(job.id);
+    noteStatus(job);
+    if (!card) return;
+    const previous = card._job;
+    if (previous && RANK[previous.status] > RANK[job.status]) return; // a stale answer
+    if (previous && previous.status === "running" && job.status === "running") return;
+    renderCard(card, job, extra);
+    if (job.status === "succeeded" && job.image_seeds && job.image_seeds.length) {
+      state.lastSeed = job.image_seeds[0];
+    } else if (job.status === "succeeded" && job.seed !== null && job.seed !== undefined) {
+      state.lastSeed = job.seed;
+    }
+  }
+
+  function showProgress(data) {
+    const card = state.mine.get(data.job_id);
+    if (!card || RANK[card.dataset.status] === 2) return;
+    if (card.dataset.status === "queued") {
+      const job = Object.assign({}, card._job, { status: "running" });
+      renderCard(card, job);
+    }
+    const bar = card.querySelector("progress");
+    const step = card.querySelector(".step");
+    const status = card.querySelector(".job-head .job-status");
+    if (bar) { bar.max = data.total || 1; bar.value = data.step || 0; }
+    if (step) step.textContent = `Step ${data.step} / ${data.total}`;
+    if (status) status.textContent = "Running";
+    const preview = card.querySelector(".preview");
+    if (preview && data.preview) {
+      preview.src = data.preview;
+      preview.hidden = false;
+    }
+  }
+
+  async function refreshMine(onlyActive) {
+    const ids = [...state.mine.entries()]
+      .filter(([, card]) => !onlyActive || ACTIVE.has(card.dataset.status))
+      .map(([id]) => id);
+    await Promise.all(ids.map(async (id) => {
+      try {
+        const job = await api("GET", `/api/jobs/${encodeURIComponent(id)}`);
+        updateJob(job, job.status === "queued" ? job : undefined);
+      } catch (error) {
+        if (error.status === 404) {
+          state.mine.get(id)?.remove();
+          state.mine.delete(id);
+          remember();
+        }
+      }
+    }));
+  }
+
+  async function restoreMine() {
+    let ids = [];
+    try { ids = JSON.parse(sessionStorage.getItem("easel.jobs") || "[]"); } catch (e) { ids = []; }
+    const jobs = await Promise.all(ids.map((id) => api("GET", `/api/jobs/${encodeURIComponent(id)}`).catch(() => null)));
+    for (const job of jobs) if (job && !state.mine.has(job.id)) addJob(job, job);
+    window.scrollTo(0, 0);
+  }
+
+  // ------------------------------------------------------------------ live events
+
+  function noteStatus(job) {
+    state.queued.delete(job.id);
+    state.running.delete(job.id);
+    if (job.status === "queued") state.queued.add(job.id);
+    if (job.status === "running") state.running.add(job.id);
+    renderFooter();
+  }
+
+  function renderFooter() {
+    const waiting = state.queued.size;
+    const running = state.running.size;
+    $("queue-length").textContent = waiting + running === 0
+      ? "empty"
+      : `${waiting} waiting, ${running} running`;
+  }
+
+  let refreshTimer = null;
+  function refreshPositionsSoon() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(() => refreshMine(true), 150);
+  }
+
+  async function loadQueue() {
+    try {
+      const data = await api("GET", "/api/jobs?limit=100&offset=0");
+      for (const job of data.jobs || []) if (ACTIVE.has(job.status)) noteStatus(job);
+      renderFooter();
+    } catch (error) {
+      /* the footer is informative only */
+    }
+  }
+
+  function connectEvents() {
+    if (!window.EventSource) {
+      $("conn-state").textContent = "· this browser cannot show live progress";
+      return;
+    }
+    const source = new EventSource("/api/events");
+    const parse = (event) => { try { return JSON.parse(event.data); } catch (e) { return null; } };
+    let everOpen = false;
+    source.addEventListener("open", () => {
+      $("conn-state").textContent = "";
+      $("conn-state").className = "";
+      if (everOpen) { refreshMine(true); loadQueue(); }
+      everOpen = true;
+    });
+    source.addEventListener("error", () => {
+      $("conn-state").textContent = "· reconnecting…";
+      $("conn-state").className = "bad";
+    });
+    source.addEventListener("queued", (event) => {
+      const data = parse(event);
+      if (data && data.job) updateJob(data.job, data);
+    });
+    source.addEventListener("started", (event) => {
+      const data = parse(event);
+      if (!data || !data.job) return;
+      updateJob(data.job, data);
+      refreshPositionsSoon();
+    });
+    source.addEventListener("progress", (event) => {
+      const data = parse(event);
+      if (data) showProgress(data);
+    });
+    source.addEventListener("finished", (event) => {
+      const data = parse(event);
+      if (!data || !data.job) return;
+      updateJob(data.job, data);
+      refreshPositionsSoon();
+    });
+  }
+
+  // ------------------------------------------------------------------ history
+
+  function params(job) {
+    const rows = [
+      ["Status", job.status], ["Action", job.action], ["Mode", job.mode], ["Prompt", job.prompt],
+      ["Negative prompt", job.negative_prompt], ["Model", job.model], ["Sampler", job.sampler],
+      ["Size", job.width && job.height ? `${job.width}×${job.height}` : null], ["Steps", job.steps],
+      ["CFG", job.cfg], ["Seed", job.seed],
+      ["Image seeds", job.image_seeds && job.image_seeds.length ? job.image_seeds.join(", ") : null],
+      ["Count", job.count], ["Strength", job.strength],
+      ["Parent", job.parent_id ? `${job.parent_id} #${(job.parent_index ?? 0) + 1}` : null],
+      ["Created", when(job.created_at)], ["Finished", when(job.finished_at)], ["Error", job.error],
+      ["Job id", job.id],
+    ];
+    return el("dl", { class: "params" },
+      rows.filter(([, v]) => v !== null && v !== undefined && v !== "")
+        .map(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })]));
+  }
+
+  function closeDialog() {
+    const dialog = $("job-dialog");
+    if (dialog.open) dialog.close();
+  }
+
+  function openJob(job) {
+    const dialog = $("job-dialog");
+    const errorNode = el("p", { class: "error", role: "alert", hidden: true });
+    const buttons = el("div", { class: "actions" },
+      el("button", { type: "button", class: "primary", text: "Use these settings", onclick: () => useSettings(job) }),
+      el("button", { type: "button", text: "Run again", title: "The same job, same seeds", onclick: () => runAction(job, "rerun", null, null, errorNode) }),
+      el("button", { type: "button", text: "Copy parameters", onclick: (e) => copyText(infoText(job, 0), e.currentTarget) }),
+      ACTIVE.has(job.status)
+        ? el("button", { type: "button", text: "Cancel", onclick: async () => { await runAction(job, "cancel", null, null, errorNode); closeDialog(); loadHistory(); } })
+        : null);
+    $("job-dialog-title").textContent = job.prompt || "Job";
+    $("job-dialog-body").replaceChildren(
+      buttons,
+      errorNode,
+      job.images && job.images.length
+        ? el("div", { class: "images" }, job.images.map((url, i) => figure(job, url, i, errorNode)))
+        : null,
+      params(job));
+    if (typeof dialog.showModal === "function") dialog.showModal(); else dialog.setAttribute("open", "");
+  }
+
+  async function loadHistory() {
+    const list = $("history-list");
+    const error = $("history-error");
+    showError(error, null);
+    const { offset, q } = state.history;
+    const query = new URLSearchParams({ limit: String(HISTORY_LIMIT), offset: String(offset) });
+    if (q) query.set("q", q);
+    try {
+      const data = await api("GET", `/api/jobs?${query}`);
+      const jobs = data.jobs || [];
+      list.replaceChildren(...jobs.map((job) => el("li", {
+        tabindex: 0, "data-job": job.id, role: "button",
+        onclick: () => openJob(job),
+        onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openJob(job); } },
+      },
+      job.images && job.images.length
+        ? el("img", { src: job.images[0], alt: "", loading: "lazy" })
+        : el("span", { class: "thumb" }),
+      el("div", { class: "meta" },
+        el("div", { text: job.prompt || "(no prompt)" }),
+        el("div", { class: "sub", text: [job.status, when(job.created_at), describe(job), job.seed !== null && job.seed !== undefined ? `seed ${job.seed}` : null].filter(Boolean).join(" · ") })))));
+      if (!jobs.length) list.replaceChildren(el("li", { class: "empty", text: q ? `Nothing matches “${q}”.` : "No jobs yet." }));
+      $("history-prev").disabled = offset === 0;
+      $("history-next").disabled = jobs.length < HISTORY_LIMIT;
+      $("history-page").textContent = `Page ${Math.floor(offset / HISTORY_LIMIT) + 1}`;
+    } catch (failure) {
+      showError(error, failure);
+    }
+  }
+
+  // ------------------------------------------------------------------ views and wiring
+
+  function showView(name) {
+    for (const view of ["create", "history"]) {
+      $(`view-${view}`).hidden = view !== name;
+      $(`tab-${view}`).setAttribute("aria-selected", String(view === name));
+    }
+    const hash = name === "history" ? "#history" : "";
+    if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname);
+    if (name === "history") loadHistory();
+  }
+
+  function wire() {
+    $("draw-form").addEventListener("submit", submitDraw);
+    $("prompt").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("draw-form").requestSubmit();
+    });
+    for (const radio of document.querySelectorAll('input[name="mode"]')) {
+      radio.addEventListener("change", () => setMode(mode()));
+    }
+    $("model").addEventListener("change", refreshModelHints);
+    $("size").addEventListener("change", () => { $("custom-size").hidden = $("size").value !== "custom"; });
+    $("seed-random").addEventListener("click", () => { $("seed").value = -1; });
+    $("seed-reuse").addEventListener("click", () => {
+      if (state.lastSeed !== null) $("seed").value = state.lastSeed;
+    });
+    $("strength").addEventListener("input", () => { $("strength-out").value = Number($("strength").value).toFixed(2); });
+    $("init-file").addEventListener("change", async () => {
+      const file = $("init-file").files[0];
+      const preview = $("init-preview");
+      initImage = null;
+      preview.hidden = true;
+      showError($("form-error"), null);
+      if (!file) return;
+      try {
+        initImage = await readImage(file);
+        preview.src = initImage;
+        preview.hidden = false;
+      } catch (error) {
+        showError($("form-error"), error);
+      }
+    });
+    for (const tab of document.querySelectorAll(".tabs button")) {
+      tab.addEventListener("click", () => showView(tab.dataset.view));
+    }
+    let searchTimer = null;
+    const search = () => {
+      state.history.q = $("history-q").value.trim();
+      state.history.offset = 0;
+      loadHistory();
+    };
+    $("history-search").addEventListener("submit", (event) => { event.preventDefault(); clearTimeout(searchTimer); search(); });
+    $("history-q").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(search, 300); });
+    $("history-prev").addEventListener("click", () => {
+      state.history.offset = Math.max(0, state.history.offset - HISTORY_LIMIT);
+      loadHistory();
+    });
+    $("history-next").addEventListener("click", () => {
+      state.history.offset += HISTORY_LIMIT;
+      loadHistory();
+    });
+    window.addEventListener("hashchange", () => showView(location.hash === "#history" ? "history" : "create"));
+  }
+
+  wire();
+  showView(location.hash === "#history" ? "history" : "create");
+  connectEvents();
+  loadModels();
+  loadQueue();
+  restoreMine();
+})();

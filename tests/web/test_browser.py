@@ -1,0 +1,322 @@
+"""The local web page in a real headless Chromium against a real server and the demo model.
+
+Skipped only when no Chromium is installed (CI installs Debian's ``chromium``); Playwright drives
+that browser, nothing is downloaded. Every wait is bounded (``browser_helpers.TIMEOUT_MS`` and
+``RENDER_TIMEOUT_MS``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+import pytest
+
+from tests.conftest import AppFactory
+from tests.web.browser_helpers import (
+    RENDER_TIMEOUT_MS,
+    find_chromium,
+    launch_browser,
+    open_page,
+    seen_texts,
+    served,
+)
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page
+
+CHROMIUM = find_chromium()
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)"),
+    pytest.mark.timeout(120),
+]
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
+expect = playwright_api.expect
+expect.set_options(timeout=10_000)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Chromium, the server and the worker share the machine here. Torch's default of one
+    spinning thread per core then slows the demo model twentyfold on a busy two-core runner
+    (20 steps: 0.5 s with one thread, 10 s with two)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert CHROMIUM is not None
+    async with launch_browser(CHROMIUM) as launched:
+        yield launched
+
+
+async def first_image_loaded(page: Page, card: str) -> None:
+    await page.wait_for_function(
+        """(card) => {
+            const img = document.querySelector(card + ' figure img');
+            return img && img.complete && img.naturalWidth > 0;
+        }""",
+        arg=card,
+        timeout=RENDER_TIMEOUT_MS,
+    )
+
+
+async def test_draw_progress_gallery_reroll_history_and_info(
+    app_factory: AppFactory, browser: Browser, tmp_path: Path
+) -> None:
+    app = await app_factory()
+    async with served(app) as url:
+        page, errors = await open_page(browser, url)
+        await expect(page.locator("#demo-banner")).to_be_visible()
+        await expect(page.locator("#demo-banner")).to_contain_text("demo model draws noise")
+        await expect(page.locator("#model option")).to_have_count(2)  # "Default (demo)" + demo
+
+        # Another job just before, so the page's job waits in the queue and shows its place.
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{url}/api/jobs", json={"prompt": "a castle at dusk", "steps": 6}
+            ) as response,
+        ):
+            assert response.status == 202, await response.text()
+
+        await page.fill("#prompt", "a red fox in the snow --seed 7 --steps 20")
+        await page.click("#generate")
+
+        first = 'article.job[data-status="succeeded"]'
+        await page.wait_for_selector(first, timeout=RENDER_TIMEOUT_MS)
+        await first_image_loaded(page, first)
+        seen = await seen_texts(page)
+        assert any(re.search(r"next in line|position \d+ in line", text) for text in seen), seen
+        assert any(re.search(r"^Step \d+ / 20$", text) for text in seen), seen
+        assert any(re.search(r"\d+ waiting, \d+ running", text) for text in seen), seen
+        await expect(page.locator("#queue-length")).to_have_text("empty")
+        await expect(page.locator("#form-error")).to_be_hidden()
+
+        card = page.locator("article.job").first
+        job_id = await card.get_attribute("data-job")
+        assert job_id
+
+        # Info shows every parameter, the seed typed inline included.
+        await card.get_by_role("button", name="Info").click()
+        info = card.locator("pre.info")
+        await expect(info).to_be_visible()
+        await expect(info).to_contain_text("Seed: 7")
+        await expect(info).to_contain_text("Steps: 20")
+        await expect(info).to_contain_text("a red fox in the snow")
+
+        # Download is the stored PNG, with its metadata.
+        download = card.get_by_role("link", name="Download")
+        href = await download.get_attribute("href")
+        assert href and re.fullmatch(r"/api/images/[0-9a-f]+\.png", href), href
+        assert await download.get_attribute("download")
+        png = await page.request.get(url + href)
+        body = await png.body()
+        assert body.startswith(b"\x89PNG") and b"parameters" in body
+
+        shots = Path(os.environ.get("EASEL_SCREENSHOTS", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(shots / "easel-main.png"), full_page=True)
+
+        # Reroll: a second job appears in the gallery and renders too.
+        await card.get_by_role("button", name="Reroll").click()
+        await expect(page.locator("article.job")).to_have_count(2)
+        await expect(page.locator(first)).to_have_count(2, timeout=RENDER_TIMEOUT_MS)
+        reroll_id = await page.locator("article.job").first.get_attribute("data-job")
+        assert reroll_id and reroll_id != job_id
+
+        # History: every job, newest first; the search box filters by prompt.
+        await page.click("#tab-history")
+        rows = page.locator("#history-list li[data-job]")
+        await expect(rows).to_have_count(3)
+        assert await rows.nth(0).get_attribute("data-job") == reroll_id
+        assert await rows.nth(1).get_attribute("data-job") == job_id
+        await page.fill("#history-q", "castle")
+        await page.press("#history-q", "Enter")
+        await expect(rows).to_have_count(1)
+        await expect(rows.first).to_contain_text("a castle at dusk")
+        await page.fill("#history-q", "fox")
+        await page.press("#history-q", "Enter")
+        await expect(rows).to_have_count(2)
+
+        # A history entry opens with its parameters; "use these settings" fills the form.
+        await rows.nth(1).click()
+        dialog = page.locator("#job-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(dialog.locator(".params")).to_contain_text(job_id)
+        await dialog.get_by_role("button", name="Use these settings").click()
+        await expect(dialog).to_be_hidden()
+        await expect(page.locator("#prompt")).to_have_value("a red fox in the snow")
+        await expect(page.locator("#seed")).to_have_value("7")
+        await expect(page.locator("#steps")).to_have_value("20")
+
+        assert errors == []
+        await page.context.close()
+
+
+async def test_admin_blocklist_makes_a_draw_refused_inline(
+    app_factory: AppFactory, browser: Browser
+) -> None:
+    app = await app_factory(worker=False)
+    async with served(app) as url:
+        page, errors = await open_page(browser, f"{url}/admin")
+        demo_row = page.locator('#models tr[data-model="demo"]')
+        await expect(demo_row).to_be_visible()
+        await expect(demo_row).to_contain_text("(default)")
+        await expect(page.locator("#login")).to_be_hidden()  # loopback: no token needed
+
+        await page.fill("#block-word", "dragon")
+        await page.click("#block-form button[type=submit]")
+        await expect(page.locator("#blocklist")).to_contain_text("dragon")
+        await expect(page.locator("#block-error")).to_be_hidden()
+
+        await page.goto(url, wait_until="domcontentloaded")
+        await page.fill("#prompt", "a dragon over the city")
+        await page.click("#generate")
+        refusal = page.locator("#form-error")
+        await expect(refusal).to_be_visible()
+        await expect(refusal).to_contain_text("dragon")
+        await expect(refusal).to_contain_text("block")
+        await expect(page.locator("article.job")).to_have_count(0)
+        assert errors == []
+        await page.context.close()
+
+
+async def test_admin_page_asks_for_the_token_when_not_on_loopback(
+    app_factory: AppFactory, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EASEL_ADMIN_TOKEN", "s3cret-admin")
+    # Configured for every interface (so the API wants credentials); bound to loopback here.
+    app = await app_factory(worker=False, web={"host": "0.0.0.0"})
+    async with served(app) as url:
+        # No basic credentials are configured: the challenge the API sends is answered with
+        # nonsense, as a person would cancel the browser's login prompt.
+        page, errors = await open_page(browser, f"{url}/admin", basic_auth=("-", "-"))
+        login = page.locator("#login")
+        await expect(login).to_be_visible()
+        await expect(page.locator("#panels")).to_be_hidden()
+
+        await page.fill("#token", "wrong")
+        await page.click("#login button[type=submit]")
+        await expect(page.locator("#login-error")).to_contain_text("not valid")
+        await expect(page.locator("#panels")).to_be_hidden()
+
+        await page.fill("#token", "s3cret-admin")
+        await page.click("#login button[type=submit]")
+        await expect(page.locator('#models tr[data-model="demo"]')).to_be_visible()
+        await expect(login).to_be_hidden()
+        # The token lives in this tab's sessionStorage: a reload stays unlocked.
+        await page.reload()
+        await expect(page.locator('#models tr[data-model="demo"]')).to_be_visible()
+        assert errors == []
+        await page.context.close()
+
+
+async def test_rate_limit_message_says_when_to_retry(
+    app_factory: AppFactory, browser: Browser
+) -> None:
+    app = await app_factory(worker=False, limits={"burst": 1, "rate_per_minute": 1.0})
+    async with served(app) as url:
+        page, errors = await open_page(browser, url)
+        await page.fill("#prompt", "a cat")
+        await page.click("#generate")
+        await expect(page.locator("article.job")).to_have_count(1)
+        await page.click("#generate")
+        refusal = page.locator("#form-error")
+        await expect(refusal).to_be_visible()
+        await expect(refusal).to_contain_text(re.compile(r"\d+\s*(s|second|min)", re.I))
+        await expect(page.locator("article.job")).to_have_count(1)
+        assert errors == []
+        await page.context.close()
+
+
+async def test_phone_viewport_keeps_prompt_and_button_on_screen(
+    app_factory: AppFactory, browser: Browser
+) -> None:
+    app = await app_factory(worker=False)
+    async with served(app) as url:
+        for path in ("/", "/admin"):
+            page, errors = await open_page(browser, url + path, width=390, height=844)
+            await page.wait_for_load_state("load")
+            if path == "/":
+                for selector in ("#prompt", "#generate"):
+                    await expect(page.locator(selector)).to_be_in_viewport()
+                    box = await page.locator(selector).bounding_box()
+                    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
+            else:
+                await expect(page.locator('#models tr[data-model="demo"]')).to_be_visible()
+            scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= 390, (path, scroll_width)
+            assert errors == []
+            await page.context.close()
+
+
+async def test_pages_and_static_files_are_served_without_other_hosts(
+    app_factory: AppFactory,
+) -> None:
+    app = await app_factory(worker=False)
+    async with served(app) as url, aiohttp.ClientSession() as http:
+        expected = {
+            "/": "text/html",
+            "/admin": "text/html",
+            "/static/common.js": "text/javascript",
+            "/static/app.js": "text/javascript",
+            "/static/admin.js": "text/javascript",
+            "/static/style.css": "text/css",
+        }
+        for path, content_type in expected.items():
+            async with http.get(url + path) as response:
+                assert response.status == 200, path
+                assert response.content_type == content_type, path
+                assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+                text = await response.text()
+                # Nothing is fetched from another host: no absolute URLs in the page's files.
+                assert not re.search(r"(src|href)=[\"']?(https?:)?//", text), path
+                assert "http://" not in text and "https://" not in text, path
+        async with http.get(url + "/static/../pyproject.toml") as response:
+            assert response.status == 404
+        async with http.get(url + "/static/nothing.js") as response:
+            assert response.status == 404
+
+
+async def test_image_to_image_upload_and_vary(
+    app_factory: AppFactory, browser: Browser, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    start = tmp_path / "start.png"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(start)
+    app = await app_factory()
+    async with served(app) as url:
+        page, errors = await open_page(browser, url)
+        await page.check('input[name="mode"][value="img2img"]')
+        await expect(page.locator("#img2img-fields")).to_be_visible()
+        await page.set_input_files("#init-file", str(start))
+        await expect(page.locator("#init-preview")).to_be_visible()
+        await page.fill("#prompt", "a red house")
+        await page.click("#generate")
+        done = 'article.job[data-status="succeeded"]'
+        await page.wait_for_selector(done, timeout=RENDER_TIMEOUT_MS)
+        await first_image_loaded(page, done)
+        job_id = await page.locator("article.job").first.get_attribute("data-job")
+        assert job_id
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/api/jobs/{job_id}") as got:
+            job = await got.json()
+        assert job["mode"] == "img2img" and job["strength"] == pytest.approx(0.6), job
+
+        await page.locator("article.job").first.get_by_role("button", name="Vary (subtle)").click()
+        await expect(page.locator(done)).to_have_count(2, timeout=RENDER_TIMEOUT_MS)
+        await expect(page.locator("article.job").first).to_contain_text("vary")
+        assert errors == []
+        await page.context.close()
