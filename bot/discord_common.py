@@ -1,0 +1,163 @@
+"""Small pieces every Discord module shares: who is asking, where, and how to answer in words.
+
+The :class:`generation.requests.Origin` of a Discord request:
+
+* ``scope_id``: the guild id, or ``dm:<user id>`` in direct messages;
+* ``user_id``: the member's id; ``is_admin``: Manage Server permission, or an owner id from the
+  config (checked here, inside every command: ``default_member_permissions`` is only a hint
+  that a server can override);
+* ``reply_target``: everything a fresh bot instance needs to deliver the result after a restart
+  (channel id, interaction token and its creation time, the status message id, the user id).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import discord
+
+from generation.errors import EaselError, NotFound
+from generation.limits import format_retry
+from generation.policy import ScopeSettings
+from generation.requests import Origin
+from storage.records import JobRecord
+from storage.repository import Store
+
+log = logging.getLogger("easel.discord")
+
+PLATFORM = "discord"
+# Discord's interaction tokens live 15 minutes; stop using one a little before that.
+TOKEN_LIFETIME_SECONDS = 14 * 60
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def scope_of(guild_id: int | None, user_id: int) -> str:
+    return str(guild_id) if guild_id is not None else f"dm:{user_id}"
+
+
+def is_admin_member(
+    user: discord.abc.User, permissions: discord.Permissions | None, owner_ids: Iterable[int]
+) -> bool:
+    """Manage Server (in this guild) or an Easel owner from the config."""
+    if user.id in set(owner_ids):
+        return True
+    return bool(permissions is not None and permissions.manage_guild)
+
+
+def interaction_is_admin(interaction: discord.Interaction[Any], owner_ids: Iterable[int]) -> bool:
+    permissions = interaction.permissions if interaction.guild_id is not None else None
+    return is_admin_member(interaction.user, permissions, owner_ids)
+
+
+def interaction_target(
+    interaction: discord.Interaction[Any], status_message_id: int | None
+) -> dict[str, Any]:
+    target: dict[str, Any] = {
+        "channel_id": str(interaction.channel_id),
+        "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
+        "user_id": str(interaction.user.id),
+        "application_id": str(interaction.application_id),
+        "interaction_token": interaction.token,
+        "created_at": interaction.created_at.isoformat(),
+    }
+    if status_message_id is not None:
+        target["status_message_id"] = str(status_message_id)
+    return target
+
+
+def interaction_origin(
+    interaction: discord.Interaction[Any],
+    owner_ids: Iterable[int],
+    *,
+    status_message_id: int | None = None,
+) -> Origin:
+    guild = interaction.guild
+    return Origin(
+        platform=PLATFORM,
+        scope_id=scope_of(interaction.guild_id, interaction.user.id),
+        user_id=str(interaction.user.id),
+        user_name=interaction.user.display_name,
+        scope_name=guild.name if guild is not None else "direct messages",
+        reply_target=interaction_target(interaction, status_message_id),
+        is_admin=interaction_is_admin(interaction, owner_ids),
+    )
+
+
+def token_age_seconds(target: dict[str, Any], now: datetime) -> float | None:
+    """Seconds since the interaction behind ``target`` was created; None without a token."""
+    if not target.get("interaction_token") or not target.get("created_at"):
+        return None
+    try:
+        created = datetime.fromisoformat(target["created_at"])
+    except (TypeError, ValueError):
+        return None
+    return (now - created).total_seconds()
+
+
+def token_usable(target: dict[str, Any], now: datetime) -> bool:
+    age = token_age_seconds(target, now)
+    return age is not None and age < TOKEN_LIFETIME_SECONDS
+
+
+def nsfw_mode_for(
+    settings: ScopeSettings, channel_id: str, channel: object | None, default: str
+) -> str:
+    """A channel's NSFW policy: the admin's setting, else "allow" in Discord's age-restricted
+    channels, else the configured default."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    base = "allow" if callable(is_nsfw) and is_nsfw() else default
+    return settings.nsfw_mode(str(channel_id), base)
+
+
+def describe_error(error: EaselError) -> str:
+    """A rejection in words, with when to try again where that is known."""
+    text = f"🚫 {error.message}"
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None and "try again" not in error.message.lower():
+        text += f" Try again {format_retry(retry_after)}."
+    return text
+
+
+async def job_visible(store: Store, job: JobRecord, *, scope_id: str, user_id: str) -> bool:
+    """Whether a Discord user may see ``job`` here: their own job, or a job of this server."""
+    user = await store.get_user(job.user_id)
+    if user is not None and user.platform == PLATFORM and user.platform_user_id == user_id:
+        return True
+    scope = await store.get_scope(job.scope_id)
+    return scope is not None and scope.platform == PLATFORM and scope.platform_scope_id == scope_id
+
+
+async def visible_job(store: Store, job_id: str, *, scope_id: str, user_id: str) -> JobRecord:
+    """The job, if it exists and is visible here; else :class:`NotFound` (no leak of others')."""
+    job = await store.get_job(job_id)
+    if job is None or not await job_visible(store, job, scope_id=scope_id, user_id=user_id):
+        raise NotFound(f"No job with id {job_id.strip()!r} here.")
+    return job
+
+
+async def requester_id(store: Store, job: JobRecord) -> str | None:
+    """The Discord user id of whoever asked for ``job`` (None if it came from elsewhere)."""
+    user = await store.get_user(job.user_id)
+    if user is None or user.platform != PLATFORM:
+        return None
+    return user.platform_user_id
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def reply(
+    interaction: discord.Interaction[Any], text: str, *, ephemeral: bool = True
+) -> None:
+    """Answer in words, whether or not the interaction was already answered or deferred."""
+    text = clip(text, 2000)
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS)
+    else:
+        await interaction.response.send_message(
+            text, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS
+        )
