@@ -370,28 +370,49 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
 
 
 async def serve(config: Config) -> int:
+    from bot.discord_bot import DiscordRunner, start_discord
+    from bot.telegram_bot import TelegramApplication, start_telegram, stop_application
+    from bot.web.auth import AuthPolicy
+    from bot.web.server import WebServer, start_web
+
+    if config.web.enabled:
+        AuthPolicy.from_config(config.web)  # refuse an unprotected public address up front
     app = App.from_config(config)
     await app.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    default = await app.store.default_model()
-    if default is not None and app.worker is not None:
-        app.worker.preload(model_source(default))  # keep the default model resident
-    log.info(
-        "Easel engine running (data dir %s, default model %s)",
-        config.data_dir,
-        default.name if default else "none",
-    )
-    log.warning("no front end is configured yet: the engine only works through the queue")
+    web_server: WebServer | None = None
+    discord_bot: DiscordRunner | None = None
+    telegram_bot: TelegramApplication | None = None
     try:
+        default = await app.store.default_model()
+        if default is not None and app.worker is not None:
+            app.worker.preload(model_source(default))  # keep the default model resident
+        if config.web.enabled:
+            web_server = await start_web(app)
+        discord_bot = start_discord(app)  # when the token variable is set
+        telegram_bot = await start_telegram(app)  # likewise
+        log.info(
+            "Easel engine running (data dir %s, default model %s)",
+            config.data_dir,
+            default.name if default else "none",
+        )
+        if web_server is None and discord_bot is None and telegram_bot is None:
+            log.warning("no front end is enabled: the engine only works through the queue")
         await stop.wait()
         log.info(
             "stopping: the running job gets %.0f s to finish",
             config.generation.shutdown_grace_seconds,
         )
     finally:
+        if telegram_bot is not None:
+            await stop_application(telegram_bot)
+        if discord_bot is not None:
+            await discord_bot.stop()
+        if web_server is not None:
+            await web_server.stop()
         await app.stop()
     log.info("stopped cleanly")
     return EXIT_OK
@@ -405,7 +426,15 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         level = "DEBUG" if args.verbose else config.log_level
-        setup_logging(level, [config.discord.token_env, config.telegram.token_env])
+        secrets = [
+            config.discord.token_env,
+            config.telegram.token_env,
+            config.telegram.webhook_secret_env,
+            config.web.api_auth_env,
+            config.web.api_token_env,
+            config.web.admin_token_env,
+        ]
+        setup_logging(level, secrets)
         if args.command in ("draw", "rerun", "reroll", "upscale", "vary"):
             return asyncio.run(generate(config, args))
         if args.command == "serve":

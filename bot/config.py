@@ -63,11 +63,51 @@ class LimitsConfig(_Section):
 class DiscordConfig(_Section):
     token_env: str = "EASEL_DISCORD_TOKEN"
     owner_ids: tuple[int, ...] = ()
+    sync_commands: bool = True  # sync slash commands with Discord at start-up
+    status_edit_interval: float = Field(2.0, ge=0.0)  # seconds between progress edits per job
+    max_upload_mb: float = Field(10.0, gt=0.0, le=200.0)  # largest /draw image attachment
+    # Channels without an /nsfw setting: "refuse" flagged prompts (age-restricted channels
+    # always allow them unless set otherwise), "spoiler" or "allow".
+    nsfw_default: Literal["refuse", "spoiler", "allow"] = "refuse"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+TELEGRAM_REACTION_ACTIONS = ("reroll", "upscale", "vary")
 
 
 class TelegramConfig(_Section):
     token_env: str = "EASEL_TELEGRAM_TOKEN"
     owner_ids: tuple[int, ...] = ()
+    # Bot API server; empty = python-telegram-bot's defaults (https://api.telegram.org/...).
+    base_url: str = ""
+    base_file_url: str = ""
+    local_mode: bool = False  # a self-hosted server started with --local (files on its disk)
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str = ""  # public https URL Telegram posts updates to (webhook mode)
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(8443, ge=0, le=65535)
+    webhook_secret_env: str = "EASEL_TELEGRAM_WEBHOOK_SECRET"
+    # Reaction emoji (Telegram's allowed set) -> action on the result it was put on.
+    reactions: dict[str, str] = Field(
+        default_factory=lambda: {"⚡": "reroll", "🔥": "upscale", "🎉": "vary"}
+    )
+    # Seconds between two edits of one status message (groups: at least 3, i.e. 20 a minute).
+    status_edit_interval: float = Field(1.5, ge=0.0, le=60.0)
+
+    @model_validator(mode="after")
+    def _check_telegram(self) -> TelegramConfig:
+        for emoji, action in self.reactions.items():
+            if action not in TELEGRAM_REACTION_ACTIONS:
+                raise ValueError(
+                    f"telegram.reactions[{emoji!r}]: unknown action {action!r}; "
+                    f"use {', '.join(TELEGRAM_REACTION_ACTIONS)}"
+                )
+        if self.mode == "webhook" and not self.webhook_url.startswith("https://"):
+            raise ValueError('telegram.webhook_url must be an https:// URL when mode = "webhook"')
+        return self
 
 
 class WebConfig(_Section):

@@ -32,6 +32,40 @@ from storage.records import ModelRecord
 MIN_SIDE = 64
 DEFAULT_IMG2IMG_STRENGTH = 0.6
 
+# NSFW policy of a channel: refuse flagged prompts, send the images as spoilers, or allow them.
+NSFW_MODES = ("refuse", "spoiler", "allow")
+# Words that flag a prompt as NSFW (whole words, any case; only the prompt is checked, never the
+# negative prompt, where "nsfw" is a common entry). A coarse first line, not a classifier.
+# fmt: off
+DEFAULT_NSFW_WORDS: tuple[str, ...] = (
+    "nsfw", "nude", "nudes", "nudity", "naked", "topless", "bottomless", "porn", "porno",
+    "pornographic", "sex", "sexual", "sexy", "explicit", "erotic", "erotica", "hentai",
+    "lewd", "fetish", "genitals", "nipples", "lingerie", "gore", "gory", "xxx",
+)
+# fmt: on
+
+
+def flagged_word(prompt: str, words: tuple[str, ...] = DEFAULT_NSFW_WORDS) -> str | None:
+    """The first NSFW-flagged word in ``prompt`` (whole-word, case-insensitive), or None."""
+    lowered = prompt.lower()
+    for word in words:
+        if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", lowered):
+            return word
+    return None
+
+
+def check_nsfw(prompt: str, mode: str) -> None:
+    """Refuse a flagged prompt in a channel whose NSFW policy is ``refuse``."""
+    if mode != "refuse":
+        return
+    word = flagged_word(prompt)
+    if word is not None:
+        raise BlockedPrompt(
+            f"This channel does not allow NSFW prompts (\u201c{word}\u201d). Ask an admin, or "
+            "use a channel where NSFW images are allowed.",
+            word,
+        )
+
 
 @dataclass(frozen=True)
 class EffectiveLimits:
@@ -56,6 +90,8 @@ class ScopeSettings:
     max_steps: int | None = None
     max_count: int | None = None
     max_pixels: int | None = None
+    # Per-channel NSFW policy: (channel id, "refuse" | "spoiler" | "allow") pairs; see nsfw_mode.
+    nsfw: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ScopeSettings:
@@ -65,7 +101,15 @@ class ScopeSettings:
         for key in ("allowed_models", "blocklist"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
+        if "nsfw" in values:
+            pairs = values["nsfw"] or {}
+            items = pairs.items() if isinstance(pairs, Mapping) else pairs
+            values["nsfw"] = tuple(sorted((str(c), str(m)) for c, m in items))
         return cls(**values)
+
+    def nsfw_mode(self, channel_id: str, default: str = "refuse") -> str:
+        """The NSFW policy of one channel (``default`` where the admin set none)."""
+        return dict(self.nsfw).get(str(channel_id), default)
 
     def updated(self, changes: Mapping[str, Any]) -> ScopeSettings:
         """A copy with ``changes`` applied; each value is checked, ``None`` restores the default."""
@@ -84,6 +128,7 @@ class ScopeSettings:
         for key in ("allowed_models", "blocklist"):
             if data[key] is not None:
                 data[key] = list(data[key])
+        data["nsfw"] = dict(self.nsfw)
         return data
 
     def limits(self, base: LimitsConfig) -> EffectiveLimits:
@@ -104,7 +149,16 @@ _POSITIVE_INTS = {"burst", "max_queued_per_user", "max_steps", "max_count", "max
 
 def _check_setting(key: str, value: Any) -> Any:
     if value is None:
-        return [] if key == "blocklist" else None
+        return [] if key == "blocklist" else {} if key == "nsfw" else None
+    if key == "nsfw":
+        if not isinstance(value, Mapping):
+            raise InvalidRequest("nsfw must map channel ids to refuse, spoiler or allow.")
+        for channel, mode in value.items():
+            if mode not in NSFW_MODES or not str(channel).strip():
+                raise InvalidRequest(f"NSFW policy {mode!r} is not one of {', '.join(NSFW_MODES)}.")
+        if len(value) > 500:
+            raise InvalidRequest("nsfw may hold at most 500 channels.")
+        return {str(channel).strip(): mode for channel, mode in value.items()}
     if key in ("allowed_models", "blocklist"):
         if isinstance(value, str) or not all(isinstance(v, str) and v.strip() for v in value):
             raise InvalidRequest(f"{key} must be a list of non-empty words.")
@@ -203,13 +257,16 @@ class AdmissionPolicy:
         negative = self._text("Negative prompt", request.negative_prompt.strip())
         sampler = resolve_sampler(request.sampler or model.default_sampler)
         max_steps = min(g.max_steps, settings.max_steps or g.max_steps)
-        steps = int(self._bounded("Steps", request.steps or model.default_steps, 1, max_steps))
+        steps_value = model.default_steps if request.steps is None else request.steps
+        steps = int(self._bounded("Steps", steps_value, 1, max_steps))
         cfg_value = model.default_cfg if request.cfg is None else request.cfg
         if not math.isfinite(cfg_value):
             raise InvalidRequest("CFG scale must be a number.")
         cfg = float(self._bounded("CFG scale", cfg_value, g.min_cfg, g.max_cfg))
         max_count = min(g.max_count, settings.max_count or g.max_count)
-        count = int(self._bounded("Count", request.count or 1, 1, max_count))
+        count = int(
+            self._bounded("Count", 1 if request.count is None else request.count, 1, max_count)
+        )
         width, height = self._size(request, model, settings)
         seed = random_seed if request.seed is None else request.seed
         if not 0 <= seed <= MAX_SEED:
@@ -328,4 +385,12 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-__all__ = ["AdmissionPolicy", "EffectiveLimits", "ScopeSettings"]
+__all__ = [
+    "DEFAULT_NSFW_WORDS",
+    "NSFW_MODES",
+    "AdmissionPolicy",
+    "EffectiveLimits",
+    "ScopeSettings",
+    "check_nsfw",
+    "flagged_word",
+]

@@ -31,6 +31,8 @@ async def app(app_factory) -> App:
     ("request_fields", "message"),
     [
         ({"steps": 10_000}, "Steps 10000 is above this server's maximum of 60"),
+        ({"steps": 0}, "Steps 0 is below the minimum of 1"),
+        ({"count": 0}, "Count 0 is below the minimum of 1"),
         ({"count": 999}, "Count 999 is above this server's maximum of 4"),
         ({"cfg": 31.0}, "CFG scale 31 is above this server's maximum of 30"),
         ({"width": 10**9, "height": 64}, "larger than this server allows"),

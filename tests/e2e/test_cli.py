@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -204,7 +205,8 @@ def test_generation_refused_while_another_engine_runs(config_file, capsys, data_
         lock.release()
 
 
-def test_serve_stops_cleanly_on_sigterm(config_file) -> None:
+def test_serve_runs_the_web_server_and_stops_cleanly_on_sigterm(config_file) -> None:
+    config_file.write_text(config_file.read_text() + "[web]\nport = 0\n")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [
@@ -223,13 +225,22 @@ def test_serve_stops_cleanly_on_sigterm(config_file) -> None:
         assert process.stderr is not None
         deadline = time.monotonic() + 60
         seen = []
+        url = None
         while time.monotonic() < deadline:
             line = process.stderr.readline()
             seen.append(line)
+            if "Easel web page: " in line:
+                url = line.split("Easel web page: ")[1].strip()
             if "engine running" in line:
                 break
         else:
             pytest.fail("serve did not start: " + "".join(seen))
+        assert url is not None and url.startswith("http://127.0.0.1:"), seen
+        with urllib.request.urlopen(f"{url}/sdapi/v1/sd-models", timeout=10) as response:
+            models = json.loads(response.read())
+        assert [m["model_name"] for m in models] == ["demo"]
+        with urllib.request.urlopen(f"{url}/api/models", timeout=10) as response:
+            assert json.loads(response.read())["models"][0]["name"] == "demo"
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
         rest = process.stderr.read()
@@ -237,3 +248,13 @@ def test_serve_stops_cleanly_on_sigterm(config_file) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_serve_refuses_a_public_address_without_credentials(
+    config_file, capsys, monkeypatch
+) -> None:
+    config_file.write_text(config_file.read_text() + '[web]\nhost = "0.0.0.0"\nport = 0\n')
+    for name in ("EASEL_API_AUTH", "EASEL_API_TOKEN", "EASEL_ADMIN_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    assert easel(config_file, "serve") == 2
+    assert "no API credentials" in capsys.readouterr().err
