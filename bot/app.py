@@ -115,6 +115,7 @@ class App:
                 resident_models=g.resident_models,
                 previews=g.previews,
                 allow_unsafe_weights=g.allow_unsafe_weights,
+                cpu_threads=g.cpu_threads,
             )
         return self._backend
 

@@ -45,6 +45,7 @@ class GenerationConfig(_Section):
     max_batch: int = Field(4, ge=1, le=64)
     max_attempts: int = Field(3, ge=1, le=20)
     resident_models: int = Field(2, ge=1, le=16)
+    cpu_threads: int = Field(0, ge=0, le=256)  # 0 = torch's default (all cores)
     previews: bool = True
     allow_unsafe_weights: bool = False
     shutdown_grace_seconds: float = Field(20.0, ge=0.0)

@@ -113,7 +113,10 @@ class DiffusersBackend:
         resident_models: int = 2,
         previews: bool = True,
         allow_unsafe_weights: bool = False,
+        cpu_threads: int = 0,
     ) -> None:
+        if cpu_threads > 0:  # torch's own default is every core, which starves a shared box
+            torch.set_num_threads(cpu_threads)
         self._data_dir = Path(data_dir)
         self._device = self._pick_device(device)
         self._dtype = self._pick_dtype(dtype)

@@ -1,0 +1,74 @@
+"""The TOML config: documented example, defaults, and errors that name the key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from bot.config import Config, load_config, parse_config
+from generation.errors import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def keys_of(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= keys_of(annotation, f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def flatten(data: dict[str, object], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, value in data.items():
+        if isinstance(value, dict) and not name.startswith("reactions"):
+            keys |= flatten(value, f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def test_example_documents_every_key_with_the_default_value() -> None:
+    documented = flatten(tomllib.loads(EXAMPLE.read_text()))
+    assert documented == keys_of(Config)
+    example = load_config(EXAMPLE).model_dump(exclude={"data_dir"})
+    assert example == Config().model_dump(exclude={"data_dir"})
+
+
+def test_unknown_keys_and_bad_values_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"generation\.max_stepz: unknown key"):
+        parse_config({"generation": {"max_stepz": 3}})
+    with pytest.raises(ConfigError, match=r"limits\.burst: Input should be greater than"):
+        parse_config({"limits": {"burst": 0}})
+    with pytest.raises(ConfigError, match="multiples of 8"):
+        parse_config({"generation": {"max_width": 1001}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[generation\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="Cannot read config file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_tokens_come_from_the_named_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = parse_config({"discord": {"token_env": "MY_DISCORD"}})
+    monkeypatch.delenv("MY_DISCORD", raising=False)
+    assert config.token("discord") is None
+    monkeypatch.setenv("MY_DISCORD", "secret-value")
+    assert config.token("discord") == "secret-value"
+
+
+def test_relative_data_dir_becomes_absolute(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EASEL_CONFIG", raising=False)
+    assert load_config(None).data_dir == tmp_path / "data"
+    assert load_config(None).database_url.endswith(f"{tmp_path}/data/easel.db")
