@@ -160,7 +160,6 @@ async def stop_application(application: TelegramApplication) -> None:
         await application.stop()
     await easel.frontend.close()
     await application.shutdown()
-    easel.index.close()
 
 
 __all__ = [

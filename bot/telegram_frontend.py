@@ -25,6 +25,7 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, RetryAfter, TelegramError
 
 from bot.app import App
+from bot.telegram_index import PLATFORM as PLATFORM
 from bot.telegram_index import MessageIndex
 from bot.telegram_send import (
     FloodGate,
@@ -41,7 +42,6 @@ from storage.records import JobRecord
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "telegram"
 GROUP_MIN_INTERVAL = 3.0  # 20 messages a minute per group
 CHAT_ACTION_EVERY = 4.5  # a chat action shows for 5 s
 CHAT_ACTION_MAX = 900.0
@@ -121,7 +121,7 @@ class TelegramFrontEnd:
         status = self._new_status(job)
         status.message_id, status.shown = message_id, text
         self._throttle_for(status.chat_id).force(status.key, text, self._monotonic())
-        await asyncio.to_thread(self.index.remember_status, job.id, status.chat_id, message_id)
+        await self.index.remember_status(job.id, status.chat_id, message_id)
         finished = self._finished.get(job.id)
         if finished is not None:  # delivered before the status message existed
             await self._finish_status(finished, status)
@@ -141,7 +141,7 @@ class TelegramFrontEnd:
         fresh = job.id not in self._statuses
         status = self._new_status(job)
         if fresh and status.message_id is None:  # after a restart: find the status message
-            known = await asyncio.to_thread(self.index.status_of, job.id)
+            known = await self.index.status_of(job.id)
             if known is not None and status.message_id is None:
                 status.message_id = known[1]
                 if status.latest is not None:
@@ -230,7 +230,7 @@ class TelegramFrontEnd:
         status = self._statuses.get(job.id)
         if status is None:
             status = self._new_status(job)
-            known = await asyncio.to_thread(self.index.status_of, job.id)
+            known = await self.index.status_of(job.id)
             if known is not None:
                 status.message_id = known[1]
         if status.action is not None:
@@ -280,5 +280,5 @@ class TelegramFrontEnd:
             except TelegramError as error:
                 log.info("telegram: could not finish the status of job %s (%s)", job.id, error)
         self._throttle_for(status.chat_id).forget(status.key)
-        await asyncio.to_thread(self.index.forget_status, job.id)
+        await self.index.forget_status(job.id)
         return edited or text == status.shown

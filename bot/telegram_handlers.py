@@ -8,7 +8,6 @@ short reply saying why and when to retry (for a button: the callback answer).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -81,7 +80,7 @@ class TelegramHandlers:
         self.bot = bot
         self.config = config
         self.reactions = check_reactions(dict(config.reactions))
-        self.index = MessageIndex(app.config.data_dir / "telegram.db")
+        self.index = MessageIndex(app.store)
         self.frontend = TelegramFrontEnd(
             bot, app, self.index, edit_interval=config.status_edit_interval
         )
@@ -343,7 +342,7 @@ class TelegramHandlers:
         action = self._reaction_action(change)
         if action is None:
             return
-        found = await asyncio.to_thread(self.index.lookup, change.chat.id, change.message_id)
+        found = await self.index.lookup(change.chat.id, change.message_id)
         if found is None:
             return  # not one of our results (or older than the message index)
         job_id, index = found

@@ -2,90 +2,51 @@
 
 A reaction update names only the chat and the message, and the Bot API cannot fetch a message,
 so the bot remembers (chat, message) -> (job id, image index) for every result it sends, and
-job id -> its status message. The map lives in a small SQLite file next to the job store
-(``<data_dir>/telegram.db``); losing it only disables reactions on older results.
+job id -> its status message. The map lives in the main database (the ``platform_messages``
+table, see :meth:`storage.repository.Store.remember_messages`); this class only converts
+Telegram's integer ids to and from the stored text.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from pathlib import Path
+from storage.repository import Store
 
-KEEP_ROWS = 50_000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS result_messages (
-    chat_id INTEGER NOT NULL,
-    message_id INTEGER NOT NULL,
-    job_id TEXT NOT NULL,
-    image_index INTEGER NOT NULL,
-    PRIMARY KEY (chat_id, message_id)
-);
-CREATE TABLE IF NOT EXISTS status_messages (
-    job_id TEXT PRIMARY KEY,
-    chat_id INTEGER NOT NULL,
-    message_id INTEGER NOT NULL
-);
-"""
+PLATFORM = "telegram"
+RESULT = "result"
+STATUS = "status"
 
 
 class MessageIndex:
-    """Blocking methods: call them through ``asyncio.to_thread`` from the event loop."""
+    """Telegram's view of the Store's message map (coroutines: await them)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._writes = 0
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def remember_result(self, chat_id: int, job_id: str, messages: list[tuple[int, int]]) -> None:
+    async def remember_result(
+        self, chat_id: int, job_id: str, messages: list[tuple[int, int]]
+    ) -> None:
         """``messages`` holds (message id, image index) pairs of one result."""
-        rows = [(chat_id, message_id, job_id, index) for message_id, index in messages]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO result_messages VALUES (?, ?, ?, ?)", rows)
-            self._db.execute("COMMIT")
-            self._writes += 1
-            if self._writes % 500 == 0:
-                self._prune()
+        pairs: list[tuple[str, int | None]] = [(str(m), index) for m, index in messages]
+        await self.store.remember_messages(PLATFORM, str(chat_id), job_id, pairs, role=RESULT)
 
-    def lookup(self, chat_id: int, message_id: int) -> tuple[str, int] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT job_id, image_index FROM result_messages "
-                "WHERE chat_id = ? AND message_id = ?",
-                (chat_id, message_id),
-            ).fetchone()
-        return (str(row[0]), int(row[1])) if row else None
+    async def lookup(self, chat_id: int, message_id: int) -> tuple[str, int] | None:
+        found = await self.store.find_message(PLATFORM, str(chat_id), str(message_id), role=RESULT)
+        if found is None:
+            return None
+        return found.job_id, found.image_index or 0
 
-    def remember_status(self, job_id: str, chat_id: int, message_id: int) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO status_messages VALUES (?, ?, ?)",
-                (job_id, chat_id, message_id),
-            )
+    async def remember_status(self, job_id: str, chat_id: int, message_id: int) -> None:
+        """``message_id`` is the job's one status message (replacing any earlier one)."""
+        await self.store.remember_message(
+            PLATFORM, str(chat_id), str(message_id), job_id, role=STATUS, replace=True
+        )
 
-    def status_of(self, job_id: str) -> tuple[int, int] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT chat_id, message_id FROM status_messages WHERE job_id = ?", (job_id,)
-            ).fetchone()
-        return (int(row[0]), int(row[1])) if row else None
+    async def status_of(self, job_id: str) -> tuple[int, int] | None:
+        """(chat id, message id) of the job's status message."""
+        found = await self.store.job_messages(PLATFORM, job_id, role=STATUS)
+        if not found:
+            return None
+        return int(found[-1].chat_id), int(found[-1].message_id)
 
-    def forget_status(self, job_id: str) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM status_messages WHERE job_id = ?", (job_id,))
-
-    def _prune(self) -> None:
-        for table in ("result_messages", "status_messages"):
-            self._db.execute(
-                f"DELETE FROM {table} WHERE rowid <= (SELECT MAX(rowid) FROM {table}) - ?",
-                (KEEP_ROWS,),
-            )
+    async def forget_status(self, job_id: str) -> None:
+        await self.store.forget_messages(PLATFORM, job_id, role=STATUS)

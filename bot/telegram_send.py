@@ -135,7 +135,7 @@ class ResultSender:
                 "sendMessage",
             )
             pairs.append((carrier.message_id, 0))
-        await asyncio.to_thread(self.index.remember_result, chat_id, job.id, pairs)
+        await self.index.remember_result(chat_id, job.id, pairs)
         return [message_id for message_id, _ in pairs]
 
     async def _send_one(

@@ -14,6 +14,7 @@ from storage.records import (
     ModelRecord,
     NewImage,
     NewJob,
+    PlatformMessage,
     ScopeRecord,
     UserRecord,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "ModelRecord",
     "NewImage",
     "NewJob",
+    "PlatformMessage",
     "ScopeRecord",
     "Store",
     "UserRecord",

@@ -33,6 +33,7 @@ JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 JOB_MODES = ("txt2img", "img2img", "upscale")
 JOB_ACTIONS = ("draw", "rerun", "reroll", "upscale", "vary")
 MODEL_KINDS = ("builtin", "hub", "folder", "single_file", "upscaler")
+MESSAGE_ROLES = ("result", "status")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -176,4 +177,30 @@ class ImageRow(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class PlatformMessageRow(Base):
+    """A chat message that shows a job: a result image (``image_index``) or its status message.
+
+    Chat front ends whose API cannot look a message up (Telegram: a reaction names only the chat
+    and the message) find the job here. ``chat_id`` and ``message_id`` are the platform's ids.
+    """
+
+    __tablename__ = "platform_messages"
+    __table_args__ = (
+        CheckConstraint(_in("role", MESSAGE_ROLES), name="ck_platform_messages_role"),
+        UniqueConstraint(
+            "platform", "chat_id", "message_id", "role", name="uq_platform_messages_message"
+        ),
+        Index("ix_platform_messages_job", "platform", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    message_id: Mapped[str] = mapped_column(String(128))
+    job_id: Mapped[str] = mapped_column(String(8), ForeignKey("jobs.id", ondelete="CASCADE"))
+    image_index: Mapped[int | None] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]

@@ -73,6 +73,19 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class PlatformMessage:
+    """A chat message that shows a job (see :class:`storage.models.PlatformMessageRow`)."""
+
+    platform: str
+    chat_id: str
+    message_id: str
+    job_id: str
+    image_index: int | None
+    role: str  # "result" | "status"
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class NewImage:
     """One rendered image, already saved in the ImageStore under ``sha256``."""
 

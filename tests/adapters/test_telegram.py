@@ -527,6 +527,10 @@ async def test_buttons_work_after_a_restart_and_the_token_is_never_logged(
         env.app = app
         env.application = build_application(app, token=TOKEN)
         await start_application(env.application)
+        # The message map lives in the main database and survives the restart.
+        index = easel_of(env.application).index
+        assert await index.lookup(chat_id, message["message_id"]) == (job.id, 0)
+        assert not (app.config.data_dir / "telegram.db").exists()
         query = fake.press(fake.user(chat_id), message, f"r:{job.id}")  # sent before the stop
         child_id = job_id_in((await answered(fake, query)).params["text"])
         await fake.wait_call(

@@ -15,7 +15,15 @@ from storage.db import Database
 from storage.models import Base
 from tests.storage.helpers import db_url
 
-TABLES = {"alembic_version", "users", "scopes", "models", "jobs", "images"}
+TABLES = {
+    "alembic_version",
+    "users",
+    "scopes",
+    "models",
+    "jobs",
+    "images",
+    "platform_messages",
+}
 
 
 async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
@@ -38,7 +46,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0001"
+            assert version.scalar() == "0002"
     finally:
         await db.close()
 
