@@ -113,16 +113,16 @@ class Service:
         return await self._admit(origin, user, scope, spec, Action.DRAW, model)
 
     async def rerun(self, origin: Origin, job_id: str) -> Accepted:
-        parent = await self.get_job(job_id)
+        parent = await self.job_for(origin, job_id)
         return await self._child(origin, parent, parent.spec, Action.RERUN, None)
 
     async def reroll(self, origin: Origin, job_id: str) -> Accepted:
-        parent = await self.get_job(job_id)
+        parent = await self.job_for(origin, job_id)
         spec = parent.spec.with_seed(random_seed())
         return await self._child(origin, parent, spec, Action.REROLL, None)
 
     async def upscale(self, origin: Origin, job_id: str, index: int = 0) -> Accepted:
-        parent = await self.get_job(job_id)
+        parent = await self.job_for(origin, job_id)
         image = self._parent_image(parent, index)
         upscaler = await self._latest_upscaler()
         spec = replace(
@@ -146,7 +146,7 @@ class Service:
             raise InvalidRequest(
                 f"Unknown variation strength {strength!r}: use {' or '.join(VARY_STRENGTHS)}."
             )
-        parent = await self.get_job(job_id)
+        parent = await self.job_for(origin, job_id)
         image = self._parent_image(parent, index)
         spec = replace(
             parent.spec,
@@ -162,7 +162,7 @@ class Service:
         return await self._child(origin, parent, spec, Action.VARY, index)
 
     async def cancel(self, origin: Origin, job_id: str) -> JobRecord:
-        job = await self.get_job(job_id)
+        job = await self.job_for(origin, job_id)
         user, _ = await self._identify(origin)
         if job.user_id != user.id and not origin.is_admin:
             raise PermissionDenied(
@@ -178,6 +178,20 @@ class Service:
         else:
             self.queue.request_stop(job.id)  # the worker publishes when it stops rendering
         return cancelled
+
+    async def job_for(self, origin: Origin, job_id: str) -> JobRecord:
+        """A job the caller may act on: their own, or one from the same server/chat/page.
+
+        The machine's owner (the CLI, a web admin) sees every job; to anyone else a job of
+        another scope does not exist, so ids cannot be probed across servers.
+        """
+        job = await self.get_job(job_id)
+        if origin.platform == "cli" or (origin.platform == "web" and origin.is_admin):
+            return job
+        user, scope = await self._identify(origin)
+        if job.scope_id != scope.id and job.user_id != user.id:
+            raise NotFound(f"No job with id {job_id.strip()!r}.")
+        return job
 
     async def get_job(self, job_id: str) -> JobRecord:
         job = await self.store.get_job(job_id)

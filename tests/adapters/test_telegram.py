@@ -385,7 +385,7 @@ async def test_cancel_a_job(env: Env) -> None:
     job_id, _ = await status_of(fake, command)
     stranger_chat, stranger = private(fake)
     refused = fake.send_text(stranger_chat, stranger, f"/cancel {job_id}")
-    assert "someone else" in await reply_text(fake, refused)
+    assert "No job" in await reply_text(fake, refused)  # other chats' jobs are invisible
     cancel = fake.send_text(chat, user, f"/cancel {job_id}")
     assert "cancelled" in await reply_text(fake, cancel)
     job = await delivered(env.app, job_id)

@@ -18,6 +18,7 @@ from generation.errors import (
     RateLimited,
     TooManyQueued,
 )
+from generation.requests import Origin
 from tests.conftest import make_config
 from tests.e2e.engine_helpers import origin, small
 
@@ -203,3 +204,25 @@ async def test_allowed_models_restrict_a_scope(app: App) -> None:
     await app.store.add_model("other", source="builtin:demo", kind="builtin")
     with pytest.raises(InvalidRequest, match=r"Model 'other' is not allowed here\. Allowed: demo"):
         await app.service.draw(origin(), small(model="other"))
+
+
+async def test_jobs_of_another_scope_cannot_be_touched(app: App) -> None:
+    def chat(user: str, scope: str, admin: bool = False) -> Origin:
+        return Origin("chat", scope, user, is_admin=admin)
+
+    theirs = (await app.service.draw(chat("alice", "server-a"), small())).job
+    stranger = chat("mallory", "server-b", admin=True)  # an admin, but elsewhere
+    for attempt in (
+        app.service.cancel(stranger, theirs.id),
+        app.service.reroll(stranger, theirs.id),
+        app.service.rerun(stranger, theirs.id),
+    ):
+        with pytest.raises(NotFound, match="No job with id"):
+            await attempt
+    # Same scope, another user: may reroll (a new job of their own), may not cancel.
+    neighbour = chat("bob", "server-a")
+    await app.service.reroll(neighbour, theirs.id)
+    with pytest.raises(PermissionDenied):
+        await app.service.cancel(neighbour, theirs.id)
+    # The machine's owner at the CLI sees everything.
+    assert (await app.service.cancel(origin("root", admin=True), theirs.id)).status == "cancelled"
