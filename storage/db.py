@@ -24,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -101,8 +102,7 @@ class Database:
         event.listen(engine.sync_engine, "begin", _on_begin)
         write_engine = engine.execution_options(**{_WRITE_OPTION: True})
         try:
-            async with write_engine.begin() as conn:
-                await conn.run_sync(_upgrade_to_head)
+            await _migrate(write_engine)
         except BaseException:
             await engine.dispose()
             raise
@@ -159,3 +159,17 @@ def _upgrade_to_head(connection: Connection) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+
+
+async def _migrate(write_engine: AsyncEngine, attempts: int = 5) -> None:
+    """Upgrade to head; another process migrating the same fresh file at that very moment can
+    outlast the busy timeout on a loaded machine, so a "locked" database is retried a few times."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with write_engine.begin() as conn:
+                await conn.run_sync(_upgrade_to_head)
+            return
+        except OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts:
+                raise
+            await asyncio.sleep(0.2 * attempt)
