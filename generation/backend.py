@@ -17,6 +17,7 @@ import gc
 import io
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ _RGB_SDXL = ((0.3920, 0.4054, 0.4549), (-0.2634, -0.0196, 0.0653),
              (0.0568, 0.1687, -0.0755), (-0.3112, -0.2359, -0.2076))
 # fmt: on
 _PREVIEW_SIDE = 128
+PREVIEW_INTERVAL_S = 0.25
 _DEFAULT_STRENGTH = {Mode.IMG2IMG: 0.75, Mode.UPSCALE: 0.35}
 
 
@@ -446,13 +448,17 @@ class DiffusersBackend:
         self, entry: _Resident, progress: ProgressFn, should_stop: Callable[[], bool]
     ) -> Callable[..., dict[str, Any]]:
         previews = self._previews
+        last_preview = [-PREVIEW_INTERVAL_S]  # monotonic time of the last preview sent
 
         def on_step_end(
             pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]
         ) -> dict[str, Any]:
             total = int(getattr(pipe, "num_timesteps", 0) or step + 1)
             preview = None
-            if previews and "latents" in kwargs:
+            now = time.monotonic()
+            # A preview costs a GPU->CPU copy and a PNG encode: a few per second is plenty.
+            if previews and "latents" in kwargs and now - last_preview[0] >= PREVIEW_INTERVAL_S:
+                last_preview[0] = now
                 try:
                     preview = _preview_png(kwargs["latents"], entry.rgb_factors)
                 except Exception:  # a preview is never worth failing a job

@@ -280,8 +280,21 @@ def test_progress_reports_every_step_with_previews(
     demo_backend.render(RenderJob(_spec(steps=5), demo_source),
                         lambda s, n, p: seen.append((s, n, p)), _never)
     assert [(s, n) for s, n, _ in seen] == [(i, 5) for i in range(1, 6)]
-    preview = seen[-1][2]
+    # The first step always carries a preview; later ones at most every PREVIEW_INTERVAL_S.
+    preview = seen[0][2]
     assert preview is not None and preview.startswith(b"\x89PNG")
+
+
+def test_previews_are_throttled_in_time(
+    demo_backend: DiffusersBackend, demo_source: ModelSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import generation.backend as backend_module
+
+    monkeypatch.setattr(backend_module, "PREVIEW_INTERVAL_S", 3600.0)
+    seen: list[bytes | None] = []
+    demo_backend.render(RenderJob(_spec(steps=5), demo_source),
+                        lambda s, n, p: seen.append(p), _never)
+    assert [p is not None for p in seen] == [True, False, False, False, False]
 
 
 def test_previews_off(demo_data_dir: Path, demo_source: ModelSource) -> None:
