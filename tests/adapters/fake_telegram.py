@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-TOKEN = "123456789:AAFakeEaselTokenForTests_0123456789abc"
+TOKEN = "123456789:TEST_fake_easel_token_for_the_tests_0123456789"
 BOT_ID = 123456789
 BOT_USERNAME = "EaselTestBot"
 BOT_USER = {"id": BOT_ID, "is_bot": True, "first_name": "Easel", "username": BOT_USERNAME}
