@@ -37,7 +37,6 @@ from bot.discord_common import (
     reply,
     requester_id,
     scope_of,
-    visible_job,
 )
 from bot.discord_render import info_text, queued_text
 from bot.discord_views import job_id_of_message
@@ -108,9 +107,7 @@ class DiscordActions:
         self, origin: Origin, action: str, job_id: str, index: int, channel_id: int | None
     ) -> Accepted:
         """Reroll, upscale, vary or rerun a job visible from where ``origin`` asks."""
-        parent = await visible_job(
-            self.app.store, job_id, scope_id=origin.scope_id, user_id=origin.user_id
-        )
+        parent = await self.app.service.job_for(origin, job_id)
         await self.check_nsfw(origin, parent.prompt, channel_id)
         service = self.app.service
         if action == "reroll":
@@ -157,12 +154,8 @@ class DiscordActions:
             )
 
     async def _info(self, interaction: discord.Interaction[Any], job_id: str) -> None:
-        job = await visible_job(
-            self.app.store,
-            job_id,
-            scope_id=scope_of(interaction.guild_id, interaction.user.id),
-            user_id=str(interaction.user.id),
-        )
+        origin = interaction_origin(interaction, self.owner_ids)
+        job = await self.app.service.job_for(origin, job_id)
         await reply(interaction, info_text(job))
 
     async def _delete(self, interaction: discord.Interaction[Any], job_id: str) -> None:

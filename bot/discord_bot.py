@@ -38,7 +38,6 @@ from bot.discord_common import (
     reply,
     requester_id,
     scope_of,
-    visible_job,
 )
 from bot.discord_frontend import DiscordFrontEnd
 from bot.discord_render import render_result
@@ -293,12 +292,7 @@ class UserCommands(commands.Cog):
     @app_commands.describe(id="The job id")
     async def show(self, interaction: discord.Interaction[Any], id: str) -> None:
         try:
-            job = await visible_job(
-                self.app.store,
-                id,
-                scope_id=scope_of(interaction.guild_id, interaction.user.id),
-                user_id=str(interaction.user.id),
-            )
+            job = await self.app.service.job_for(self._origin(interaction), id)
         except NotFound as error:
             await reply(interaction, describe_error(error))
             return
@@ -352,9 +346,7 @@ class UserCommands(commands.Cog):
     async def cancel(self, interaction: discord.Interaction[Any], id: str) -> None:
         origin = self._origin(interaction)
         try:
-            job = await visible_job(
-                self.app.store, id, scope_id=origin.scope_id, user_id=origin.user_id
-            )
+            job = await self.app.service.job_for(origin, id)
             own = await requester_id(self.app.store, job) == origin.user_id
             if not own and not origin.is_admin:
                 raise PermissionDenied(

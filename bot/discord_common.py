@@ -19,7 +19,7 @@ from typing import Any
 
 import discord
 
-from generation.errors import EaselError, NotFound
+from generation.errors import EaselError
 from generation.limits import format_retry
 from generation.policy import ScopeSettings
 from generation.requests import Origin
@@ -119,23 +119,6 @@ def describe_error(error: EaselError) -> str:
     if retry_after is not None and "try again" not in error.message.lower():
         text += f" Try again {format_retry(retry_after)}."
     return text
-
-
-async def job_visible(store: Store, job: JobRecord, *, scope_id: str, user_id: str) -> bool:
-    """Whether a Discord user may see ``job`` here: their own job, or a job of this server."""
-    user = await store.get_user(job.user_id)
-    if user is not None and user.platform == PLATFORM and user.platform_user_id == user_id:
-        return True
-    scope = await store.get_scope(job.scope_id)
-    return scope is not None and scope.platform == PLATFORM and scope.platform_scope_id == scope_id
-
-
-async def visible_job(store: Store, job_id: str, *, scope_id: str, user_id: str) -> JobRecord:
-    """The job, if it exists and is visible here; else :class:`NotFound` (no leak of others')."""
-    job = await store.get_job(job_id)
-    if job is None or not await job_visible(store, job, scope_id=scope_id, user_id=user_id):
-        raise NotFound(f"No job with id {job_id.strip()!r} here.")
-    return job
 
 
 async def requester_id(store: Store, job: JobRecord) -> str | None:
