@@ -11,7 +11,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.config import Config
 from generation.clock import Clock
@@ -49,6 +49,13 @@ class Accepted:
     job: JobRecord
     position: int  # 0 = next to run
     eta_seconds: float
+
+
+class Caller(NamedTuple):
+    """Who is asking, as stored: looked up once per request."""
+
+    user: UserRecord
+    scope: ScopeRecord
 
 
 @dataclass(frozen=True)
@@ -113,16 +120,16 @@ class Service:
         return await self._admit(origin, user, scope, spec, Action.DRAW, model)
 
     async def rerun(self, origin: Origin, job_id: str) -> Accepted:
-        parent = await self.job_for(origin, job_id)
-        return await self._child(origin, parent, parent.spec, Action.RERUN, None)
+        parent, caller = await self._job_and_caller(origin, job_id)
+        return await self._child(origin, caller, parent, parent.spec, Action.RERUN, None)
 
     async def reroll(self, origin: Origin, job_id: str) -> Accepted:
-        parent = await self.job_for(origin, job_id)
+        parent, caller = await self._job_and_caller(origin, job_id)
         spec = parent.spec.with_seed(random_seed())
-        return await self._child(origin, parent, spec, Action.REROLL, None)
+        return await self._child(origin, caller, parent, spec, Action.REROLL, None)
 
     async def upscale(self, origin: Origin, job_id: str, index: int = 0) -> Accepted:
-        parent = await self.job_for(origin, job_id)
+        parent, caller = await self._job_and_caller(origin, job_id)
         image = self._parent_image(parent, index)
         upscaler = await self._latest_upscaler()
         spec = replace(
@@ -137,7 +144,7 @@ class Service:
             upscaler=upscaler.name if upscaler else "hires",
         )
         self._policy.check_upscale(spec)
-        return await self._child(origin, parent, spec, Action.UPSCALE, index)
+        return await self._child(origin, caller, parent, spec, Action.UPSCALE, index)
 
     async def vary(
         self, origin: Origin, job_id: str, index: int = 0, strength: str = "subtle"
@@ -146,7 +153,7 @@ class Service:
             raise InvalidRequest(
                 f"Unknown variation strength {strength!r}: use {' or '.join(VARY_STRENGTHS)}."
             )
-        parent = await self.job_for(origin, job_id)
+        parent, caller = await self._job_and_caller(origin, job_id)
         image = self._parent_image(parent, index)
         spec = replace(
             parent.spec,
@@ -159,12 +166,11 @@ class Service:
             init_image=image.sha256,
             upscaler=None,
         )
-        return await self._child(origin, parent, spec, Action.VARY, index)
+        return await self._child(origin, caller, parent, spec, Action.VARY, index)
 
     async def cancel(self, origin: Origin, job_id: str) -> JobRecord:
-        job = await self.job_for(origin, job_id)
-        user, _ = await self._identify(origin)
-        if job.user_id != user.id and not origin.is_admin:
+        job, caller = await self._job_and_caller(origin, job_id)
+        if job.user_id != caller.user.id and not origin.is_admin:
             raise PermissionDenied(
                 f"Job {job.id} belongs to someone else; only they can cancel it."
             )
@@ -185,13 +191,16 @@ class Service:
         The machine's owner (the CLI, a web admin) sees every job; to anyone else a job of
         another scope does not exist, so ids cannot be probed across servers.
         """
-        job = await self.get_job(job_id)
-        if origin.platform == "cli" or (origin.platform == "web" and origin.is_admin):
-            return job
-        user, scope = await self._identify(origin)
-        if job.scope_id != scope.id and job.user_id != user.id:
-            raise NotFound(f"No job with id {job_id.strip()!r}.")
+        job, _ = await self._job_and_caller(origin, job_id)
         return job
+
+    async def _job_and_caller(self, origin: Origin, job_id: str) -> tuple[JobRecord, Caller]:
+        job = await self.get_job(job_id)
+        caller = Caller(*await self._identify(origin))
+        owner = origin.platform == "cli" or (origin.platform == "web" and origin.is_admin)
+        if not owner and caller.scope.id != job.scope_id and caller.user.id != job.user_id:
+            raise NotFound(f"No job with id {job_id.strip()!r}.")
+        return job, caller
 
     async def get_job(self, job_id: str) -> JobRecord:
         job = await self.store.get_job(job_id)
@@ -356,19 +365,26 @@ class Service:
     async def _child(
         self,
         origin: Origin,
+        caller: Caller,
         parent: JobRecord,
         spec: GenerationSpec,
         action: Action,
         index: int | None,
     ) -> Accepted:
-        user, scope = await self._identify(origin)
         model = await self.store.get_model(spec.model)
         if model is None:
             raise InvalidRequest(
                 f"Job {parent.id} used model {spec.model!r}, which is no longer registered."
             )
         return await self._admit(
-            origin, user, scope, spec, action, model, parent_id=parent.id, parent_index=index
+            origin,
+            caller.user,
+            caller.scope,
+            spec,
+            action,
+            model,
+            parent_id=parent.id,
+            parent_index=index,
         )
 
     async def _admit(

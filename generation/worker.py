@@ -141,7 +141,8 @@ class Worker:
         if not jobs:
             return
         try:
-            render_jobs = [await self._render_job(job) for job in jobs]
+            models: dict[str, ModelSource] = {}  # a batch shares its model: look it up once
+            render_jobs = [await self._render_job(job, models) for job in jobs]
             loop = asyncio.get_running_loop()
             results = await loop.run_in_executor(
                 self._executor, self._render_and_encode, jobs, render_jobs
@@ -160,24 +161,29 @@ class Worker:
         for job, encoded in zip(jobs, results, strict=True):
             await self._succeed(job, encoded, seconds)
 
-    async def _render_job(self, job: JobRecord) -> RenderJob:
+    async def _render_job(self, job: JobRecord, models: dict[str, ModelSource]) -> RenderJob:
         spec = job.spec
-        model = await self.store.get_model(spec.model)
-        if model is None:
-            raise EaselError(f"Model {spec.model!r} is no longer registered.")
         init_image = None
         if spec.init_image is not None:
-            data = await asyncio.to_thread(self.images.read, spec.init_image)
-            init_image = Image.open(io.BytesIO(data)).convert("RGB")
+            init_image = await asyncio.to_thread(self._load_image, spec.init_image)
         upscaler = None
         if spec.mode == Mode.UPSCALE and spec.upscaler not in (None, "hires"):
-            record = await self.store.get_model(str(spec.upscaler))
+            upscaler = await self._registered(str(spec.upscaler), models, "Upscaler")
+        model = await self._registered(spec.model, models, "Model")
+        return RenderJob(spec=spec, model=model, init_image=init_image, upscaler=upscaler)
+
+    async def _registered(
+        self, name: str, models: dict[str, ModelSource], what: str
+    ) -> ModelSource:
+        if name not in models:
+            record = await self.store.get_model(name)
             if record is None:
-                raise EaselError(f"Upscaler {spec.upscaler!r} is no longer registered.")
-            upscaler = model_source(record)
-        return RenderJob(
-            spec=spec, model=model_source(model), init_image=init_image, upscaler=upscaler
-        )
+                raise EaselError(f"{what} {name!r} is no longer registered.")
+            models[name] = model_source(record)
+        return models[name]
+
+    def _load_image(self, sha256: str) -> Image.Image:
+        return Image.open(io.BytesIO(self.images.read(sha256))).convert("RGB")
 
     def _render_and_encode(
         self, jobs: list[JobRecord], render_jobs: list[RenderJob]
