@@ -46,10 +46,10 @@ DEFAULT_NSFW_WORDS: tuple[str, ...] = (
 
 
 def flagged_word(prompt: str, words: tuple[str, ...] = DEFAULT_NSFW_WORDS) -> str | None:
-    """The first NSFW-flagged word in ``prompt`` (whole-word, case-insensitive), or None."""
+    """The first of ``words`` (NSFW ones by default) in ``prompt``: whole words, any case."""
     lowered = prompt.lower()
     for word in words:
-        if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", lowered):
+        if re.search(rf"(?<!\w){re.escape(word.lower())}(?!\w)", lowered):
             return word
     return None
 
@@ -341,12 +341,11 @@ class AdmissionPolicy:
     # ---------------------------------------------------------------- limits
 
     def check_prompt(self, prompt: str, settings: ScopeSettings) -> None:
-        lowered = prompt.lower()
-        for word in settings.blocklist:
-            if re.search(rf"(?<!\w){re.escape(word.lower())}(?!\w)", lowered):
-                raise BlockedPrompt(
-                    f"Your prompt contains a word this server blocks (\u201c{word}\u201d).", word
-                )
+        word = flagged_word(prompt, settings.blocklist)
+        if word is not None:
+            raise BlockedPrompt(
+                f"Your prompt contains a word this server blocks (\u201c{word}\u201d).", word
+            )
 
     def check_queue(
         self, *, queued_total: int, queued_for_user: int, limits: EffectiveLimits
