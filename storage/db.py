@@ -9,6 +9,9 @@ Rules (DESIGN.md §4):
 * The sqlite3 driver's own transaction handling is switched off (``isolation_level = None``) and
   SQLAlchemy's ``begin`` event emits our BEGIN, as SQLAlchemy's SQLite documentation recommends.
 * One :class:`AsyncSession` per unit of work: ``async with db.write() as session: ...``.
+* A write that is one statement (adding a job: the admission hot path) may use
+  ``db.write_statement()`` instead: no BEGIN/COMMIT round trips, as SQLite runs a lone statement
+  atomically in its own transaction (taking the write lock, within ``busy_timeout``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -35,6 +39,7 @@ from sqlalchemy.ext.asyncio import (
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
 _WRITE_OPTION = "easel_write"
+_SINGLE_STATEMENT_OPTION = "easel_single_statement"
 _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("easel_in_write", default=False)
 
 
@@ -59,7 +64,10 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _on_begin(connection: Connection) -> None:
-    if connection.get_execution_options().get(_WRITE_OPTION):
+    options = connection.get_execution_options()
+    if options.get(_SINGLE_STATEMENT_OPTION):
+        return  # SQLite's own implicit transaction around the one statement
+    if options.get(_WRITE_OPTION):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         connection.exec_driver_sql("BEGIN")
@@ -81,6 +89,7 @@ class Database:
         )
         self._engine: AsyncEngine | None = None
         self._write_engine: AsyncEngine | None = None
+        self._statement_engine: AsyncEngine | None = None
         self._read_sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_sessions: async_sessionmaker[AsyncSession] | None = None
         # Writers of this process queue here instead of spinning in SQLite's busy handler;
@@ -108,13 +117,14 @@ class Database:
             raise
         self._engine = engine
         self._write_engine = write_engine
+        self._statement_engine = engine.execution_options(**{_SINGLE_STATEMENT_OPTION: True})
         self._read_sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
 
     async def close(self) -> None:
         """Close every pooled connection. The object can be connected again afterwards."""
         engine, self._engine = self._engine, None
-        self._write_engine = None
+        self._write_engine = self._statement_engine = None
         self._read_sessions = self._write_sessions = None
         if engine is not None:
             await engine.dispose()
@@ -153,6 +163,20 @@ class Database:
                 yield session
         finally:
             _IN_WRITE.reset(token)
+
+    @asynccontextmanager
+    async def write_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for exactly one writing statement, run in SQLite's implicit transaction.
+
+        Callers must execute a single statement: there is no transaction around several.
+        """
+        if self._statement_engine is None:
+            raise RuntimeError("Database.connect() has not been called (or close() was)")
+        if _IN_WRITE.get():
+            raise RuntimeError("write_statement() inside write(): use the open transaction")
+        async with self._write_lock, self._statement_engine.connect() as connection:
+            yield connection
+            await connection.commit()  # ends SQLAlchemy's bookkeeping; SQLite already committed
 
 
 def _upgrade_to_head(connection: Connection) -> None:

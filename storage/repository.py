@@ -8,12 +8,15 @@ method (the next ``seq``, a fresh job id, "only if still queued") cannot race an
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, delete, func, select, update
+from sqlalchemy import CursorResult, Delete, Table, delete, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generation.errors import InvalidRequest, NotFound
@@ -46,6 +49,7 @@ from storage.records import (
 JOB_ID_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
 JOB_ID_LENGTH = 8
 _ID_TRIES = 20
+MODEL_CACHE_SECONDS = 2.0
 _TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
 
 
@@ -68,6 +72,17 @@ class Store:
     def __init__(self, db: Database, now: Callable[[], datetime] | None = None) -> None:
         self.db = db
         self.now = now or utc_now
+        # Users and scopes are read on every request and almost never change: remembered here
+        # so admission does not pay two write transactions (see ``get_or_create_user``). Only
+        # this Store writes them (other processes only read), so the cache cannot go stale.
+        self._users: dict[tuple[str, str], UserRecord] = {}
+        self._scopes: dict[tuple[str, str], ScopeRecord] = {}
+        # The model registry is read on every draw. It can also be changed by another process
+        # (``easel models add`` while ``easel serve`` runs), so the snapshot is dropped after
+        # MODEL_CACHE_SECONDS; changes made through this Store are seen at once.
+        self._models: dict[str, ModelRecord] | None = None
+        self._models_read_at = 0.0
+        self._models_generation = 0
 
     # -- users and scopes ------------------------------------------------------------------
 
@@ -75,6 +90,10 @@ class Store:
         self, platform: str, platform_user_id: str, display_name: str = ""
     ) -> UserRecord:
         """The user, created on first sight; a new non-empty ``display_name`` is remembered."""
+        key = (platform, platform_user_id)
+        known = self._users.get(key)
+        if known is not None and (not display_name or known.display_name == display_name):
+            return known
         async with self.db.write() as session:
             await session.execute(
                 sqlite_insert(UserRow)
@@ -95,7 +114,9 @@ class Store:
             ).scalar_one()
             if display_name and row.display_name != display_name:
                 row.display_name = display_name
-            return user_record(row)
+            record = user_record(row)
+        self._users[key] = record  # only once the transaction committed
+        return record
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         async with self.db.read() as session:
@@ -106,6 +127,10 @@ class Store:
         self, platform: str, platform_scope_id: str, name: str = ""
     ) -> ScopeRecord:
         """The scope (server, chat, client), created with empty settings on first sight."""
+        key = (platform, platform_scope_id)
+        known = self._scopes.get(key)
+        if known is not None and (not name or known.name == name):
+            return known
         async with self.db.write() as session:
             await session.execute(
                 sqlite_insert(ScopeRow)
@@ -128,7 +153,9 @@ class Store:
             ).scalar_one()
             if name and row.name != name:
                 row.name = name
-            return scope_record(row)
+            record = scope_record(row)
+        self._scopes[key] = record
+        return record
 
     async def get_scope(self, scope_id: int) -> ScopeRecord | None:
         async with self.db.read() as session:
@@ -142,57 +169,64 @@ class Store:
             if row is None:
                 raise NotFound(f"no scope with id {scope_id}")
             row.settings = dict(settings)
-            return scope_record(row)
+            record = scope_record(row)
+        self._scopes[(record.platform, record.platform_scope_id)] = record
+        return record
 
     # -- jobs ------------------------------------------------------------------------------
 
     async def add_job(self, new: NewJob) -> JobRecord:
-        """Store a new ``queued`` job with a fresh 8-character id and the next ``seq``."""
+        """Store a new ``queued`` job with a fresh 8-character id and the next ``seq``.
+
+        One INSERT, the hot path of admission: ``seq`` comes from a sub-select in the same
+        statement, a missing parent is caught by its foreign key, and a clash with an existing
+        id — about one in 10^6 even with a million jobs stored — by the primary key, and
+        retried with a new id.
+        """
         spec = new.spec
-        async with self.db.write() as session:
-            if new.parent_id is not None:
-                parent_id = normalize_job_id(new.parent_id)
-                if await session.get(JobRow, parent_id) is None:
-                    raise NotFound(f"no job with id {new.parent_id!r}")
-            else:
-                parent_id = None
-            job_id = await _unused_job_id(session)
-            seq = (
-                await session.execute(select(func.coalesce(func.max(JobRow.seq), 0)))
-            ).scalar_one()
-            row = JobRow(
-                id=job_id,
-                seq=seq + 1,
-                mode=Mode(spec.mode).value,
-                action=Action(new.action).value,
-                prompt=spec.prompt,
-                negative_prompt=spec.negative_prompt,
-                model=spec.model,
-                model_revision=new.model_revision,
-                sampler=spec.sampler,
-                width=spec.width,
-                height=spec.height,
-                steps=spec.steps,
-                cfg=float(spec.cfg),
-                seed=spec.seed,
-                count=spec.count,
-                strength=spec.strength,
-                init_image=spec.init_image,
-                upscaler=spec.upscaler,
-                parent_id=parent_id,
-                parent_index=new.parent_index,
-                user_id=new.user_id,
-                scope_id=new.scope_id,
-                platform=new.platform,
-                reply_target=dict(new.reply_target),
-                status=JobStatus.QUEUED.value,
-                attempt=0,
-                created_at=self.now(),
-                delivery_attempts=0,
-            )
-            session.add(row)
-            await session.flush()
-            return job_record(row, ())
+        parent_id = None if new.parent_id is None else normalize_job_id(new.parent_id)
+        values: dict[str, Any] = {
+            "mode": Mode(spec.mode).value,
+            "action": Action(new.action).value,
+            "prompt": spec.prompt,
+            "negative_prompt": spec.negative_prompt,
+            "model": spec.model,
+            "model_revision": new.model_revision,
+            "sampler": spec.sampler,
+            "width": spec.width,
+            "height": spec.height,
+            "steps": spec.steps,
+            "cfg": float(spec.cfg),
+            "seed": spec.seed,
+            "count": spec.count,
+            "strength": spec.strength,
+            "init_image": spec.init_image,
+            "upscaler": spec.upscaler,
+            "parent_id": parent_id,
+            "parent_index": new.parent_index,
+            "user_id": new.user_id,
+            "scope_id": new.scope_id,
+            "platform": new.platform,
+            "reply_target": dict(new.reply_target),
+            "status": JobStatus.QUEUED.value,
+            "attempt": 0,
+            "created_at": self.now(),
+            "delivery_attempts": 0,
+        }
+        for _ in range(_ID_TRIES):
+            job_id = new_job_id()
+            try:
+                async with self.db.write_statement() as connection:
+                    result = await connection.execute(_INSERT_JOB, {"id": job_id, **values})
+                    seq = result.scalar_one()
+            except IntegrityError as error:
+                if "jobs.id" in str(error.orig):  # the id is taken: draw another
+                    continue
+                if parent_id is not None and await self.get_job(parent_id) is None:
+                    raise NotFound(f"no job with id {new.parent_id!r}") from None
+                raise
+            return job_record(JobRow(id=job_id, seq=seq, **values), ())
+        raise RuntimeError(f"no unused job id found in {_ID_TRIES} tries")  # pragma: no cover
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         """The job and its images; ``job_id`` may be upper case or padded with spaces."""
@@ -240,15 +274,25 @@ class Store:
             return await load_jobs(session, stmt)
 
     async def mark_running(self, job_id: str) -> JobRecord | None:
-        """queued -> running (``attempt += 1``). None if the job is not queued (e.g. cancelled)."""
-        async with self.db.write() as session:
-            row = await _get_row(session, job_id)
-            if row.status != JobStatus.QUEUED:
-                return None
-            row.status = JobStatus.RUNNING.value
-            row.attempt += 1
-            row.started_at = self.now()
-            return job_record(row, ())
+        """queued -> running (``attempt += 1``). None if the job is not queued (e.g. cancelled).
+
+        One UPDATE .. RETURNING: it runs between two renders, while the GPU waits.
+        """
+        statement = (
+            update(_JOBS)
+            .where(_JOBS.c.id == normalize_job_id(job_id), _JOBS.c.status == JobStatus.QUEUED.value)
+            .values(
+                status=JobStatus.RUNNING.value, attempt=_JOBS.c.attempt + 1, started_at=self.now()
+            )
+            .returning(*_JOBS.c)
+        )
+        async with self.db.write_statement() as connection:
+            row = (await connection.execute(statement)).first()
+        if row is None:
+            if await self.get_job(job_id) is None:
+                raise NotFound(f"no job with id {job_id.strip()!r}")
+            return None
+        return job_record(JobRow(**row._mapping), ())
 
     async def mark_succeeded(self, job_id: str, images: Sequence[NewImage]) -> JobRecord:
         """queued/running -> succeeded, inserting the images in the same transaction.
@@ -497,16 +541,31 @@ class Store:
             return [model_record(row) for row in rows]
 
     async def get_model(self, name: str) -> ModelRecord | None:
-        async with self.db.read() as session:
-            row = await session.get(ModelRow, name.strip())
-            return None if row is None else model_record(row)
+        return (await self._model_snapshot()).get(name.strip())
 
     async def default_model(self) -> ModelRecord | None:
-        async with self.db.read() as session:
-            row = (
-                await session.execute(select(ModelRow).where(ModelRow.is_default.is_(True)))
-            ).scalar_one_or_none()
-            return None if row is None else model_record(row)
+        return next((m for m in (await self._model_snapshot()).values() if m.is_default), None)
+
+    async def _model_snapshot(self) -> dict[str, ModelRecord]:
+        models = self._models
+        if models is None or time.monotonic() - self._models_read_at > MODEL_CACHE_SECONDS:
+            read_at, generation = time.monotonic(), self._models_generation
+            async with self.db.read() as session:
+                rows = (await session.execute(select(ModelRow))).scalars()
+                models = {row.name: model_record(row) for row in rows}
+            if generation == self._models_generation:  # no registry write ended meanwhile
+                self._models, self._models_read_at = models, read_at
+        return models
+
+    @asynccontextmanager
+    async def _model_write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction on the registry; the snapshot is dropped once it has ended."""
+        try:
+            async with self.db.write() as session:
+                yield session
+        finally:
+            self._models = None
+            self._models_generation += 1
 
     async def add_model(
         self,
@@ -531,7 +590,7 @@ class Store:
             raise InvalidRequest(
                 f"unknown model kind {kind!r}; use one of: {', '.join(MODEL_KINDS)}"
             )
-        async with self.db.write() as session:
+        async with self._model_write() as session:
             if await session.get(ModelRow, name) is not None:
                 raise InvalidRequest(
                     f"a model named {name!r} is already registered; "
@@ -562,14 +621,14 @@ class Store:
             return model_record(row)
 
     async def update_model_revision(self, name: str, revision: str | None) -> ModelRecord:
-        async with self.db.write() as session:
+        async with self._model_write() as session:
             row = await _get_model_row(session, name)
             row.revision = revision
             return model_record(row)
 
     async def remove_model(self, name: str) -> None:
         """Unregister a model (its jobs keep their history). The default cannot be removed."""
-        async with self.db.write() as session:
+        async with self._model_write() as session:
             row = await _get_model_row(session, name)
             if row.is_default:
                 raise InvalidRequest(
@@ -580,7 +639,7 @@ class Store:
 
     async def set_default_model(self, name: str) -> ModelRecord:
         """Make ``name`` the one default model."""
-        async with self.db.write() as session:
+        async with self._model_write() as session:
             row = await _get_model_row(session, name)
             if not row.is_default:
                 await session.execute(
@@ -594,13 +653,13 @@ class Store:
 
 # -- helpers -------------------------------------------------------------------------------
 
-
-async def _unused_job_id(session: AsyncSession) -> str:
-    for _ in range(_ID_TRIES):
-        job_id = new_job_id()
-        if await session.get(JobRow, job_id) is None:
-            return job_id
-    raise RuntimeError(f"no unused job id found in {_ID_TRIES} tries")  # pragma: no cover
+_JOBS = cast(Table, JobRow.__table__)
+# Built once (statement caching): the columns come from the parameters of each call.
+_INSERT_JOB = (
+    insert(_JOBS)
+    .values(seq=select(func.coalesce(func.max(_JOBS.c.seq), 0) + 1).scalar_subquery())
+    .returning(_JOBS.c.seq)
+)
 
 
 async def _get_row(session: AsyncSession, job_id: str) -> JobRow:

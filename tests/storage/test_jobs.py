@@ -147,6 +147,35 @@ async def test_ids_are_short_unambiguous_and_typed_back_loosely(store: Store) ->
         assert found is not None and found.id == ids[0]
 
 
+async def test_an_id_clash_draws_a_new_id_and_keeps_both_jobs(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = await new_job(store)
+    first = await store.add_job(base)
+    fresh = "zzzz2222"
+    offered = iter([first.id, first.id, fresh])
+    monkeypatch.setattr("storage.repository.new_job_id", lambda: next(offered))
+    second = await store.add_job(base)
+    assert second.id == fresh and second.seq == first.seq + 1
+    stored = await store.get_job(fresh)
+    assert stored is not None and stored.prompt == base.spec.prompt
+    assert (await store.get_job(first.id)) == first  # the clash left the first job untouched
+
+
+async def test_users_and_scopes_are_remembered_and_settings_changes_are_seen(
+    store: Store,
+) -> None:
+    user = await store.get_or_create_user("discord", "42", "Ann")
+    assert await store.get_or_create_user("discord", "42") == user
+    renamed = await store.get_or_create_user("discord", "42", "Annie")
+    assert renamed.id == user.id and renamed.display_name == "Annie"
+    assert (await store.get_user(user.id)) == renamed
+    scope = await store.get_or_create_scope("discord", "g1", "Guild")
+    await store.update_scope_settings(scope.id, {"nsfw": "allow"})
+    again = await store.get_or_create_scope("discord", "g1")
+    assert again.id == scope.id and again.settings == {"nsfw": "allow"}
+
+
 async def test_queue_order_and_counts(store: Store) -> None:
     a = await new_job(store, "alice")
     b = await new_job(store, "bob")
