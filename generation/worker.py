@@ -1,9 +1,12 @@
 """The single worker: takes fair batches from the queue and renders them on one thread.
 
-The asyncio loop never blocks on diffusion: rendering, PNG encoding and file writes run on the
-worker's own thread; database writes are short transactions on the loop. A failing job is marked
-``failed`` with its reason and the worker carries on. On stop, the running batch gets
-``shutdown_grace_seconds`` to finish, then it is interrupted and re-queued.
+The asyncio loop never blocks on diffusion: rendering runs on the worker's own thread; PNG
+encoding and file writes on a second "recording" thread; database writes are short transactions
+on the loop. Recording a finished batch overlaps the rendering of the next one, so the device
+does not wait for PNG encoding, fsync and the database between jobs (at most
+``MAX_PENDING_RECORDINGS`` batches wait to be recorded). A failing job is marked ``failed`` with
+its reason and the worker carries on. On stop, the running batch gets ``shutdown_grace_seconds``
+to finish, then it is interrupted and re-queued; finished batches are always recorded first.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from storage.records import JobRecord, ModelRecord, NewImage
 from storage.repository import Store
 
 log = logging.getLogger(__name__)
+
+MAX_PENDING_RECORDINGS = 2
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class Worker:
         self.backend = backend
         self.max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-worker")
+        self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-record")
+        self._recordings: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._busy = asyncio.Event()
         self._idle = asyncio.Event()
@@ -112,7 +119,9 @@ class Worker:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        await self._recorded()
         self._executor.shutdown(wait=True)
+        self._recorder.shutdown(wait=True)
         await asyncio.to_thread(self.backend.close)
 
     async def _loop(self) -> None:
@@ -125,6 +134,11 @@ class Worker:
                 log.exception("worker: unexpected error around batch %s", batch)
             finally:
                 self._idle.set()
+
+    async def _recorded(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` finished batches are still being recorded."""
+        while len(self._recordings) > keep:
+            await asyncio.wait(self._recordings, return_when=asyncio.FIRST_COMPLETED)
 
     # ------------------------------------------------------------------ one batch
 
@@ -144,9 +158,7 @@ class Worker:
             models: dict[str, ModelSource] = {}  # a batch shares its model: look it up once
             render_jobs = [await self._render_job(job, models) for job in jobs]
             loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(
-                self._executor, self._render_and_encode, jobs, render_jobs
-            )
+            outputs = await loop.run_in_executor(self._executor, self._render, jobs, render_jobs)
         except JobInterrupted:
             await self._interrupted(jobs)
             return
@@ -158,8 +170,27 @@ class Worker:
             await self._fail(jobs, f"{type(error).__name__}: {error}")
             return
         seconds = (time.monotonic() - started) / len(jobs)
-        for job, encoded in zip(jobs, results, strict=True):
-            await self._succeed(job, encoded, seconds)
+        await self._recorded(keep=MAX_PENDING_RECORDINGS - 1)
+        task = asyncio.create_task(self._record(jobs, outputs, seconds), name="easel-record")
+        self._recordings.add(task)
+        task.add_done_callback(self._recordings.discard)
+
+    async def _record(
+        self, jobs: list[JobRecord], outputs: list[list[Image.Image]], seconds: float
+    ) -> None:
+        """Encode and store a rendered batch's images, then mark its jobs succeeded."""
+        loop = asyncio.get_running_loop()
+        for job, images in zip(jobs, outputs, strict=True):
+            try:
+                encoded = await loop.run_in_executor(self._recorder, self._encode, job, images)
+            except Exception as error:  # e.g. the disk is full: the job fails with the reason
+                log.exception("worker: could not store the images of job %s", job.id)
+                await self._fail([job], f"could not store the images: {error}")
+                continue
+            try:
+                await self._succeed(job, encoded, seconds)
+            except Exception:
+                log.exception("worker: could not record job %s as succeeded", job.id)
 
     async def _render_job(self, job: JobRecord, models: dict[str, ModelSource]) -> RenderJob:
         spec = job.spec
@@ -185,9 +216,9 @@ class Worker:
     def _load_image(self, sha256: str) -> Image.Image:
         return Image.open(io.BytesIO(self.images.read(sha256))).convert("RGB")
 
-    def _render_and_encode(
+    def _render(
         self, jobs: list[JobRecord], render_jobs: list[RenderJob]
-    ) -> list[list[EncodedImage]]:
+    ) -> list[list[Image.Image]]:
         """Runs on the worker thread."""
         job_ids = [job.id for job in jobs]
 
@@ -199,12 +230,11 @@ class Worker:
             return self._abort or all(self.queue.stop_requested(j) for j in job_ids)
 
         if len(render_jobs) == 1:
-            outputs = [self.backend.render(render_jobs[0], progress, should_stop)]
-        else:
-            outputs = self.backend.render_batch(render_jobs, progress, should_stop)
-        return [self._encode(job, images) for job, images in zip(jobs, outputs, strict=True)]
+            return [self.backend.render(render_jobs[0], progress, should_stop)]
+        return self.backend.render_batch(render_jobs, progress, should_stop)
 
     def _encode(self, job: JobRecord, images: list[Image.Image]) -> list[EncodedImage]:
+        """Runs on the recording thread."""
         encoded = []
         for seed, image in zip(job.spec.seeds, images, strict=True):
             spec = job.spec
