@@ -35,6 +35,7 @@ from storage.models import (
 )
 from storage.records import (
     TERMINAL_STATUSES,
+    ImageRecord,
     JobRecord,
     JobStatus,
     ModelRecord,
@@ -298,30 +299,44 @@ class Store:
         """queued/running -> succeeded, inserting the images in the same transaction.
 
         A job that is already terminal (cancelled while it rendered) is returned unchanged and
-        the images are not recorded; check ``status`` on the result.
+        the images are not recorded; check ``status`` on the result. Core statements, not the
+        ORM: this runs once per job while the next job renders.
         """
+        job_key = normalize_job_id(job_id)
+        now = self.now()
         async with self.db.write() as session:
-            row = await _get_row(session, job_id)
-            if row.status in _TERMINAL:
-                return (await load_jobs(session, select(JobRow).where(JobRow.id == row.id)))[0]
-            now = self.now()
-            for image in images:
-                session.add(
-                    ImageRow(
-                        job_id=row.id,
-                        index=image.index,
-                        seed=image.seed,
-                        sha256=image.sha256,
-                        width=image.width,
-                        height=image.height,
-                        created_at=now,
-                    )
+            connection = await session.connection()
+            row = (
+                await connection.execute(
+                    update(_JOBS)
+                    .where(_JOBS.c.id == job_key, _JOBS.c.status.not_in(_TERMINAL))
+                    .values(status=JobStatus.SUCCEEDED.value, error=None, finished_at=now)
+                    .returning(*_JOBS.c)
                 )
-            row.status = JobStatus.SUCCEEDED.value
-            row.error = None
-            row.finished_at = now
-            await session.flush()
-            return (await load_jobs(session, select(JobRow).where(JobRow.id == row.id)))[0]
+            ).first()
+            if row is not None and images:
+                await connection.execute(
+                    insert(_IMAGES),
+                    [
+                        {
+                            "job_id": job_key,
+                            "index": image.index,
+                            "seed": image.seed,
+                            "sha256": image.sha256,
+                            "width": image.width,
+                            "height": image.height,
+                            "created_at": now,
+                        }
+                        for image in images
+                    ],
+                )
+        if row is None:  # unknown (NotFound) or already terminal: the stored truth
+            return await _get_job_or_raise(self, job_id)
+        stored = tuple(
+            ImageRecord(job_key, i.index, i.seed, i.sha256, i.width, i.height)
+            for i in sorted(images, key=lambda i: i.index)
+        )
+        return job_record(JobRow(**row._mapping), stored)
 
     async def mark_failed(self, job_id: str, error: str) -> JobRecord:
         """queued/running -> failed with ``error``. An already terminal job is left unchanged."""
@@ -654,12 +669,20 @@ class Store:
 # -- helpers -------------------------------------------------------------------------------
 
 _JOBS = cast(Table, JobRow.__table__)
+_IMAGES = cast(Table, ImageRow.__table__)
 # Built once (statement caching): the columns come from the parameters of each call.
 _INSERT_JOB = (
     insert(_JOBS)
     .values(seq=select(func.coalesce(func.max(_JOBS.c.seq), 0) + 1).scalar_subquery())
     .returning(_JOBS.c.seq)
 )
+
+
+async def _get_job_or_raise(store: Store, job_id: str) -> JobRecord:
+    job = await store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id.strip()!r}")
+    return job
 
 
 async def _get_row(session: AsyncSession, job_id: str) -> JobRow:
