@@ -116,6 +116,10 @@ class App:
                 previews=g.previews,
                 allow_unsafe_weights=g.allow_unsafe_weights,
                 cpu_threads=g.cpu_threads,
+                compile_unet=g.compile,
+                max_batch_images=g.max_batch * g.max_count,
+                preview_decoder=g.preview_decoder.strip(),
+                resident_memory_gb=g.resident_memory_gb,
             )
         return self._backend
 
@@ -184,6 +188,7 @@ class App:
             bus=self.bus,
             backend=self.backend,
             max_batch=self.config.generation.max_batch,
+            overlap_recording=self.backend.device_name != "cpu",
         )
         self.worker.start()
         await self.delivery.start()

@@ -39,6 +39,9 @@ class RenderJob:
 class Backend(Protocol):
     """Renders jobs on one thread. ``render_batch`` takes jobs with equal ``spec.batch_key()``."""
 
+    @property
+    def device_name(self) -> str: ...  # "cuda", "mps" or "cpu"
+
     def render(
         self, job: RenderJob, progress: ProgressFn, should_stop: StopFn
     ) -> list[Image.Image]: ...

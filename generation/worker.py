@@ -2,9 +2,12 @@
 
 The asyncio loop never blocks on diffusion: rendering runs on the worker's own thread; PNG
 encoding and file writes on a second "recording" thread; database writes are short transactions
-on the loop. Recording a finished batch overlaps the rendering of the next one, so the device
-does not wait for PNG encoding, fsync and the database between jobs (at most
-``MAX_PENDING_RECORDINGS`` batches wait to be recorded). A failing job is marked ``failed`` with
+on the loop. On a GPU, recording a finished batch overlaps the rendering of the next one, so the
+device does not wait for PNG encoding, fsync and the database between jobs (at most
+``MAX_PENDING_RECORDINGS`` batches wait to be recorded). On a CPU the batch is recorded before
+the next one starts: there the recording would compete with torch for the same cores, and
+torch's worker threads stall whenever one of them loses its core (measured: each render ~25%
+slower, no net gain on 2 cores). A failing job is marked ``failed`` with
 its reason and the worker carries on. On stop, the running batch gets ``shutdown_grace_seconds``
 to finish, then it is interrupted and re-queued; finished batches are always recorded first.
 """
@@ -71,6 +74,7 @@ class Worker:
         bus: EventBus,
         backend: Backend,
         max_batch: int,
+        overlap_recording: bool = True,
     ) -> None:
         self.store = store
         self.images = images
@@ -78,6 +82,7 @@ class Worker:
         self.bus = bus
         self.backend = backend
         self.max_batch = max_batch
+        self.overlap_recording = overlap_recording
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-worker")
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-record")
         self._recordings: set[asyncio.Task[None]] = set()
@@ -170,6 +175,9 @@ class Worker:
             await self._fail(jobs, f"{type(error).__name__}: {error}")
             return
         seconds = (time.monotonic() - started) / len(jobs)
+        if not self.overlap_recording:
+            await self._record(jobs, outputs, seconds)
+            return
         await self._recorded(keep=MAX_PENDING_RECORDINGS - 1)
         task = asyncio.create_task(self._record(jobs, outputs, seconds), name="easel-record")
         self._recordings.add(task)

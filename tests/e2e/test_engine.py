@@ -130,6 +130,49 @@ async def test_a_failing_job_is_marked_failed_and_the_worker_carries_on(
     assert good.status == "succeeded"
 
 
+async def test_a_full_disk_fails_that_job_with_the_reason_and_the_next_one_succeeds(
+    app_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await app_factory()
+    real_save = app.images.save
+    calls = {"n": 0}
+
+    def save_once_full(data: bytes):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(28, "No space left on device")
+        return real_save(data)
+
+    monkeypatch.setattr(app.images, "save", save_once_full)
+    first = await app.service.draw(origin(), small())
+    second = await app.service.draw(origin("bob"), small(seed=7))
+    bad = await wait_finished(app, first.job.id)
+    good = await wait_finished(app, second.job.id)
+    assert bad.status == "failed" and "No space left on device" in (bad.error or "")
+    assert good.status == "succeeded" and len(good.images) == 1
+
+
+async def test_overlapped_recording_as_on_a_gpu_records_every_job_even_across_a_stop(
+    app_factory,
+) -> None:
+    app = await app_factory()
+    assert app.worker is not None
+    app.worker.overlap_recording = True  # what a CUDA backend gets; CPUs record in line
+    accepted = [
+        await app.service.draw(origin(f"user{i}"), small(seed=100 + i, steps=2)) for i in range(4)
+    ]
+    first = await wait_finished(app, accepted[0].job.id)
+    assert first.status == "succeeded" and len(first.images) == 1
+    await app.stop()  # waits for batches still being recorded
+    reopened = await app_factory(worker=False)
+    for a in accepted:  # each job either finished completely or waits for the next start
+        job = await reopened.store.get_job(a.job.id)
+        assert job is not None and job.status in ("succeeded", "queued")
+        if job.status == "succeeded":
+            assert reopened.images.read(job.images[0].sha256).startswith(b"\x89PNG")
+    assert (await reopened.store.get_job(accepted[0].job.id)) == first
+
+
 async def test_cancel_a_queued_job_and_refuse_other_users(app_factory) -> None:
     app = await app_factory(worker=False)
     accepted = await app.service.draw(origin("alice"), small())

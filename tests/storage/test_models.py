@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from generation.errors import InvalidRequest, NotFound
+from storage.db import Database
 from storage.repository import Store
+from tests.storage.helpers import db_url
 
 
 async def test_first_model_becomes_default(store: Store) -> None:
@@ -75,3 +80,29 @@ async def test_update_revision(store: Store) -> None:
     assert (await store.get_model("sd15")) == updated
     with pytest.raises(NotFound):
         await store.update_model_revision("nope", "x")
+
+
+async def test_registry_changes_from_another_process_are_seen_within_the_cache_time(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("storage.repository.MODEL_CACHE_SECONDS", 0.2)
+    await store.add_model("demo", source="builtin:demo", kind="builtin")
+    assert await store.get_model("other") is None  # the registry is now remembered
+    async with Database(db_url(db_path)) as elsewhere:  # e.g. `easel models add` beside serve
+        await Store(elsewhere).add_model("other", source="/m", kind="folder", is_default=True)
+    await asyncio.sleep(0.25)
+    other = await store.get_model("other")
+    assert other is not None and other.is_default
+    assert (await store.default_model()) == other
+
+
+async def test_registry_changes_through_this_store_are_seen_at_once(store: Store) -> None:
+    await store.add_model("demo", source="builtin:demo", kind="builtin")
+    assert (await store.default_model()) is not None
+    await store.add_model("sd15", source="/m", kind="folder")
+    await store.set_default_model("sd15")
+    default = await store.default_model()
+    assert default is not None and default.name == "sd15"
+    await store.set_default_model("demo")
+    await store.remove_model("sd15")
+    assert await store.get_model("sd15") is None
