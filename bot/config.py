@@ -47,6 +47,12 @@ class GenerationConfig(_Section):
     resident_models: int = Field(2, ge=1, le=16)
     cpu_threads: int = Field(0, ge=0, le=256)  # 0 = torch's default (all cores)
     previews: bool = True
+    # TAESD AutoencoderTiny (local folder or Hub id) decoding previews; "" = latent projection.
+    preview_decoder: str = Field("", max_length=500)
+    # torch.compile the UNet (CUDA only; pipeline calls are padded to power-of-two batch sizes).
+    compile: bool = False
+    # Byte budget of resident pipelines in GiB (least recently used evicted); 0 = count only.
+    resident_memory_gb: float = Field(0.0, ge=0.0, le=4096.0)
     allow_unsafe_weights: bool = False
     shutdown_grace_seconds: float = Field(20.0, ge=0.0)
     # Seconds per job assumed for ETAs until real timings exist.

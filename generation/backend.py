@@ -8,19 +8,25 @@ draws with the same settings. Models are classified and identified at registrati
 torch, by ``generation.model_sources``; a known Hub commit is passed to ``from_pretrained`` so
 loads are pinned.
 
+On CUDA (see ``generation.fast_path``): half precision, TF32 matmuls, SDPA attention, a
+channels-last UNet, VAE slicing for batches and tiling for large images, and optionally a
+``torch.compile``d UNet fed bucketed batch sizes. Resident pipelines are limited by count and,
+optionally, by a memory budget (``generation.residents``). Step previews use a TAESD decoder when
+one is configured, else a latent -> RGB projection (``generation.previews``).
+
 Threading: every public method takes one lock; the worker calls them from its single thread.
 """
 
 from __future__ import annotations
 
 import gc
-import io
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +46,11 @@ from generation.errors import (
     ModelError,
     OutOfMemory,
 )
+from generation.fast_path import batch_bucket, compile_unet, fit_vae, pipeline_bytes, use_sdpa
 from generation.model_sources import UNSAFE_HINT, hub_error, is_sdxl_file, offline
+from generation.previews import RGB_SD15, RGB_SDXL, TinyDecoder, is_sdxl, projection_png
 from generation.render import ModelSource, ProgressFn, RenderJob
+from generation.residents import Residents
 from generation.samplers import scheduler_for
 from generation.spec import Mode
 
@@ -58,16 +67,13 @@ try:  # newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns
 except ImportError:  # pragma: no cover - older diffusers
     _DTYPE_KW = "torch_dtype"
 
-# Latent -> RGB projections (the widely used SD 1.x and SDXL "latent_rgb_factors").
-# fmt: off
-_RGB_SD15 = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350),
-             (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.6178))
-_RGB_SDXL = ((0.3920, 0.4054, 0.4549), (-0.2634, -0.0196, 0.0653),
-             (0.0568, 0.1687, -0.0755), (-0.3112, -0.2359, -0.2076))
-# fmt: on
-_PREVIEW_SIDE = 128
+log = logging.getLogger(__name__)
+
 PREVIEW_INTERVAL_S = 0.25
 _DEFAULT_STRENGTH = {Mode.IMG2IMG: 0.75, Mode.UPSCALE: 0.35}
+# Seeds of the throwaway images that pad a batch up to its bucket (never returned).
+_PAD_SEED = 0
+_GIB = 1024**3
 
 
 @dataclass
@@ -75,23 +81,8 @@ class _Resident:
     pipe: Any
     scheduler_config: Any  # the pipeline's own scheduler config, as loaded
     rgb_factors: tuple[tuple[float, float, float], ...]
-    img2img: Any = field(default=None)
-
-
-def _preview_png(latents: Any, factors: tuple[tuple[float, float, float], ...]) -> bytes | None:
-    """A cheap preview of the first image: project its latents to RGB (no VAE), PNG-encode."""
-    lat = latents[0].detach().to("cpu", torch.float32)
-    if lat.ndim != 3 or lat.shape[0] != len(factors):
-        return None
-    rgb = torch.einsum("chw,cr->hwr", lat, torch.tensor(factors, dtype=torch.float32))
-    pixels = ((rgb + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8).numpy()
-    image = Image.fromarray(pixels, "RGB")
-    scale = _PREVIEW_SIDE / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR)
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return out.getvalue()
+    img2img: Any = None
+    tiny_fits: bool | None = None  # whether the TAESD preview decoder fits (None: not asked yet)
 
 
 def _is_oom(error: BaseException) -> bool:
@@ -116,21 +107,41 @@ class DiffusersBackend:
         previews: bool = True,
         allow_unsafe_weights: bool = False,
         cpu_threads: int = 0,
+        compile_unet: bool = False,
+        max_batch_images: int = 16,
+        preview_decoder: str = "",
+        resident_memory_gb: float = 0.0,
+        pad_batches: bool | None = None,
     ) -> None:
+        """``max_batch_images``: the most images one pipeline call can hold (max_batch x
+        max_count), the largest padding bucket. ``pad_batches``: pad pipeline calls to
+        ``batch_bucket`` sizes; None = only when the UNet is compiled (tests force it on)."""
         if cpu_threads > 0:  # torch's own default is every core, which starves a shared box
             torch.set_num_threads(cpu_threads)
         self._data_dir = Path(data_dir)
         self._device = self._pick_device(device)
         self._dtype = self._pick_dtype(dtype)
-        self._resident_max = max(1, resident_models)
         self._previews = previews
         self._allow_unsafe = allow_unsafe_weights
         self._lock = threading.RLock()
-        self._pipes: OrderedDict[tuple[str, str | None], _Resident] = OrderedDict()
+        self._pipes: Residents[tuple[str, str | None], _Resident] = Residents(
+            resident_models, int(resident_memory_gb * _GIB)
+        )
         self._upscalers: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
         if self._device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        self._compile = compile_unet and self._device == "cuda"
+        if compile_unet and not self._compile:
+            log.info("generation.compile only works on CUDA; ignored on %s", self._device)
+        self._pad = self._compile if pad_batches is None else pad_batches
+        self._max_batch_images = max(1, max_batch_images)
+        source = preview_decoder.strip()
+        self._tiny = (
+            TinyDecoder(source, self._device, self._dtype, allow_unsafe_weights)
+            if source and previews
+            else None
+        )
 
     # ----------------------------------------------------------------- device & dtype
 
@@ -184,24 +195,65 @@ class DiffusersBackend:
                 raise
 
     def _resident(self, model: ModelSource) -> _Resident:
+        """The loaded pipeline for ``model``; loading it evicts the least recently used ones
+        beyond ``resident_models`` or the memory budget (never the one just loaded)."""
         key = (model.name, model.revision)
         hit = self._pipes.get(key)
         if hit is not None:
-            self._pipes.move_to_end(key)
             return hit
-        while len(self._pipes) >= self._resident_max:
-            self._pipes.popitem(last=False)
+        self._unloaded(self._pipes.make_room(key), f"to load {model.name!r}")
+        pipe = self._load_on_device(model)
+        if use_sdpa(pipe):
+            log.info("model %r: switched its attention to PyTorch SDPA", model.name)
+        if self._compile and compile_unet(pipe):
+            log.info(
+                "model %r: UNet compiled with torch.compile (first renders are slow)", model.name
+            )
+        rgb = RGB_SDXL if is_sdxl(pipe) else RGB_SD15
+        entry = _Resident(pipe, pipe.scheduler.config, rgb)
+        size = pipeline_bytes(pipe)
+        self._unloaded(self._pipes.add(key, entry, size), f"to fit {model.name!r} in the budget")
+        if 0 < self._pipes.budget_bytes < size:
+            gib = (size / _GIB, self._pipes.budget_bytes / _GIB)
+            log.warning("model %r needs %.2f GiB, over resident_memory_gb (%.2f)", model.name, *gib)
+        return entry
+
+    def _unloaded(self, keys: list[tuple[str, str | None]], why: str) -> None:
+        if keys:
+            log.info("unloaded model(s) %s %s", ", ".join(repr(name) for name, _ in keys), why)
             self._free_cuda(collect=True)
+
+    def _load_on_device(self, model: ModelSource) -> Any:
+        """Load ``model`` onto the device; out of memory with other models resident unloads
+        them all and tries once more."""
+        try:
+            return self._load_and_place(model)
+        except Exception as e:
+            if not (_is_oom(e) and len(self._pipes)):
+                raise
+        # Retried outside the except block: its traceback holds the failed attempt's tensors.
+        self._unloaded(
+            self._pipes.evict_all(), f"after running out of memory loading {model.name!r}"
+        )
+        try:
+            return self._load_and_place(model)
+        except Exception as e:
+            if not _is_oom(e):
+                raise
+        self._free_cuda(collect=True)
+        raise OutOfMemory(
+            f"Out of memory on {self._device} while loading model {model.name!r}, even with "
+            "every other model unloaded"
+        )
+
+    def _load_and_place(self, model: ModelSource) -> Any:
         pipe = self._load(model)
         pipe.set_progress_bar_config(disable=True)
         if self._device != "cpu":
             pipe.to(self._device)
         if self._device == "cuda" and getattr(pipe, "unet", None) is not None:
             pipe.unet.to(memory_format=torch.channels_last)
-        xl = "XL" in type(pipe).__name__
-        entry = _Resident(pipe, pipe.scheduler.config, _RGB_SDXL if xl else _RGB_SD15)
-        self._pipes[key] = entry
-        return entry
+        return pipe
 
     def _load(self, model: ModelSource) -> Any:
         dtype = self._dtype
@@ -423,12 +475,16 @@ class DiffusersBackend:
         prompts = [j.spec.prompt for j in jobs for _ in j.spec.seeds]
         negatives = [j.spec.negative_prompt for j in jobs for _ in j.spec.seeds]
         generators = [torch.Generator("cpu").manual_seed(s) for j in jobs for s in j.spec.seeds]
-        vae = getattr(pipe, "vae", None)
-        if self._device == "cuda" and vae is not None and hasattr(vae, "enable_slicing"):
-            if len(generators) > 1:
-                vae.enable_slicing()
-            else:
-                vae.disable_slicing()
+        real = len(generators)
+        if self._pad:  # see batch_bucket: a compiled UNet recompiles for every new batch size
+            extra = batch_bucket(real, self._max_batch_images) - real
+            # Appended after the real images, each with its own generator: the real images'
+            # noise, and so their pixels, are those of the unpadded call.
+            prompts += [prompts[-1]] * extra
+            negatives += [negatives[-1]] * extra
+            generators += [torch.Generator("cpu").manual_seed(_PAD_SEED) for _ in range(extra)]
+        if self._device == "cuda":
+            fit_vae(getattr(pipe, "vae", None), len(generators), spec.width, spec.height)
         single = len(generators) == 1
         result = pipe(
             prompt=prompts[0] if single else prompts,
@@ -442,7 +498,7 @@ class DiffusersBackend:
             callback_on_step_end_tensor_inputs=["latents"],
             **kwargs,
         )
-        return list(result.images)
+        return list(result.images)[:real]
 
     def _callback(
         self, entry: _Resident, progress: ProgressFn, should_stop: Callable[[], bool]
@@ -459,16 +515,33 @@ class DiffusersBackend:
             # A preview costs a GPU->CPU copy and a PNG encode: a few per second is plenty.
             if previews and "latents" in kwargs and now - last_preview[0] >= PREVIEW_INTERVAL_S:
                 last_preview[0] = now
-                try:
-                    preview = _preview_png(kwargs["latents"], entry.rgb_factors)
-                except Exception:  # a preview is never worth failing a job
-                    preview = None
+                preview = self._preview(entry, kwargs["latents"])
             progress(step + 1, total, preview)
             if should_stop():
                 raise JobInterrupted("cancelled")
             return kwargs
 
         return on_step_end
+
+    def _preview(self, entry: _Resident, latents: Any) -> bytes | None:
+        """The first image's preview PNG: TAESD when configured and fitting this pipeline, else
+        the latent projection. A preview is never worth failing a job: errors give None."""
+        tiny = self._tiny
+        if tiny is not None and entry.tiny_fits is not False:
+            try:
+                if entry.tiny_fits is None:
+                    entry.tiny_fits = tiny.fits(entry.pipe)
+                png = tiny.preview_png(latents, entry.pipe) if entry.tiny_fits else None
+            except Exception as e:
+                log.warning("preview decoder %r failed (%s: %s)", tiny.source, type(e).__name__, e)
+                png = None
+            if png is not None:
+                return png
+            entry.tiny_fits = False  # reported or unfit once: the projection from now on
+        try:
+            return projection_png(latents, entry.rgb_factors)
+        except Exception:
+            return None
 
     def _upscale_model(self, job: RenderJob, progress: ProgressFn) -> list[Image.Image]:
         spec = job.spec
@@ -521,6 +594,6 @@ class DiffusersBackend:
 
     def close(self) -> None:
         with self._lock:
-            self._pipes.clear()
+            self._pipes.evict_all()
             self._upscalers.clear()
             self._free_cuda(collect=True)
