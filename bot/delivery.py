@@ -4,8 +4,19 @@ A front end (Discord, Telegram, ...) registers itself with its platform name. Fo
 that platform it receives the live events (queued, started, progress) best-effort, and the
 finished job through :meth:`FrontEnd.deliver`. A delivery is recorded in the store only after
 ``deliver`` returns, so a crash between sending and recording can repeat one message (the
-documented send-then-record window) but never lose one. Failed deliveries are retried with
-back-off; whatever is still undelivered is retried at the next start.
+documented send-then-record window) but never lose one.
+
+Failures are recorded on the job (``delivery_attempts``, ``delivery_error``) and are of two kinds:
+
+* transient (rate limits, server errors, network errors): retried after ``retry_delays`` (each
+  retry in the background, so one failing chat never holds up the others); whatever is still
+  undelivered is retried at the next start, up to ``max_attempts`` failures in all;
+* permanent (:class:`Undeliverable`: the channel or chat is gone, the bot was removed or
+  blocked), and transient ones past ``max_attempts``: the job is marked undeliverable for good
+  with its reason and an ERROR is logged; it is not retried at later starts.
+
+Failure reasons pass :func:`bot.logsetup.redact` before they are stored or logged: exception
+texts may carry webhook URLs or tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any, Protocol
 
+from bot.logsetup import redact
 from generation.events import EventBus, JobEvent, JobFinished, JobProgress, Subscription
 from storage.records import JobRecord
 from storage.repository import Store
@@ -23,6 +35,15 @@ from storage.repository import Store
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0)
+# Failed attempts (over every start) after which a transient failure counts as permanent:
+# four starts' worth of retries with the default delays.
+DEFAULT_MAX_ATTEMPTS = 20
+MAX_REASON_LENGTH = 500
+
+
+class Undeliverable(Exception):
+    """Raised by :meth:`FrontEnd.deliver` when retrying can never help (the channel or chat
+    was deleted, the bot was removed, blocked or lost its permission there)."""
 
 
 class FrontEnd(Protocol):
@@ -37,11 +58,17 @@ class FrontEnd(Protocol):
 
 class DeliveryDispatcher:
     def __init__(
-        self, store: Store, bus: EventBus, retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS
+        self,
+        store: Store,
+        bus: EventBus,
+        retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self.store = store
         self.bus = bus
         self.retry_delays = tuple(retry_delays)
+        self.max_attempts = max_attempts
+        self._in_flight: set[str] = set()  # job ids being delivered or waiting for a retry
         self._front_ends: dict[str, FrontEnd] = {}
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
@@ -51,6 +78,10 @@ class DeliveryDispatcher:
     @property
     def started(self) -> bool:
         return self._task is not None
+
+    def is_delivering(self, job_id: str) -> bool:
+        """Whether ``job_id`` is being delivered or waits for a retry in this process."""
+        return job_id in self._in_flight
 
     def register(self, front_end: FrontEnd) -> None:
         self._front_ends[front_end.platform] = front_end
@@ -78,6 +109,7 @@ class DeliveryDispatcher:
         for task in list(self._pending):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
+        self._in_flight.clear()
 
     # ------------------------------------------------------------------ internals
 
@@ -113,33 +145,73 @@ class DeliveryDispatcher:
             log.exception("%s: could not show progress", front_end.platform)
 
     async def _deliver(self, front_end: FrontEnd, job: JobRecord, attempt: int) -> None:
+        if attempt == 0:
+            if job.id in self._in_flight:
+                return  # already on its way (e.g. found at a start and announced by an event)
+            self._in_flight.add(job.id)
         try:
             await front_end.deliver(job)
         except asyncio.CancelledError:
+            self._in_flight.discard(job.id)
             raise
         except Exception as error:
-            reason = f"{type(error).__name__}: {error}"
-            await self.store.record_delivery_failure(job.id, reason)
-            if attempt >= len(self.retry_delays):
-                log.error(
-                    "%s: giving up delivering job %s for now (%s); it is retried at the next start",
-                    front_end.platform,
-                    job.id,
-                    reason,
-                )
-                return
-            delay = self.retry_delays[attempt]
-            log.warning(
-                "%s: delivering job %s failed (%s); retrying in %.0f s",
+            await self._failed(front_end, job, attempt, error)
+            return
+        try:
+            await self.store.mark_delivered(job.id)
+        finally:
+            self._in_flight.discard(job.id)
+        # One line per recorded delivery: the crash campaign counts them to find duplicates.
+        log.debug("%s: delivered job %s", front_end.platform, job.id)
+
+    async def _failed(
+        self, front_end: FrontEnd, job: JobRecord, attempt: int, error: Exception
+    ) -> None:
+        permanent = isinstance(error, Undeliverable)
+        text = str(error) if permanent else f"{type(error).__name__}: {error}"
+        reason = redact(text)[:MAX_REASON_LENGTH]
+        try:
+            gave_up = await self.store.record_delivery_failure(
+                job.id, reason, give_up=permanent, max_attempts=self.max_attempts
+            )
+        except Exception:
+            self._in_flight.discard(job.id)
+            raise
+        if gave_up:
+            self._in_flight.discard(job.id)
+            log.error(
+                "%s: job %s cannot be delivered (%s); recorded as undeliverable, not retried",
                 front_end.platform,
                 job.id,
                 reason,
-                delay,
             )
-            await asyncio.sleep(delay)
-            await self._deliver(front_end, job, attempt + 1)
             return
-        await self.store.mark_delivered(job.id)
+        if attempt >= len(self.retry_delays):
+            self._in_flight.discard(job.id)
+            log.error(
+                "%s: giving up delivering job %s for now (%s); it is retried at the next start",
+                front_end.platform,
+                job.id,
+                reason,
+            )
+            return
+        delay = self.retry_delays[attempt]
+        log.warning(
+            "%s: delivering job %s failed (%s); retrying in %.1f s",
+            front_end.platform,
+            job.id,
+            reason,
+            delay,
+        )
+        self._spawn(self._retry(front_end, job, attempt + 1, delay))
+
+    async def _retry(self, front_end: FrontEnd, job: JobRecord, attempt: int, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self._in_flight.discard(job.id)
+            raise
+        await self._deliver(front_end, job, attempt)
 
     async def _redeliver(self, platform: str) -> None:
         front_end = self._front_ends.get(platform)
@@ -149,4 +221,9 @@ class DeliveryDispatcher:
         if jobs:
             log.info("%s: delivering %d result(s) finished while it was away", platform, len(jobs))
         for job in jobs:
-            await self._deliver(front_end, job, attempt=0)
+            if self._front_ends.get(platform) is not front_end:
+                return  # unregistered meanwhile: the next registration starts over
+            current = await self.store.get_job(job.id)
+            if current is None or current.delivered_at is not None:
+                continue  # a live delivery got there first
+            await self._deliver(front_end, current, attempt=0)

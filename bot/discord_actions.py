@@ -87,6 +87,7 @@ class DiscordActions:
         The deferred reply becomes the job's status message: its id goes into the origin's
         reply target, so progress edits reach it even from a restarted bot.
         """
+        self.front_end.remember_interaction(interaction)  # its token stays in memory only
         callback = await interaction.response.defer(ephemeral=True, thinking=True)
         status_id = callback.message_id if callback is not None else None
         origin = interaction_origin(interaction, self.owner_ids, status_message_id=status_id)

@@ -7,7 +7,10 @@ The :class:`generation.requests.Origin` of a Discord request:
   config (checked here, inside every command: ``default_member_permissions`` is only a hint
   that a server can override);
 * ``reply_target``: everything a fresh bot instance needs to deliver the result after a restart
-  (channel id, interaction token and its creation time, the status message id, the user id).
+  (channel id, interaction id and creation time, the status message id, the user id). It is
+  stored with the job, so it never holds the interaction token: the token stays in the front
+  end's memory (:class:`bot.discord_frontend.DiscordFrontEnd`); after a restart the result goes
+  to the channel, mentioning the requester.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def interaction_target(
         "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
         "user_id": str(interaction.user.id),
         "application_id": str(interaction.application_id),
-        "interaction_token": interaction.token,
+        "interaction_id": str(interaction.id),  # the token itself is never stored
         "created_at": interaction.created_at.isoformat(),
     }
     if status_message_id is not None:

@@ -2,15 +2,19 @@
 
 ``on_event`` keeps each job's status message up to date, through :class:`bot.throttle.EditThrottle`
 (at most one edit per ``discord.status_edit_interval`` seconds per job, never the same text twice,
-the latest text sent when the interval has passed). ``deliver`` posts the finished job using only
-what the job row stores (``reply_target``), so a bot that restarted delivers results accepted by
-the previous process:
+the latest text sent when the interval has passed). ``deliver`` posts the finished job from what
+the job row stores (``reply_target``) plus, while this process runs, the interaction's token
+(kept in memory only, never in the database: it is a credential), so a bot that restarted still
+delivers results accepted by the previous process:
 
-* while the interaction token is younger than ~14 minutes, as a follow-up to the interaction;
-* after that (Discord's tokens live 15 minutes), or without a token (reactions), as a normal
-  channel message that mentions the requester.
+* while this process holds the interaction's token and it is younger than ~14 minutes, as a
+  follow-up to the interaction;
+* otherwise (after a restart, after Discord's 15 minutes, or for reactions, which have no
+  token), as a normal channel message that mentions the requester.
 
-``deliver`` raises when the result could not be posted, so the dispatcher records and retries it.
+``deliver`` raises when the result could not be posted, so the dispatcher records and retries it;
+a refusal that retrying cannot fix (the channel is gone, the bot lost access: 403/404) is raised
+as :class:`bot.delivery.Undeliverable`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.delivery import Undeliverable
 from bot.discord_common import (
+    TOKEN_LIFETIME_SECONDS,
     clip,
     nsfw_mode_for,
     token_usable,
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("easel.discord")
 
 USER_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=True)
+MAX_TOKENS = 10_000  # interactions remembered at once (each token is useful for 15 minutes)
 
 
 class DiscordFrontEnd:
@@ -74,6 +81,26 @@ class DiscordFrontEnd:
         # Jobs whose status is past "queued" (started, or finished: a bounded memory), so a
         # late "queued" edit from the command that accepted the job never hides newer news.
         self._started: OrderedDict[str, None] = OrderedDict()
+        # interaction id -> (token, monotonic time it was seen): memory only, never stored
+        self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    # ------------------------------------------------------------------ interaction tokens
+
+    def remember_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """Keep ``interaction``'s token (in memory) to answer it when its job is done."""
+        now = self._monotonic()
+        self._tokens[str(interaction.id)] = (interaction.token, now)
+        self._tokens.move_to_end(str(interaction.id))
+        while self._tokens:
+            oldest, (_, seen) = next(iter(self._tokens.items()))
+            if len(self._tokens) <= MAX_TOKENS and now - seen < TOKEN_LIFETIME_SECONDS:
+                break
+            del self._tokens[oldest]
+
+    def _live(self, target: dict[str, Any]) -> dict[str, Any]:
+        """``target`` with its interaction token, while this process knows it."""
+        known = self._tokens.get(str(target.get("interaction_id")))
+        return {**target, "interaction_token": known[0]} if known else target
 
     # ------------------------------------------------------------------ progress
 
@@ -139,8 +166,10 @@ class DiscordFrontEnd:
         message_id = target.get("status_message_id")
         if not message_id:
             return
+        target = self._live(target)
         usable = token_usable(target, self._now())
-        if target.get("interaction_token") and not usable:
+        from_interaction = target.get("interaction_id") or target.get("interaction_token")
+        if from_interaction and not usable:
             return  # an interaction's (ephemeral) status can only be edited through its token
         async with self._lock(job_id):
             try:
@@ -161,16 +190,21 @@ class DiscordFrontEnd:
             flush.cancel()
         self._mark_started(job.id)
         self._jobs.pop(job.id, None)  # later progress edits (if any) are dropped
-        target = job.reply_target
-        if job.status == "succeeded":
-            await self._post_result(job, target)
-        elif job.status == "failed":
-            await self._tell_requester(target, finished_text(job))
+        target = self._live(job.reply_target)
+        try:
+            if job.status == "succeeded":
+                await self._post_result(job, target)
+            elif job.status == "failed":
+                await self._tell_requester(target, finished_text(job))
+        except (discord.Forbidden, discord.NotFound) as error:
+            # Unknown Channel, Missing Access/Permissions, DMs closed: retrying cannot help.
+            raise Undeliverable(f"Discord refused the result: {error}") from error
         # The status message's last word (best effort: the result is already out).
         self.throttle.force(job.id, finished_text(job), self._monotonic())
         await self._edit_status(job.id, finished_text(job), target)
         self.throttle.forget(job.id)
         self._locks.pop(job.id, None)
+        self._tokens.pop(str(target.get("interaction_id")), None)
 
     async def spoiler_for(self, job: JobRecord, channel_id: str) -> bool:
         scope = await self.app.store.get_scope(job.scope_id)
@@ -221,7 +255,7 @@ class DiscordFrontEnd:
     # ------------------------------------------------------------------ helpers
 
     def _webhook(self, target: dict[str, Any]) -> discord.Webhook:
-        """The interaction's follow-up webhook, rebuilt from the stored id and token."""
+        """The interaction's follow-up webhook, rebuilt from its application id and token."""
         webhook = discord.Webhook.partial(
             int(target["application_id"]), str(target["interaction_token"]), client=self.bot
         )

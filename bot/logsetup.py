@@ -2,6 +2,12 @@
 
 httpx logs request URLs (which contain the Telegram bot token) at INFO and discord.py logs
 webhook URLs at DEBUG; the filter sits on the handler so every logger's records pass it.
+
+:func:`redact` hides, by shape: Telegram bot tokens (bare, in ``/bot<token>/`` API URLs and
+``/file/bot<token>/`` file URLs), Discord bot tokens, Discord interaction tokens, the token part
+of webhook and interaction URLs (``/webhooks/<id>/<token>``, ``/interactions/<id>/<token>``),
+``Bearer``/``Basic`` credentials and ``user:password@`` in URLs; and, by value, the secrets it is
+given (the filter passes the values of the environment variables that hold Easel's tokens).
 """
 
 from __future__ import annotations
@@ -12,24 +18,54 @@ import re
 from collections.abc import Iterable
 
 REDACTED = "[redacted]"
+MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 
+# Patterns whose first group (if any) is kept and the rest of the match hidden.
 _PATTERNS = [
-    # Telegram bot token, bare or inside /bot<token>/ URLs
+    # Telegram bot token in Bot API and file URLs (/bot<token>/, /file/bot<token>/)
+    re.compile(r"(/bot)\d+:[^/\s?#'\"]+"),
+    # Telegram bot token, bare
     re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}"),
     # Discord bot token (three dot-separated base64url parts)
-    re.compile(r"[MNO][A-Za-z0-9_-]{22,}\.[A-Za-z0-9_-]{5,7}\.[A-Za-z0-9_-]{25,}"),
+    re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}"),
+    # Discord interaction token ("interaction:..." in base64)
+    re.compile(r"aW50ZXJhY3Rpb246[A-Za-z0-9_.+/=-]+"),
     # Discord webhook / interaction URLs: keep the id, hide the token
-    re.compile(r"(?<=/webhooks/)(\d+)/[A-Za-z0-9_.-]{20,}"),
-    re.compile(r"(?<=/interactions/)(\d+)/[A-Za-z0-9_.-]{20,}"),
+    re.compile(r"(/webhooks/\d+/)[^/\s?#'\"]+"),
+    re.compile(r"(/interactions/\d+/)[^/\s?#'\"]+"),
+    # HTTP credentials: Authorization headers, bearer/basic values, user:password@ in URLs
+    re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:bot |bearer |basic )?)[^\s'\",}]+"),
+    # (a credential has a digit or symbol: "basic credentials" stays readable)
+    re.compile(
+        r"(?i)(\b(?:bearer|basic) +)"
+        r"(?=[A-Za-z.]*(?:[0-9_~+/=-]|\.[A-Za-z0-9]))[A-Za-z0-9._~+/=-]{6,}"
+    ),
+    re.compile(r"(://)[^/\s:@'\"]+:[^/\s@'\"]+(?=@)"),
 ]
 
 
+def _keep_group(match: re.Match[str]) -> str:
+    return f"{match.group(1)}{REDACTED}" if match.groups() else REDACTED
+
+
+def secret_values(raw: str) -> list[str]:
+    """The secrets in one environment variable: the value, and for ``user:pass,...`` lists
+    each entry and each password."""
+    values = [raw]
+    for entry in raw.split(","):
+        entry = entry.strip()
+        values.append(entry)
+        if ":" in entry:
+            values.append(entry.split(":", 1)[1])
+    return [v for v in values if len(v) >= MIN_SECRET_LENGTH]
+
+
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 8:
+    for secret in sorted(secrets, key=len, reverse=True):  # "a:b,c:d" before "b"
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
             text = text.replace(secret, REDACTED)
     for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: f"{m.group(1)}/{REDACTED}" if m.groups() else REDACTED, text)
+        text = pattern.sub(_keep_group, text)
     return text
 
 
@@ -39,7 +75,7 @@ class RedactingFilter(logging.Filter):
         self._env_vars = tuple(secret_env_vars)
 
     def _secrets(self) -> list[str]:
-        return [os.environ.get(name, "") for name in self._env_vars]
+        return [v for name in self._env_vars for v in secret_values(os.environ.get(name, ""))]
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -8,7 +8,9 @@ for as long as Telegram asks. While a job renders, the ``upload_photo`` chat act
 
 Delivery: :class:`bot.telegram_send.ResultSender` sends the images; then the status message
 shows the outcome (or, with no status message, a reply says it). Errors while sending propagate
-so :class:`bot.delivery.DeliveryDispatcher` records them and tries again later.
+so :class:`bot.delivery.DeliveryDispatcher` records them and tries again later; refusals that
+retrying cannot fix (the bot was blocked or kicked, the chat is gone: 403, 400) propagate as
+:class:`bot.delivery.Undeliverable`, so they are recorded and not retried.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from dataclasses import dataclass, field
 
 from telegram import Bot
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 
 from bot.app import App
+from bot.delivery import Undeliverable
 from bot.telegram_index import PLATFORM as PLATFORM
 from bot.telegram_index import MessageIndex
 from bot.telegram_send import (
@@ -226,6 +229,14 @@ class TelegramFrontEnd:
     # ------------------------------------------------------------------ delivery
 
     async def deliver(self, job: JobRecord) -> None:
+        try:
+            await self._deliver(job)
+        except (Forbidden, BadRequest, ChatMigrated) as error:
+            # "bot was blocked by the user", "bot was kicked", "chat not found", a group that
+            # became a supergroup: the same request would be refused again.
+            raise Undeliverable(f"Telegram refused the result: {error.message}") from error
+
+    async def _deliver(self, job: JobRecord) -> None:
         target = job.reply_target
         status = self._statuses.get(job.id)
         if status is None:
