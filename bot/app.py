@@ -170,6 +170,11 @@ class App:
 
     async def _start_worker(self) -> None:
         self.bus.bind(asyncio.get_running_loop())
+        # A kill mid-save leaves a temporary image file. Only the engine (which holds the lock)
+        # writes images, so none of them is being written now; their jobs are re-queued below.
+        removed = await asyncio.to_thread(self.images.remove_temp_files)
+        if removed:
+            log.warning("removed %d half-written image file(s) left by the last stop", removed)
         requeued, failed = await self.store.recover_interrupted(self.config.generation.max_attempts)
         if requeued:
             log.warning(
