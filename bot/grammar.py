@@ -38,7 +38,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from generation.errors import InvalidRequest
+from generation.errors import InvalidRequest, shown
 from generation.requests import DrawRequest
 from generation.samplers import resolve_sampler
 from generation.sizing import format_aspect, parse_aspect, parse_size
@@ -205,7 +205,7 @@ def _flag(typed: str) -> str:
 def _parse_int(flag: str, option: _Option, value: str) -> int:
     if not _INT_RE.match(value):
         raise GrammarError(
-            f"{flag} must be {option.allowed} (e.g. {option.example}); got {value!r}.", flag
+            f"{flag} must be {option.allowed} (e.g. {option.example}); got {shown(value)}.", flag
         )
     return int(value)
 
@@ -213,7 +213,7 @@ def _parse_int(flag: str, option: _Option, value: str) -> int:
 def _parse_float(flag: str, option: _Option, value: str) -> float:
     if not _FLOAT_RE.match(value):
         raise GrammarError(
-            f"{flag} must be {option.allowed} (e.g. {option.example}); got {value!r}.", flag
+            f"{flag} must be {option.allowed} (e.g. {option.example}); got {shown(value)}.", flag
         )
     number = float(value.replace(",", "."))
     if not math.isfinite(number):
@@ -224,7 +224,7 @@ def _parse_float(flag: str, option: _Option, value: str) -> float:
 def _out_of_range(flag: str, option: _Option, value: str) -> GrammarError:
     return GrammarError(
         f"{flag} is out of range: it must be {option.allowed} (e.g. {option.example}); "
-        f"got {value}.",
+        f"got {shown(value, quote=False)}.",
         flag,
     )
 
@@ -251,7 +251,8 @@ def parse_draw(text: str) -> DrawRequest:
             suggestion = difflib.get_close_matches(typed.lower(), list(_BY_NAME), n=1)
             hint = f" Did you mean --{suggestion[0]}?" if suggestion else ""
             raise GrammarError(
-                f"Unknown option --{typed}.{hint} Known options: {_known_options()}.",
+                f"Unknown option --{shown(typed, quote=False)}.{hint} "
+                f"Known options: {_known_options()}.",
                 f"--{typed}",
             )
         value_start = match.end()

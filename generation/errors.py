@@ -24,6 +24,15 @@ Every error a person can cause carries a message they can act on; rejections car
 from __future__ import annotations
 
 
+def shown(value: object, limit: int = 40, *, quote: bool = True) -> str:
+    """A user's value for a message: ``repr``-quoted, clipped so that a refusal stays a sentence
+    that fits a chat message (Discord takes 2,000 characters, Telegram 4,096)."""
+    text = str(value)
+    clipped = text[:limit]
+    out = repr(clipped) if quote else clipped
+    return out if len(text) <= limit else f"{out}… ({len(text):,} characters)"
+
+
 class EaselError(Exception):
     """Base class; ``str(error)`` is a sentence a user can read."""
 

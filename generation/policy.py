@@ -67,6 +67,29 @@ def check_nsfw(prompt: str, mode: str) -> None:
         )
 
 
+def check_text(request: DrawRequest) -> None:
+    """Refuse text that is not valid Unicode (a lone UTF-16 surrogate, as JSON ``"\\ud800"`` or
+    undecodable command-line bytes give): it cannot be stored, written into a PNG or shown."""
+    texts = {
+        "prompt": request.prompt,
+        "negative prompt": request.negative_prompt,
+        "model": request.model,
+        "sampler": request.sampler,
+        "aspect ratio": request.aspect,
+    }
+    for label, text in texts.items():
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise InvalidRequest(
+                f"The {label} contains a character that is not valid text "
+                f"(U+{ord(text[error.start]):04X}, an unpaired surrogate) at position "
+                f"{error.start + 1}; remove it."
+            ) from None
+
+
 @dataclass(frozen=True)
 class EffectiveLimits:
     rate_per_minute: float
@@ -160,7 +183,9 @@ def _check_setting(key: str, value: Any) -> Any:
             raise InvalidRequest("nsfw may hold at most 500 channels.")
         return {str(channel).strip(): mode for channel, mode in value.items()}
     if key in ("allowed_models", "blocklist"):
-        if isinstance(value, str) or not all(isinstance(v, str) and v.strip() for v in value):
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, str) and v.strip() for v in value
+        ):
             raise InvalidRequest(f"{key} must be a list of non-empty words.")
         words = list(dict.fromkeys(v.strip() for v in value))
         if len(words) > 500:
@@ -391,5 +416,6 @@ __all__ = [
     "EffectiveLimits",
     "ScopeSettings",
     "check_nsfw",
+    "check_text",
     "flagged_word",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from generation.errors import InvalidRequest
+from generation.errors import InvalidRequest, shown
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def resolve_sampler(name: str) -> str:
     if key in _BY_LOWER:
         return _BY_LOWER[key]
     raise InvalidRequest(
-        f"Unknown sampler {name!r}. Choose one of: {', '.join(SAMPLERS)}."
+        f"Unknown sampler {shown(name)}. Choose one of: {', '.join(SAMPLERS)}."
     )
 
 

@@ -10,13 +10,19 @@ from __future__ import annotations
 import math
 import re
 
-from generation.errors import InvalidRequest
+from generation.errors import InvalidRequest, shown
 
 #: The widest and the tallest aspect ratio we accept (4:1 and 1:4).
 MAX_ASPECT_RATIO = 4.0
 
-_SIZE_RE = re.compile(r"^\s*(\d{1,6})\s*[xX×*]\s*(\d{1,6})\s*$")
-_ASPECT_RE = re.compile(r"^\s*(\d{1,6})\s*[:xX×/]\s*(\d{1,6})\s*$")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX×*]\s*(\d+)\s*$")
+_ASPECT_RE = re.compile(r"^\s*(\d+)\s*[:xX×/]\s*(\d+)\s*$")
+_MAX_DIGITS = 6  # no side or ratio term is a million or more
+
+
+def _too_many_digits(match: re.Match[str]) -> bool:
+    """A million or more on either side: refused before ``int()`` meets a 100,000-digit value."""
+    return any(len(group.lstrip("0")) > _MAX_DIGITS for group in match.groups())
 
 
 def round_to_multiple(value: float, multiple: int = 8) -> int:
@@ -41,12 +47,18 @@ def parse_size(text: str) -> tuple[int, int]:
     match = _SIZE_RE.match(text)
     if match is None:
         raise InvalidRequest(
-            f"Size must be WIDTHxHEIGHT in pixels, e.g. 512x768; got {text.strip()!r}."
+            f"Size must be WIDTHxHEIGHT in pixels, e.g. 512x768; got {shown(text.strip())}."
+        )
+    if _too_many_digits(match):
+        raise InvalidRequest(
+            f"Size {shown(text.strip())} is far larger than any server allows; "
+            "give WIDTHxHEIGHT in pixels, e.g. 512x768."
         )
     width, height = int(match.group(1)), int(match.group(2))
     if width < 1 or height < 1:
         raise InvalidRequest(
-            f"Width and height must both be at least 1 pixel, e.g. 512x768; got {text.strip()!r}."
+            "Width and height must both be at least 1 pixel, e.g. 512x768; "
+            f"got {shown(text.strip())}."
         )
     return width, height
 
@@ -56,12 +68,17 @@ def parse_aspect(text: str) -> tuple[int, int]:
     match = _ASPECT_RE.match(text)
     if match is None:
         raise InvalidRequest(
-            f"Aspect ratio must be two whole numbers like 3:2 or 16:9; got {text.strip()!r}."
+            f"Aspect ratio must be two whole numbers like 3:2 or 16:9; got {shown(text.strip())}."
+        )
+    if _too_many_digits(match):
+        raise InvalidRequest(
+            f"Aspect ratio {shown(text.strip())} is too extreme; it must lie between 1:4 and 4:1."
         )
     w, h = int(match.group(1)), int(match.group(2))
     if w < 1 or h < 1:
         raise InvalidRequest(
-            f"Both sides of an aspect ratio must be at least 1, e.g. 3:2; got {text.strip()!r}."
+            "Both sides of an aspect ratio must be at least 1, e.g. 3:2; "
+            f"got {shown(text.strip())}."
         )
     if w > MAX_ASPECT_RATIO * h or h > MAX_ASPECT_RATIO * w:
         raise InvalidRequest(

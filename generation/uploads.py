@@ -11,6 +11,7 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
+from bot.config import Config
 from generation.errors import ImageRejected
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP"})
@@ -18,12 +19,28 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
 
+def upload_limit(config: Config, platform: str) -> int:
+    """The upload cap of the front end a request came from, in bytes.
+
+    Discord and the web (page, ``/api`` and ``/sdapi``) have their own ``max_upload_mb``; Telegram
+    has none (the Bot API's own download limit applies) and uses the default; the CLI reads a file
+    the machine's owner chose, so any configured cap is acceptable there.
+    """
+    if platform == "discord":
+        return config.discord.max_upload_bytes
+    if platform in ("web", "api"):
+        return config.web.max_upload_bytes
+    if platform == "cli":
+        return max(DEFAULT_MAX_BYTES, config.discord.max_upload_bytes, config.web.max_upload_bytes)
+    return DEFAULT_MAX_BYTES
+
+
 def check_upload_size(size: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
     """Adapters call this with the announced size *before* downloading an attachment."""
     if size > max_bytes:
         raise ImageRejected(
             f"The image is {size / 1_048_576:.1f} MB; the limit is "
-            f"{max_bytes / 1_048_576:.0f} MB. Send a smaller image."
+            f"{max_bytes / 1_048_576:g} MB. Send a smaller image."
         )
 
 

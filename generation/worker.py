@@ -8,8 +8,9 @@ device does not wait for PNG encoding, fsync and the database between jobs (at m
 the next one starts: there the recording would compete with torch for the same cores, and
 torch's worker threads stall whenever one of them loses its core (measured: each render ~25%
 slower, no net gain on 2 cores). A failing job is marked ``failed`` with
-its reason and the worker carries on. On stop, the running batch gets ``shutdown_grace_seconds``
-to finish, then it is interrupted and re-queued; finished batches are always recorded first.
+its reason and the worker carries on; a batch that runs out of memory is retried job by job.
+On stop, the running batch gets ``shutdown_grace_seconds`` to finish, then it is interrupted
+and re-queued; finished batches are always recorded first.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from generation.errors import EaselError, JobInterrupted
+from generation.errors import EaselError, JobInterrupted, OutOfMemory
 from generation.events import EventBus, JobFinished, JobProgress, JobStarted
 from generation.metadata import build_infotext, encode_png
 from generation.queue import JobQueue
@@ -159,6 +160,9 @@ class Worker:
             jobs.append(job)
         if not jobs:
             return
+        await self._render_and_record(jobs, started)
+
+    async def _render_and_record(self, jobs: list[JobRecord], started: float) -> None:
         try:
             models: dict[str, ModelSource] = {}  # a batch shares its model: look it up once
             render_jobs = [await self._render_job(job, models) for job in jobs]
@@ -166,6 +170,15 @@ class Worker:
             outputs = await loop.run_in_executor(self._executor, self._render, jobs, render_jobs)
         except JobInterrupted:
             await self._interrupted(jobs)
+            return
+        except OutOfMemory as error:
+            if len(jobs) == 1:
+                await self._fail(jobs, error.message)
+                return
+            # Together they did not fit in memory; each alone may. Each gets its own outcome.
+            log.warning("worker: batch of %d ran out of memory; rendering one by one", len(jobs))
+            for job in jobs:
+                await self._render_and_record([job], time.monotonic())
             return
         except EaselError as error:
             await self._fail(jobs, error.message)
@@ -230,9 +243,17 @@ class Worker:
         """Runs on the worker thread."""
         job_ids = [job.id for job in jobs]
 
+        progress_failed = False
+
         def progress(step: int, total: int, preview: bytes | None) -> None:
-            for job_id in job_ids:
-                self.bus.publish_threadsafe(JobProgress(job_id, step, total, preview))
+            nonlocal progress_failed
+            try:
+                for job_id in job_ids:
+                    self.bus.publish_threadsafe(JobProgress(job_id, step, total, preview))
+            except Exception:  # progress is a courtesy: never worth failing the render
+                if not progress_failed:  # once per render, not once per step
+                    log.warning("worker: cannot publish progress of %s", job_ids, exc_info=True)
+                progress_failed = True
 
         def should_stop() -> bool:
             return self._abort or all(self.queue.stop_requested(j) for j in job_ids)

@@ -22,6 +22,7 @@ from generation.requests import Origin
 from storage.records import JobRecord
 
 _WHITESPACE = re.compile(r"\s+")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _PNG_HEAD_BYTES = 64 * 1024  # text chunks precede the pixels in every PNG Easel writes
 
 
@@ -45,7 +46,11 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
     except UnicodeDecodeError as error:
         raise BadJSON("The request body is not UTF-8 JSON.", "not UTF-8", pos=error.start) from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadJSON(
+            "The request body is nested too deeply to be a request.", "nested too deeply"
+        ) from None
     except json.JSONDecodeError as error:
         raise BadJSON(
             f"The request body is not valid JSON: {error}",
@@ -56,6 +61,16 @@ async def read_json(request: web.Request, *, required: bool = True) -> Any:
         ) from None
     except ValueError as error:
         raise BadJSON(f"The request body is not valid JSON: {error}", str(error)) from None
+    if _SURROGATE_ESCAPE.search(text):  # "\ud800" alone decodes to a str nothing can store
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadJSON(
+                "The request body is not valid text: it has an unpaired UTF-16 surrogate "
+                "escape (\\ud800-\\udfff).",
+                "unpaired surrogate",
+            ) from None
+    return value
 
 
 def decode_image(value: str, max_bytes: int, *, field: str = "image") -> bytes:
