@@ -220,8 +220,8 @@ class TelegramHandlers:
         if not context.args:
             await self._reply(message, "Which job? /show ID")
             return
-        try:
-            job = await self.app.service.get_job(context.args[0])
+        try:  # like Discord's /show: a job of another chat does not exist from here
+            job = await self.app.service.job_for(message_origin(message), context.args[0])
         except NotFound as error:
             await self._reply(message, f"⛔ {error.message}")
             return

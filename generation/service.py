@@ -20,14 +20,15 @@ from generation.errors import (
     NotFound,
     PermissionDenied,
     Rejected,
+    shown,
 )
 from generation.events import EventBus, JobFinished, JobQueued
 from generation.limits import RateLimiter
-from generation.policy import AdmissionPolicy, ScopeSettings
+from generation.policy import AdmissionPolicy, ScopeSettings, check_text
 from generation.queue import JobQueue
 from generation.requests import DrawRequest, Origin
 from generation.spec import MAX_SEED, VARY_STRENGTHS, Action, GenerationSpec, Mode
-from generation.uploads import load_upload, reencode_png
+from generation.uploads import load_upload, reencode_png, upload_limit
 from storage.images import ImageStore
 from storage.records import (
     ImageRecord,
@@ -94,6 +95,7 @@ class Service:
         self._rate_limiters: dict[tuple[float, int], RateLimiter] = {}
         self._user_locks: dict[int, asyncio.Lock] = {}
         self.accepting = True
+        self._admitting = 0  # admissions past the queue check, not yet in the queue
 
     # ------------------------------------------------------------------ identity
 
@@ -109,12 +111,14 @@ class Service:
     # ------------------------------------------------------------------ use cases
 
     async def draw(self, origin: Origin, request: DrawRequest) -> Accepted:
+        check_text(request)  # before any of it reaches the database
         user, scope = await self._identify(origin)
         settings = ScopeSettings.from_dict(scope.settings)
         model = await self._choose_model(request.model, settings)
         init_sha = None
         if request.init_image is not None:
-            image = load_upload(request.init_image)
+            limit = upload_limit(self.config, origin.platform)
+            image = load_upload(request.init_image, max_bytes=limit)
             init_sha, _ = await asyncio.to_thread(self.images.save, reencode_png(image))
         spec = self._policy.build_spec(request, model, settings, init_sha, random_seed())
         return await self._admit(origin, user, scope, spec, Action.DRAW, model)
@@ -219,15 +223,21 @@ class Service:
         """The origin user's jobs, newest first; ``origin=None`` lists everyone's (CLI, admin)."""
         user_id = None
         if origin is not None:
-            user, _ = await self._identify(origin)
+            # A read never creates the user (anyone may ask; only requests make rows).
+            user = await self.store.find_user(origin.platform, origin.user_id)
+            if user is None:
+                return []
             user_id = user.id
         limit = max(1, min(limit, 200))
         return await self.store.list_jobs(user_id=user_id, limit=limit, offset=offset, query=query)
 
     async def queue_status(self, origin: Origin) -> QueueStatus:
-        user, _ = await self._identify(origin)
+        user = await self.store.find_user(origin.platform, origin.user_id)  # a read: no row
         mine = []
-        for job in await self.store.list_jobs(user_id=user.id, limit=50, statuses=["queued"]):
+        queued = []
+        if user is not None:
+            queued = await self.store.list_jobs(user_id=user.id, limit=50, statuses=["queued"])
+        for job in queued:
             position = self.queue.position(job.id)
             eta = self.queue.eta(job.id)
             if position is not None and eta is not None:
@@ -345,10 +355,11 @@ class Service:
             return default
         model = await self.store.get_model(name)
         if model is None or model.kind == "upscaler":
-            raise InvalidRequest(f"Unknown model {name!r}. Available: {await self._model_names()}.")
+            available = await self._model_names()
+            raise InvalidRequest(f"Unknown model {shown(name)}. Available: {available}.")
         if settings.allowed_models is not None and model.name not in settings.allowed_models:
             allowed = ", ".join(settings.allowed_models)
-            raise InvalidRequest(f"Model {name!r} is not allowed here. Allowed: {allowed}.")
+            raise InvalidRequest(f"Model {shown(name)} is not allowed here. Allowed: {allowed}.")
         return model
 
     def _parent_image(self, parent: JobRecord, index: int) -> ImageRecord:
@@ -405,37 +416,46 @@ class Service:
         self._policy.check_prompt(spec.prompt, settings)
         lock = self._user_locks.setdefault(user.id, asyncio.Lock())
         async with lock:
-            await self._check_limits(user, settings)
-            job = await self.store.add_job(
-                NewJob(
-                    spec=spec,
-                    action=action,
-                    model_revision=model.revision,
-                    parent_id=parent_id,
-                    parent_index=parent_index,
-                    user_id=user.id,
-                    scope_id=scope.id,
-                    platform=origin.platform,
-                    reply_target=dict(origin.reply_target),
+            await self._check_limits(user, settings)  # on success, a queue slot is reserved
+            try:
+                job = await self.store.add_job(
+                    NewJob(
+                        spec=spec,
+                        action=action,
+                        model_revision=model.revision,
+                        parent_id=parent_id,
+                        parent_index=parent_index,
+                        user_id=user.id,
+                        scope_id=scope.id,
+                        platform=origin.platform,
+                        reply_target=dict(origin.reply_target),
+                    )
                 )
-            )
-            await self.queue.put(job)
+                await self.queue.put(job)
+            finally:
+                self._admitting -= 1
         position = self.queue.position(job.id) or 0
         eta = self.queue.eta(job.id) or 0.0
         self.bus.publish(JobQueued(job, position, eta))
         return Accepted(job, position, eta)
 
     async def _check_limits(self, user: UserRecord, settings: ScopeSettings) -> None:
+        """Refuse over a limit; else reserve a queue slot (the caller releases it).
+
+        Nothing awaits between the queue check and the reservation, so admissions of different
+        users running concurrently cannot together overshoot ``max_queue``.
+        """
         limits = settings.limits(self.config.limits)
-        self._policy.check_queue(
-            queued_total=len(self.queue),
-            queued_for_user=self.queue.user_count(str(user.id)),
-            limits=limits,
-        )
         if limits.daily_quota:
             now = self.clock.now()
             used = await self.store.count_jobs_since(user.id, self._policy.day_start(now))
             self._policy.check_quota(used, limits.daily_quota, now)
+        self._policy.check_queue(
+            queued_total=len(self.queue) + self._admitting,
+            queued_for_user=self.queue.user_count(str(user.id)),
+            limits=limits,
+        )
         key = (limits.rate_per_minute, limits.burst)
         limiter = self._rate_limiters.setdefault(key, RateLimiter(*key))
         self._policy.check_rate(limiter, str(user.id), self.clock.monotonic())
+        self._admitting += 1

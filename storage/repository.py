@@ -52,6 +52,9 @@ JOB_ID_LENGTH = 8
 _ID_TRIES = 20
 MODEL_CACHE_SECONDS = 2.0
 _TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
+# ``delivery_error`` of a result that can never be delivered (chat deleted, bot removed, ...):
+# such jobs are not retried at the next start.
+UNDELIVERABLE_PREFIX = "undeliverable: "
 
 
 def utc_now() -> datetime:
@@ -118,6 +121,21 @@ class Store:
             record = user_record(row)
         self._users[key] = record  # only once the transaction committed
         return record
+
+    async def find_user(self, platform: str, platform_user_id: str) -> UserRecord | None:
+        """The user if already known; never writes (reads such as a history query use it)."""
+        known = self._users.get((platform, platform_user_id))
+        if known is not None:
+            return known
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(UserRow).where(
+                        UserRow.platform == platform, UserRow.platform_user_id == platform_user_id
+                    )
+                )
+            ).scalar_one_or_none()
+            return None if row is None else user_record(row)
 
     async def get_user(self, user_id: int) -> UserRecord | None:
         async with self.db.read() as session:
@@ -411,20 +429,29 @@ class Store:
             row.delivered_at = self.now()
             row.delivery_error = None
 
-    async def record_delivery_failure(self, job_id: str, error: str) -> None:
+    async def record_delivery_failure(
+        self, job_id: str, error: str, *, give_up: bool = False, max_attempts: int | None = None
+    ) -> bool:
+        """Count a failed delivery. With ``give_up``, or once ``max_attempts`` deliveries have
+        failed, the result is marked undeliverable for good (no longer retried at a start).
+        Returns whether it was."""
         async with self.db.write() as session:
             row = await _get_row(session, job_id)
             row.delivery_attempts += 1
-            row.delivery_error = error
+            if max_attempts is not None and row.delivery_attempts >= max_attempts:
+                give_up = True
+            row.delivery_error = f"{UNDELIVERABLE_PREFIX}{error}" if give_up else error
+            return give_up
 
     async def undelivered(self, platform: str) -> list[JobRecord]:
-        """Finished jobs of ``platform`` whose result has not been delivered, oldest first."""
+        """Finished jobs of ``platform`` still to deliver (not given up on), oldest first."""
         stmt = (
             select(JobRow)
             .where(
                 JobRow.platform == platform,
                 JobRow.status.in_(_TERMINAL),
                 JobRow.delivered_at.is_(None),
+                func.coalesce(JobRow.delivery_error, "").not_like(f"{UNDELIVERABLE_PREFIX}%"),
             )
             .order_by(JobRow.seq)
         )

@@ -12,6 +12,9 @@
   Secrets are compared with :func:`hmac.compare_digest` and never logged. Starting on a
   non-loopback address with no credentials configured at all is a :class:`ConfigError`.
 
+* Defence in depth for the open case: a request whose peer is not a loopback address (a
+  mistaken bind, a port forward) gets 403 on ``/api`` and ``/sdapi`` instead of admin rights.
+
 The variable names come from ``[web]`` in the config; the values are read once, at start-up.
 """
 
@@ -68,9 +71,16 @@ def is_loopback(host: str) -> bool:
     if name == "localhost":
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 from a dual-stack socket
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _remote_is_local(remote: str | None) -> bool:
+    """No peer address (a Unix socket) or a loopback one."""
+    return remote is None or is_loopback(remote)
 
 
 @dataclass(frozen=True)
@@ -192,8 +202,15 @@ def auth_middleware(policy: AuthPolicy) -> Middleware:
         # matched route (not the raw path) decides what is protected.
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else ""
+        local_peer = _remote_is_local(request.remote)
         if request.match_info.http_exception is None and route.startswith(PROTECTED_PREFIXES):
             admin_route = route.startswith(ADMIN_PREFIX)
+            if policy.open and not local_peer:
+                raise PermissionDenied(
+                    "This Easel answers only its own machine (web.host is a loopback address). "
+                    "To use it from elsewhere, set web.host and API credentials "
+                    "(see the README's web section)."
+                )
             try:
                 who = policy.identify(request.headers.get("Authorization"))
             except Unauthorized as error:
@@ -209,7 +226,7 @@ def auth_middleware(policy: AuthPolicy) -> Middleware:
                 )
             request[PRINCIPAL_KEY] = who
         else:
-            request[PRINCIPAL_KEY] = LOCAL if policy.open else _anonymous()
+            request[PRINCIPAL_KEY] = LOCAL if policy.open and local_peer else _anonymous()
         return await handler(request)
 
     return middleware

@@ -5,8 +5,9 @@
     await server.stop()
 
 ``create_web_app`` raises :class:`ConfigError` when ``web.host`` is reachable from other
-machines and no credentials are configured. The auth policy follows the *configured* host;
-``start_web(host=..., port=...)`` can bind elsewhere (tests bind 127.0.0.1:0).
+machines and no credentials are configured. The auth policy follows the configured host, made
+stricter by the host actually bound: ``start_web(host=..., port=...)`` can bind elsewhere (tests
+bind 127.0.0.1:0), but a public bind always needs credentials.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiohttp.typedefs import Handler
 
 from bot.app import App
 from bot.web import a1111, a1111_info, api, events
-from bot.web.auth import AuthPolicy, auth_middleware
+from bot.web.auth import AuthPolicy, auth_middleware, is_loopback
 from bot.web.errors import a1111_error_response, api_error_response, http_error_response
 from bot.web.keys import APP_KEY, STATE_KEY, WebState
 from bot.web.progress import ProgressTracker
@@ -88,9 +89,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def create_web_app(app: App) -> web.Application:
-    """The aiohttp application for ``app``: API routes, then the page's routes."""
+def create_web_app(app: App, *, bind_host: str | None = None) -> web.Application:
+    """The aiohttp application for ``app``: API routes, then the page's routes.
+
+    The auth policy follows the configured host, or ``bind_host`` where that one is reachable
+    from other machines: the server is open only when both are loopback addresses.
+    """
     config = app.config.web
+    if bind_host is not None and not is_loopback(bind_host):
+        config = config.model_copy(update={"host": bind_host})
     policy = AuthPolicy.from_config(config)
     max_body = int((config.max_upload_mb * 1.4 + 1) * 1024 * 1024)
     web_app = web.Application(
@@ -156,11 +163,11 @@ class WebServer:
 async def start_web(app: App, *, host: str | None = None, port: int | None = None) -> WebServer:
     """Serve ``app`` on ``host``:``port`` (default: ``web.host``/``web.port`` from the config)."""
     config = app.config.web
-    web_app = create_web_app(app)
-    runner = web.AppRunner(web_app, shutdown_timeout=5.0, access_log=None)
-    await runner.setup()
     bind_host = host if host is not None else config.host
     bind_port = port if port is not None else config.port
+    web_app = create_web_app(app, bind_host=bind_host)
+    runner = web.AppRunner(web_app, shutdown_timeout=5.0, access_log=None)
+    await runner.setup()
     site = web.TCPSite(runner, bind_host, bind_port, shutdown_timeout=5.0)
     try:
         await site.start()
