@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ from sqlalchemy import create_engine, text
 
 from storage.db import Database
 from storage.models import Base
-from tests.storage.helpers import db_url
+from storage.repository import Store
+from tests.storage.helpers import db_url, new_job
 
 TABLES = {
     "alembic_version",
@@ -46,7 +48,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0002"
+            assert version.scalar() == "0003"
     finally:
         await db.close()
 
@@ -66,6 +68,23 @@ async def test_connecting_twice_is_idempotent(db_path: Path) -> None:
     with sqlite3.connect(other) as conn:
         assert conn.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_upgrade_removes_interaction_tokens_older_versions_stored(db_path: Path) -> None:
+    async with Database(db_url(db_path)) as db:
+        store = Store(db)
+        new = await new_job(store)
+        target = {"channel_id": 7, "application_id": 9, "interaction_token": "aW50ZXJhY3Rpb24"}
+        job = await store.add_job(replace(new, reply_target=target))
+    with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0003
+        conn.execute("UPDATE alembic_version SET version_num = '0002'")
+    async with Database(db_url(db_path)) as db:
+        upgraded = await Store(db).get_job(job.id)
+    assert upgraded is not None
+    assert upgraded.reply_target == {"channel_id": 7, "application_id": 9}
+    with sqlite3.connect(db_path) as conn:  # move the WAL into the file: no old copy anywhere
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert b"aW50ZXJhY3Rpb24" not in db_path.read_bytes()
 
 
 def test_migration_matches_models(tmp_path: Path) -> None:
