@@ -15,7 +15,11 @@ from storage.records import JobRecord
 
 
 def queued_item(job: JobRecord) -> QueuedItem:
-    batch_key = job.spec.batch_key() if job.spec.mode == "txt2img" else None
+    """The job's place in the fair queue. A job that was running when the engine died
+    (``attempt`` > 0 after crash recovery) runs alone: if it is what kills the engine, it then
+    uses up only its own attempts, not those of every job batched with it."""
+    batchable = job.spec.mode == "txt2img" and job.attempt == 0
+    batch_key = job.spec.batch_key() if batchable else None
     return QueuedItem(job_id=job.id, user_key=str(job.user_id), seq=job.seq, batch_key=batch_key)
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from generation.events import JobProgress, JobQueued, JobStarted
 from generation.metadata import job_id_from_png, parse_infotext, read_png_text
+from generation.queue import JobQueue
+from generation.scheduler import QueuedItem
 from generation.spec import Action, Mode
 from tests.e2e.engine_helpers import max_diff, origin, pixels, small, wait_finished
 
@@ -214,6 +216,31 @@ async def test_job_left_running_by_a_crash_is_requeued_and_finished(app_factory)
     app2 = await app_factory()
     job = await wait_finished(app2, job_id)
     assert job.status == "succeeded" and job.attempt == 2
+
+
+async def test_jobs_a_crash_interrupted_run_alone_so_a_poison_job_burns_only_its_attempts(
+    app_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await app_factory(worker=False)
+    ids = [(await app.service.draw(origin(f"u{i}"), small(seed=i))).job.id for i in range(4)]
+    for job_id in ids[:2]:  # the engine "died" while these two rendered together
+        await app.store.mark_running(job_id)
+    await app.stop()
+    batches: list[list[str]] = []
+    take_batch = JobQueue.take_batch
+
+    async def noting_batches(queue: JobQueue, max_size: int) -> list[QueuedItem]:
+        batch = await take_batch(queue, max_size)
+        batches.append(sorted(item.job_id for item in batch))
+        return batch
+
+    monkeypatch.setattr(JobQueue, "take_batch", noting_batches)
+    app2 = await app_factory(generation={"max_batch": 4})
+    for job_id in ids:
+        assert (await wait_finished(app2, job_id)).status == "succeeded"
+    # The two survivors of the crash come back one per batch; the untouched two still batch.
+    assert [ids[0]] in batches and [ids[1]] in batches
+    assert sorted(ids[2:]) in batches
 
 
 async def test_stop_interrupts_the_running_job_and_requeues_it(app_factory) -> None:
