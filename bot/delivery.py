@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
+from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.logsetup import redact
@@ -39,6 +40,18 @@ DEFAULT_RETRY_DELAYS: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0)
 # four starts' worth of retries with the default delays.
 DEFAULT_MAX_ATTEMPTS = 20
 MAX_REASON_LENGTH = 500
+MAX_REQUESTED_WAIT = 3600.0  # a platform asking for more than an hour is not taken literally
+
+
+def requested_wait(error: BaseException) -> float:
+    """Seconds the platform asked us to wait before trying again (python-telegram-bot's
+    ``RetryAfter`` and discord.py's ``RateLimited`` carry ``retry_after``); 0 if it did not."""
+    value = getattr(error, "retry_after", None)
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, int | float) and value > 0:
+        return min(float(value), MAX_REQUESTED_WAIT)
+    return 0.0
 
 
 class Undeliverable(Exception):
@@ -195,7 +208,7 @@ class DeliveryDispatcher:
                 reason,
             )
             return
-        delay = self.retry_delays[attempt]
+        delay = max(self.retry_delays[attempt], requested_wait(error))
         log.warning(
             "%s: delivering job %s failed (%s); retrying in %.1f s",
             front_end.platform,

@@ -73,6 +73,35 @@ async def test_failed_delivery_is_recorded_and_retried(app_factory) -> None:
     assert len(front.delivered) == 1
 
 
+class RateLimited(Exception):
+    """What a platform client raises on HTTP 429: it says how long to wait."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited, retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+async def test_a_rate_limited_delivery_waits_as_long_as_the_platform_asked(app_factory) -> None:
+    app = await app_factory()
+    app.delivery.retry_delays = (0.01,)
+    front = RecordingFrontEnd()
+    failed_at: list[float] = []
+    deliver = front.deliver
+
+    async def limited_once(job: JobRecord) -> None:
+        if not failed_at:
+            failed_at.append(asyncio.get_running_loop().time())
+            raise RateLimited(retry_after=0.5)
+        await deliver(job)
+
+    front.deliver = limited_once  # type: ignore[method-assign]
+    app.delivery.register(front)
+    accepted = await app.service.draw(chat_origin(), small())
+    job = await wait_delivered(app, accepted.job.id)
+    waited = asyncio.get_running_loop().time() - failed_at[0]
+    assert waited >= 0.5 and job.delivery_attempts == 1 and len(front.delivered) == 1
+
+
 async def test_results_finished_while_the_front_end_was_away_are_sent_at_start(
     app_factory,
 ) -> None:
