@@ -78,16 +78,20 @@ def check_text(request: DrawRequest) -> None:
         "aspect ratio": request.aspect,
     }
     for label, text in texts.items():
-        if text is None:
-            continue
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise InvalidRequest(
-                f"The {label} contains a character that is not valid text "
-                f"(U+{ord(text[error.start]):04X}, an unpaired surrogate) at position "
-                f"{error.start + 1}; remove it."
-            ) from None
+        if text is not None:
+            check_valid_text(label, text)
+
+
+def check_valid_text(label: str, text: str) -> None:
+    """One piece of text for :func:`check_text` (also used for history searches)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidRequest(
+            f"The {label} contains a character that is not valid text "
+            f"(U+{ord(text[error.start]):04X}, an unpaired surrogate) at position "
+            f"{error.start + 1}; remove it."
+        ) from None
 
 
 @dataclass(frozen=True)

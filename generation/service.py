@@ -24,7 +24,7 @@ from generation.errors import (
 )
 from generation.events import EventBus, JobFinished, JobQueued
 from generation.limits import RateLimiter
-from generation.policy import AdmissionPolicy, ScopeSettings, check_text
+from generation.policy import AdmissionPolicy, ScopeSettings, check_text, check_valid_text
 from generation.queue import JobQueue
 from generation.requests import DrawRequest, Origin
 from generation.spec import MAX_SEED, VARY_STRENGTHS, Action, GenerationSpec, Mode
@@ -221,6 +221,8 @@ class Service:
         query: str | None = None,
     ) -> list[JobRecord]:
         """The origin user's jobs, newest first; ``origin=None`` lists everyone's (CLI, admin)."""
+        if query:
+            check_valid_text("search text", query)
         user_id = None
         if origin is not None:
             # A read never creates the user (anyone may ask; only requests make rows).

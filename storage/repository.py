@@ -66,8 +66,11 @@ def new_job_id() -> str:
 
 
 def normalize_job_id(job_id: str) -> str:
-    """What a person typed (``" AB3CD5EF "``) -> the stored form (``"ab3cd5ef"``)."""
-    return job_id.strip().lower()
+    """What a person typed (``" AB3CD5EF "``) -> the stored form (``"ab3cd5ef"``).
+
+    Ids are ASCII: text that is not valid Unicode (a lone surrogate from the command line) is
+    replaced, so it finds no job instead of failing inside SQLite."""
+    return job_id.strip().lower().encode("utf-8", "replace").decode("utf-8")
 
 
 class Store:

@@ -565,3 +565,17 @@ async def test_malformed_http_bodies_get_a_clear_4xx_and_queue_nothing(
     assert response.status == 200, await response.text()
     (image,) = (await response.json())["images"]
     assert base64.b64decode(image).startswith(b"\x89PNG")
+
+
+async def test_text_that_is_not_valid_unicode_finds_nothing_instead_of_crashing(
+    app_factory: AppFactory,
+) -> None:
+    # A lone surrogate is what undecodable command-line bytes become (`easel show $'\xff'`).
+    app = await app_factory(worker=False)
+    job = (await app.service.draw(Origin("cli", "local", "ann"), small())).job
+    assert await app.store.get_job(job.id + "\ud800") is None
+    with pytest.raises(Rejected, match="not valid text"):
+        await app.service.history(None, query="castle \ud800")
+    with pytest.raises(EaselError, match="No job with id"):
+        await app.service.cancel(Origin("cli", "local", "ann"), "\udcff" * 8)
+    assert [j.id for j in await app.service.history(None, query="castle")] == [job.id]
