@@ -16,14 +16,16 @@ import logging
 import os
 import re
 from collections.abc import Iterable
+from urllib.parse import quote
 
 REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
 
 # Patterns whose first group (if any) is kept and the rest of the match hidden.
 _PATTERNS = [
-    # Telegram bot token in Bot API and file URLs (/bot<token>/, /file/bot<token>/)
-    re.compile(r"(/bot)\d+:[^/\s?#'\"]+"),
+    # Telegram bot token in Bot API and file URLs (/bot<token>/, /file/bot<token>/); httpx
+    # logs file URLs with the colon percent-encoded (/file/bot123%3AABC.../photos/x.jpg)
+    re.compile(r"(/bot)\d+(?::|%3[Aa])[^/\s?#'\"]+"),
     # Telegram bot token, bare
     re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}"),
     # Discord bot token (three dot-separated base64url parts)
@@ -63,7 +65,9 @@ def secret_values(raw: str) -> list[str]:
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted(secrets, key=len, reverse=True):  # "a:b,c:d" before "b"
         if secret and len(secret) >= MIN_SECRET_LENGTH:
-            text = text.replace(secret, REDACTED)
+            # as written, and as it appears inside a URL (percent-encoded)
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, REDACTED)
     for pattern in _PATTERNS:
         text = pattern.sub(_keep_group, text)
     return text

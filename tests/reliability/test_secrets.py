@@ -89,6 +89,12 @@ DISCORD_BOT = SECRET_ENV["EASEL_DISCORD_TOKEN"]
             TELEGRAM_TOKEN,
         ),
         (f"GET https://api.telegram.org/file/bot{TELEGRAM_TOKEN}/photos/f.jpg", TELEGRAM_TOKEN),
+        (  # httpx logs file URLs with the colon percent-encoded
+            "HTTP Request: GET http://127.0.0.1:8081/file/bot"
+            + TELEGRAM_TOKEN.replace(":", "%3A")
+            + '/photos/file-5.jpg "HTTP/1.1 200 OK"',
+            TELEGRAM_TOKEN.split(":", 1)[1],
+        ),
         ("POST http://127.0.0.1:8081/bot42:short/getMe", "42:short"),
         (f"token {TELEGRAM_TOKEN} refused", TELEGRAM_TOKEN),
         (f"headers={{'Authorization': 'Bot {DISCORD_BOT}'}}", DISCORD_BOT),
@@ -113,6 +119,8 @@ def test_redact_hides_configured_values_and_keeps_ordinary_text() -> None:
     secrets = [v for raw in SECRET_ENV.values() for v in secret_values(raw)]
     text = "api-Tok3n-4f9c2d81e7 adm-Tok3n-b73e10c55a pw-S3cret-77c2 alice:pw-S3cret-31a9"
     assert leaks(redact(text, secrets)) == []
+    in_a_url = "GET http://x/?auth=alice%3Apw-S3cret-31a9&t=api-Tok3n-4f9c2d81e7"
+    assert leaks(redact(in_a_url, secrets)) == []
     ordinary = "Use HTTP basic credentials or a bearer token. Job abc12345 done: seed 42, 64x64."
     assert redact(ordinary, secrets) == ordinary
     # The id part of a webhook URL stays, so a log line still says which webhook it was.
