@@ -18,6 +18,66 @@ import pytest
 
 from bot.app import App
 from bot.config import Config, parse_config
+from bot.logsetup import RedactingFilter
+
+# The libraries ``setup_logging`` quiets to WARNING (bot/logsetup.py).
+QUIETED_LIBRARIES = ("httpx", "httpcore", "urllib3", "diffusers", "aiosqlite", "alembic")
+
+
+class SecretSpotter(logging.Handler):
+    """Sees every record of the whole suite at DEBUG, after the redacting filter ``easel``
+    installs on its own handler, and notes any that still shows a secret the tests use."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__(logging.DEBUG)
+        self.secrets = secrets
+        self.leaks: list[str] = []
+        config = parse_config({})
+        self.addFilter(
+            RedactingFilter(
+                [
+                    config.discord.token_env,
+                    config.telegram.token_env,
+                    config.telegram.webhook_secret_env,
+                    config.web.api_auth_env,
+                    config.web.api_token_env,
+                    config.web.admin_token_env,
+                ]
+            )
+        )
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        for secret in self.secrets:
+            if secret in text:
+                self.leaks.append(f"{secret[:12]}… in {text[:300]!r}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_in_any_log() -> Iterator[None]:
+    """The whole suite runs with DEBUG logging; no test secret may reach a log line."""
+    from tests.adapters.fake_telegram import TOKEN as TELEGRAM_TOKEN
+
+    spotter = SecretSpotter(
+        (
+            TELEGRAM_TOKEN.split(":", 1)[1],
+            "simcord_interaction_",
+            "simcord_webhook_",
+            "simcord.fake.token",
+            "api-Tok3n-4f9c2d81e7",  # tests/reliability/test_secrets.py
+            "adm-Tok3n-b73e10c55a",
+            "pw-S3cret-",
+        )
+    )
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(spotter)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(spotter)
+    root.setLevel(level)
+    assert not spotter.leaks, "secrets in the log:\n" + "\n".join(spotter.leaks[:20])
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +86,12 @@ def _restore_logging() -> Iterator[None]:
     handlers with one writing to that test's captured stderr, closed once the test ends)."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    quieted = {name: logging.getLogger(name).level for name in QUIETED_LIBRARIES}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, library_level in quieted.items():
+        logging.getLogger(name).setLevel(library_level)
 
 
 @pytest.fixture(scope="session")
