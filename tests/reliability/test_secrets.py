@@ -40,7 +40,7 @@ from tests.reliability.test_platform_faults import FaultyTelegram
 from tests.web.conftest import client_app, web_factory  # noqa: F401  (fixture)
 
 SECRET_ENV = {
-    "EASEL_DISCORD_TOKEN": "MTE5ODc2NTQzMjEwOTg3NjU0.GxYzAb.c2VjcmV0LWRpc2NvcmQtYm90LXRva2VuLXh5",
+    "EASEL_DISCORD_TOKEN": "XTE5ODc2NTQzMjEwOTg3NjU0.GxYzAb.c2VjcmV0LWRpc2NvcmQtYm90LXRva2VuLXh5",
     "EASEL_TELEGRAM_TOKEN": TELEGRAM_TOKEN,
     "EASEL_API_TOKEN": "api-Tok3n-4f9c2d81e7",
     "EASEL_ADMIN_TOKEN": "adm-Tok3n-b73e10c55a",
