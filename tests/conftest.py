@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from bot.app import App
 from bot.config import Config, parse_config
@@ -139,3 +140,26 @@ async def app_factory(data_dir: Path) -> AsyncIterator[AppFactory]:
     for app in apps:
         if app.started:
             await app.stop()
+
+
+WebFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+async def web_factory(app_factory: AppFactory) -> AsyncIterator[WebFactory]:
+    """``await web_factory(worker=True, **config_sections)`` -> a started aiohttp TestClient
+    serving a real App on 127.0.0.1 (see tests/web/conftest.py)."""
+    from bot.web.server import create_web_app
+
+    clients: list[TestClient[Any, Any]] = []
+
+    async def factory(worker: bool = True, **sections: dict[str, Any]) -> TestClient[Any, Any]:
+        app = await app_factory(worker=worker, **sections)
+        client: TestClient[Any, Any] = TestClient(TestServer(create_web_app(app), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:  # before app_factory stops the apps
+        await client.close()

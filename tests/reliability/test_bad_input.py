@@ -19,24 +19,22 @@ import os
 import struct
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from bot.app import App
 from bot.grammar import parse_draw
-from bot.web.server import create_web_app
 from generation.errors import EaselError, ImageRejected, Rejected
 from generation.requests import Origin
-from tests.conftest import AppFactory, make_config
+from tests.conftest import AppFactory, WebFactory, make_config
 from tests.e2e.engine_helpers import small, wait_finished
-from tests.web.conftest import WebFactory, client_app
+from tests.web.conftest import client_app
 
 FULL = os.environ.get("EASEL_FULL_CAMPAIGN") == "1"
 FUZZ_EXAMPLES = 5000 if FULL else 120
@@ -60,23 +58,6 @@ def readable(error: EaselError) -> str:
 async def job_rows(app: App) -> int:
     """Job rows not yet finished (with no worker running, that is every row)."""
     return await app.store.count_queued(include_running=True)
-
-
-@pytest.fixture
-async def web_factory(app_factory: AppFactory) -> AsyncIterator[WebFactory]:
-    """``tests/web``'s fixture: a real App served over real HTTP on 127.0.0.1."""
-    clients: list[TestClient[Any, Any]] = []
-
-    async def factory(worker: bool = True, **sections: dict[str, Any]) -> TestClient[Any, Any]:
-        app = await app_factory(worker=worker, **sections)
-        client: TestClient[Any, Any] = TestClient(TestServer(create_web_app(app), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:  # before app_factory stops the apps
-        await client.close()
 
 
 # ---------------------------------------------------------------------- the /draw grammar, fuzzed

@@ -35,9 +35,9 @@ from tests.adapters.discord_harness import (  # noqa: F401  (fixtures)
 )
 from tests.adapters.fake_telegram import TOKEN as TELEGRAM_TOKEN
 from tests.adapters.fake_telegram import FakeTelegram
-from tests.conftest import make_config
+from tests.conftest import WebFactory, make_config
 from tests.reliability.test_platform_faults import FaultyTelegram
-from tests.web.conftest import client_app, web_factory  # noqa: F401  (fixture)
+from tests.web.conftest import client_app
 
 SECRET_ENV = {
     "EASEL_DISCORD_TOKEN": "XTE5ODc2NTQzMjEwOTg3NjU0.GxYzAb.c2VjcmV0LWRpc2NvcmQtYm90LXRva2VuLXh5",
@@ -311,7 +311,7 @@ async def test_telegram_flow_leaks_no_token(
 
 async def test_web_api_flow_leaks_no_credential(
     debug_log: io.StringIO,
-    web_factory: Any,  # noqa: F811  (the fixture imported above)
+    web_factory: WebFactory,
 ) -> None:
     client = await web_factory(web={"host": "0.0.0.0"})
     api = {"Authorization": f"Bearer {SECRET_ENV['EASEL_API_TOKEN']}"}

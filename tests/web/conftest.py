@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from PIL import Image
 
 from bot.app import App
-from bot.web.server import APP_KEY, create_web_app
-from tests.conftest import AppFactory
+from bot.web.server import APP_KEY
+from tests.conftest import WebFactory
 
-WebFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+# ``web_factory`` itself lives in tests/conftest.py (tests/reliability uses it too).
 
 # Small and quick on the demo model.
 SMALL = {"width": 64, "height": 64, "steps": 4}
@@ -41,22 +40,6 @@ def png_b64(size: tuple[int, int] = (64, 64), color: tuple[int, int, int] = (200
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-@pytest.fixture
-async def web_factory(app_factory: AppFactory) -> AsyncIterator[WebFactory]:
-    clients: list[TestClient[Any, Any]] = []
-
-    async def factory(worker: bool = True, **sections: dict[str, Any]) -> TestClient[Any, Any]:
-        app = await app_factory(worker=worker, **sections)
-        client: TestClient[Any, Any] = TestClient(TestServer(create_web_app(app), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:  # before app_factory stops the apps
-        await client.close()
 
 
 @pytest.fixture
