@@ -6,8 +6,16 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generation.spec import Action, Mode
-from storage.models import ImageRow, JobRow, ModelRow, ScopeRow, UserRow
-from storage.records import ImageRecord, JobRecord, JobStatus, ModelRecord, ScopeRecord, UserRecord
+from storage.models import ImageRow, JobRow, ModelRow, PlatformMessageRow, ScopeRow, UserRow
+from storage.records import (
+    ImageRecord,
+    JobRecord,
+    JobStatus,
+    ModelRecord,
+    PlatformMessage,
+    ScopeRecord,
+    UserRecord,
+)
 
 
 async def load_jobs(session: AsyncSession, stmt: Select[JobRow]) -> list[JobRecord]:
@@ -109,5 +117,17 @@ def model_record(row: ModelRow) -> ModelRecord:
         default_cfg=row.default_cfg,
         default_sampler=row.default_sampler,
         is_default=row.is_default,
+        created_at=row.created_at,
+    )
+
+
+def message_record(row: PlatformMessageRow) -> PlatformMessage:
+    return PlatformMessage(
+        platform=row.platform,
+        chat_id=row.chat_id,
+        message_id=row.message_id,
+        job_id=row.job_id,
+        image_index=row.image_index,
+        role=row.role,
         created_at=row.created_at,
     )

@@ -21,7 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from generation.errors import InvalidRequest, NotFound
 from generation.spec import Action, Mode
-from storage.convert import job_record, load_jobs, model_record, scope_record, user_record
+from storage.convert import (
+    job_record,
+    load_jobs,
+    message_record,
+    model_record,
+    scope_record,
+    user_record,
+)
 from storage.db import Database
 from storage.models import (
     MESSAGE_ROLES,
@@ -258,6 +265,12 @@ class Store:
             )
             return jobs[0] if jobs else None
 
+    async def _existing_job(self, job_id: str) -> JobRecord:
+        job = await self.get_job(job_id)
+        if job is None:
+            raise NotFound(f"no job with id {job_id.strip()!r}")
+        return job
+
     async def list_jobs(
         self,
         *,
@@ -311,8 +324,7 @@ class Store:
         async with self.db.write_statement() as connection:
             row = (await connection.execute(statement)).first()
         if row is None:
-            if await self.get_job(job_id) is None:
-                raise NotFound(f"no job with id {job_id.strip()!r}")
+            await self._existing_job(job_id)  # unknown: NotFound; else not queued: None
             return None
         return job_record(JobRow(**row._mapping), ())
 
@@ -352,7 +364,7 @@ class Store:
                     ],
                 )
         if row is None:  # unknown (NotFound) or already terminal: the stored truth
-            return await _get_job_or_raise(self, job_id)
+            return await self._existing_job(job_id)
         stored = tuple(
             ImageRecord(job_key, i.index, i.seed, i.sha256, i.width, i.height)
             for i in sorted(images, key=lambda i: i.index)
@@ -533,7 +545,7 @@ class Store:
         )
         async with self.db.read() as session:
             row = (await session.execute(stmt)).scalar_one_or_none()
-            return None if row is None else _message_record(row)
+            return None if row is None else message_record(row)
 
     async def job_messages(
         self, platform: str, job_id: str, *, role: str | None = None
@@ -547,7 +559,7 @@ class Store:
             stmt = stmt.where(PlatformMessageRow.role == role)
         async with self.db.read() as session:
             rows = (await session.execute(stmt.order_by(PlatformMessageRow.id))).scalars()
-            return [_message_record(row) for row in rows]
+            return [message_record(row) for row in rows]
 
     async def forget_messages(self, platform: str, job_id: str, *, role: str | None = None) -> int:
         """Forget the job's messages on ``platform`` (of one ``role``, or all); how many went."""
@@ -708,13 +720,6 @@ _INSERT_JOB = (
 )
 
 
-async def _get_job_or_raise(store: Store, job_id: str) -> JobRecord:
-    job = await store.get_job(job_id)
-    if job is None:
-        raise NotFound(f"no job with id {job_id.strip()!r}")
-    return job
-
-
 async def _get_row(session: AsyncSession, job_id: str) -> JobRow:
     row = await session.get(JobRow, normalize_job_id(job_id))
     if row is None:
@@ -739,15 +744,3 @@ def _job_messages_delete(platform: str, job_id: str, role: str | None) -> Delete
         PlatformMessageRow.platform == platform, PlatformMessageRow.job_id == job_id
     )
     return stmt if role is None else stmt.where(PlatformMessageRow.role == role)
-
-
-def _message_record(row: PlatformMessageRow) -> PlatformMessage:
-    return PlatformMessage(
-        platform=row.platform,
-        chat_id=row.chat_id,
-        message_id=row.message_id,
-        job_id=row.job_id,
-        image_index=row.image_index,
-        role=row.role,
-        created_at=row.created_at,
-    )
