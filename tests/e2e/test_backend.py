@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,6 @@ from PIL import Image
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
 from generation.demo_model import (
     DEMO_DEFAULTS,
-    DEMO_SOURCE,
-    ensure_demo_model,
     save_demo_model,
 )
 from generation.errors import GenerationFailed, JobInterrupted, ModelError
@@ -46,36 +43,12 @@ def _max_diff(a: Image.Image, b: Image.Image) -> int:
     return int(np.abs(_pixels(a) - _pixels(b)).max())
 
 
-@pytest.fixture(scope="session")
-def demo_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("easel-data")
-    ensure_demo_model(data_dir)
-    return data_dir
-
-
-@pytest.fixture(scope="session")
-def demo_folder(demo_data_dir: Path) -> Path:
-    return demo_data_dir / "models" / "demo"
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def plain_demo_pipe(demo_folder: Path) -> Any:
     pipeline_class: Any = diffusers.StableDiffusionPipeline  # the plain diffusers way
     pipe = pipeline_class.from_pretrained(str(demo_folder))
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-@pytest.fixture(scope="module")
-def demo_backend(demo_data_dir: Path) -> Iterator[DiffusersBackend]:
-    backend = DiffusersBackend(data_dir=demo_data_dir, device="cpu")
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def demo_source() -> ModelSource:
-    return inspect_source("demo", DEMO_SOURCE)
 
 
 def _spec(**changes: Any) -> GenerationSpec:

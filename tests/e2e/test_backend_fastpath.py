@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from PIL import Image
 from bot.app import App
 from bot.config import parse_config
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
-from generation.demo_model import DEMO_DEFAULTS, DEMO_SOURCE, ensure_demo_model
+from generation.demo_model import DEMO_DEFAULTS
 from generation.errors import ConfigError, OutOfMemory
 from generation.fast_path import batch_bucket, fit_vae, pipeline_bytes, use_sdpa
 from generation.model_sources import inspect_source
@@ -63,34 +62,9 @@ def _spec(**changes: Any) -> GenerationSpec:
 
 
 @pytest.fixture(scope="module")
-def demo_data_dir(tmp_path_factory: pytest.TempPathFactory, saved_demo_model: Path) -> Path:
-    data_dir = tmp_path_factory.mktemp("easel-fastpath")
-    shutil.copytree(saved_demo_model, data_dir / "models" / "demo")
-    assert ensure_demo_model(data_dir) == data_dir / "models" / "demo"
-    return data_dir
-
-
-@pytest.fixture(scope="module")
-def demo_folder(demo_data_dir: Path) -> Path:
-    return demo_data_dir / "models" / "demo"
-
-
-@pytest.fixture(scope="module")
-def demo_source() -> ModelSource:
-    return inspect_source("demo", DEMO_SOURCE)
-
-
-@pytest.fixture(scope="module")
-def plain(demo_data_dir: Path) -> Iterator[DiffusersBackend]:
-    backend = DiffusersBackend(data_dir=demo_data_dir, device="cpu")
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
-def projected(plain: DiffusersBackend, demo_source: ModelSource) -> bytes | None:
+def projected(demo_backend: DiffusersBackend, demo_source: ModelSource) -> bytes | None:
     """The first preview of the default job, from the latent projection."""
-    return _previews(plain, demo_source)[0]
+    return _previews(demo_backend, demo_source)[0]
 
 
 def _render(backend: DiffusersBackend, model: ModelSource, **changes: Any) -> list[Image.Image]:
@@ -134,7 +108,7 @@ def test_batch_bucket_refuses_an_empty_batch() -> None:
 
 
 def test_padded_batches_give_the_same_images(
-    demo_data_dir: Path, demo_source: ModelSource, plain: DiffusersBackend
+    demo_data_dir: Path, demo_source: ModelSource, demo_backend: DiffusersBackend
 ) -> None:
     padded = DiffusersBackend(
         data_dir=demo_data_dir, device="cpu", pad_batches=True, max_batch_images=8
@@ -150,7 +124,7 @@ def test_padded_batches_give_the_same_images(
     )
     ours = _render(padded, demo_source, count=3, seed=99)
     hook.remove()
-    theirs = _render(plain, demo_source, count=3, seed=99)
+    theirs = _render(demo_backend, demo_source, count=3, seed=99)
     assert len(ours) == 3  # the throwaway fourth image is not returned
     guidance = 2 if DEMO_DEFAULTS.cfg > 1 else 1
     assert set(batch_sizes) == {4 * guidance}  # 3 images ran as a bucket of 4
@@ -224,12 +198,16 @@ def test_tiny_autoencoder_decodes_previews(
 
 @pytest.mark.parametrize(("name", "channels"), [("taesd-16ch", 16), ("taesdxl", 4)])
 def test_tiny_autoencoder_must_fit_the_pipeline(
-    demo_source: ModelSource, plain: DiffusersBackend, tmp_path: Path, name: str, channels: int
+    demo_source: ModelSource,
+    demo_backend: DiffusersBackend,
+    tmp_path: Path,
+    name: str,
+    channels: int,
 ) -> None:
     """16 latent channels (an SD3/FLUX decoder) or an SDXL decoder do not fit an SD 1.x model."""
     folder = _tiny_autoencoder(tmp_path / name, latent_channels=channels)
-    plain.preload(demo_source)
-    pipe = plain._pipes.get(("demo", demo_source.revision)).pipe  # type: ignore[union-attr]
+    demo_backend.preload(demo_source)
+    pipe = demo_backend._pipes.get(("demo", demo_source.revision)).pipe  # type: ignore[union-attr]
     assert TinyDecoder(str(folder), "cpu", torch.float32).fits(pipe) is False
     fitting = _tiny_autoencoder(tmp_path / "taesd")
     assert TinyDecoder(str(fitting), "cpu", torch.float32).fits(pipe) is True
@@ -270,13 +248,13 @@ def two_models(demo_folder: Path, tmp_path: Path) -> tuple[ModelSource, ModelSou
 def test_memory_budget_keeps_one_pipeline_resident(
     demo_data_dir: Path,
     two_models: tuple[ModelSource, ModelSource],
-    plain: DiffusersBackend,
+    demo_backend: DiffusersBackend,
     demo_source: ModelSource,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     alpha, beta = two_models
-    plain.preload(demo_source)
-    one = pipeline_bytes(plain._pipes.get(("demo", demo_source.revision)).pipe)  # type: ignore[union-attr]
+    demo_backend.preload(demo_source)
+    one = pipeline_bytes(demo_backend._pipes.get(("demo", demo_source.revision)).pipe)  # type: ignore[union-attr]
     budget_gb = 1.5 * one / 1024**3  # room for one demo pipeline, not two
     backend = DiffusersBackend(
         data_dir=demo_data_dir, device="cpu", resident_models=4, resident_memory_gb=budget_gb
