@@ -251,7 +251,7 @@ async def on_worker_thread(app: App, fn: Any, *args: Any) -> Any:
 async def run_paths(args: argparse.Namespace, p: Profile, tmp: Path) -> dict[str, Any]:
     import torch
 
-    from generation.demo_model import ensure_demo_model
+    from generation.backend.demo_model import ensure_demo_model
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

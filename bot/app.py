@@ -1,4 +1,4 @@
-"""The composition root: builds store, queue, service and worker from a Config.
+"""The composition root: builds store, queue, service, worker and the front ends from a Config.
 
     app = App.from_config(load_config(None))
     await app.start()          # migrations, recovery, worker thread
@@ -6,32 +6,48 @@
     await app.stop()           # running job finishes (or is re-queued), database closed
 
 ``start(worker=False)`` opens only the store (read-only CLI commands, admin tools), so torch is
-not even imported.
+not even imported. ``start(front_ends=True)`` (``easel serve``) also preloads the default model
+and starts the configured front ends: the web server when ``web.enabled``, the Discord and
+Telegram bots when their token variables are set.
+
+Front ends get the App but use only ``app.config``, ``app.service`` (the one door into the
+engine) and ``app.delivery`` (to register for their platform's results); the engine's parts
+(``store``, ``images``, ``queue``, ``bus``, ``worker``) are the App's own and the tests'.
+
+Stopping keeps every accepted job and every result that went out: admissions stop; the running
+batch gets ``shutdown_grace_seconds`` to finish (else it is re-queued); deliveries under way
+finish and are recorded (so a restart never sends a result twice); then the front ends stop,
+then the database closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bot.config import Config
-from bot.delivery import DeliveryDispatcher
+from bot.logsetup import redactor
 from generation.clock import Clock, SystemClock
+from generation.delivery import DeliveryDispatcher
 from generation.errors import EngineBusy
 from generation.events import EventBus
 from generation.model_sources import inspect_source, inspect_upscaler
 from generation.queue import JobQueue
 from generation.render import Backend, ModelSource
 from generation.service import Service
-from generation.worker import Worker
+from generation.worker import Worker, model_source
 from storage.db import Database
 from storage.images import ImageStore
 from storage.repository import Store
+
+if TYPE_CHECKING:
+    from bot.discord import DiscordRunner
+    from bot.telegram import TelegramApplication
+    from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +99,12 @@ class App:
         self._backend = backend
         self._lock = EngineLock(config.data_dir)
         self.worker: Worker | None = None
-        self.delivery = DeliveryDispatcher(self.store, self.bus)
+        self.delivery = DeliveryDispatcher(
+            self.store, self.bus, redact=redactor(config.secret_env_vars)
+        )
         self.service = Service(
-            config=config,
+            generation=config.generation,
+            limits=config.limits,
             store=self.store,
             images=self.images,
             queue=self.queue,
@@ -94,6 +113,9 @@ class App:
             inspect_model=self._inspect_model,
             inspect_upscaler=self._inspect_upscaler,
         )
+        self.web_server: WebServer | None = None
+        self.discord: DiscordRunner | None = None
+        self.telegram: TelegramApplication | None = None
         self.started = False
 
     @classmethod
@@ -133,8 +155,13 @@ class App:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self, *, worker: bool = True) -> None:
-        """Open the store; with ``worker=True`` also recover interrupted jobs and render."""
+    async def start(self, *, worker: bool = True, front_ends: bool = False) -> None:
+        """Open the store; with ``worker`` also recover interrupted jobs and render; with
+        ``front_ends`` also preload the default model and start the configured front ends."""
+        if front_ends and self.config.web.enabled:
+            from bot.web.auth import AuthPolicy
+
+            AuthPolicy.from_config(self.config.web)  # refuse an unprotected public address first
         if worker:
             self._lock.acquire()
         try:
@@ -147,6 +174,12 @@ class App:
             self._lock.release()
             raise
         self.started = True
+        if front_ends:
+            try:
+                await self._start_front_ends()
+            except BaseException:
+                await self.stop()
+                raise
 
     async def _register_demo_model(self) -> None:
         from generation.demo_info import DEMO_DEFAULTS, DEMO_NAME, DEMO_REVISION, DEMO_SOURCE
@@ -196,15 +229,58 @@ class App:
             overlap_recording=self.backend.device_name != "cpu",
         )
         self.worker.start()
+        self.service.progress.start()
         await self.delivery.start()
 
+    async def _start_front_ends(self) -> None:
+        from bot.discord import start_discord
+        from bot.telegram import start_telegram
+        from bot.web.server import start_web
+
+        default = await self.store.default_model()
+        if default is not None and self.worker is not None:
+            self.worker.preload(model_source(default))  # keep the default model resident
+        if self.config.web.enabled:
+            self.web_server = await start_web(self)
+        self.discord = start_discord(self)  # when the token variable is set
+        self.telegram = await start_telegram(self)  # likewise
+        log.info(
+            "Easel engine running (data dir %s, default model %s)",
+            self.config.data_dir,
+            default.name if default else "none",
+        )
+        if self.web_server is None and self.discord is None and self.telegram is None:
+            log.warning("no front end is enabled: the engine only works through the queue")
+
+    async def _stop_front_ends(self) -> None:
+        from bot.telegram import stop_application
+
+        if self.telegram is not None:
+            await stop_application(self.telegram)
+            self.telegram = None
+        if self.discord is not None:
+            await self.discord.stop()
+            self.discord = None
+        if self.web_server is not None:
+            await self.web_server.stop()
+            self.web_server = None
+
     async def stop(self) -> None:
+        """Stop in the order that loses nothing (see the module's docstring)."""
         self.service.accepting = False
+        grace = self.config.generation.shutdown_grace_seconds
         if self.worker is not None:
-            await self.worker.stop(self.config.generation.shutdown_grace_seconds)
+            await self.worker.stop(grace)
             self.worker = None
+        await self.delivery.drain(timeout=max(grace, 5.0))
+        await self._stop_front_ends()
         await self.delivery.stop()  # unsent results stay undelivered: sent at the next start
-        with contextlib.suppress(Exception):
+        await self.service.progress.stop()
+        try:
             await self.db.close()
+        except Exception:
+            log.exception(
+                "closing the database failed; SQLite recovers its journal at the next start"
+            )
         self._lock.release()
         self.started = False

@@ -23,14 +23,16 @@ from tqdm import tqdm
 
 from bot.app import App
 from bot.config import Config, load_config
+from bot.describe import describe_params, describe_queue, job_to_dict
+from bot.grammar import merge_fields, parse_draw
 from bot.logsetup import setup_logging
-from bot.views import describe_params, describe_queue, job_to_dict
+from generation.actions import JobAction
 from generation.errors import EaselError, Rejected
-from generation.events import JobFinished, JobProgress, JobQueued, JobStarted
-from generation.requests import DrawRequest, Origin
+from generation.events import JobFinished, JobProgress
+from generation.requests import DrawRequest, Origin, Visibility
 from generation.service import Accepted, Service
 from generation.sizing import parse_size
-from generation.worker import model_source
+from generation.uploads import DEFAULT_MAX_BYTES
 from storage.records import JobRecord
 
 log = logging.getLogger("easel")
@@ -39,8 +41,16 @@ EXIT_OK, EXIT_JOB_FAILED, EXIT_REFUSED = 0, 1, 2
 
 
 def cli_origin() -> Origin:
+    """The machine's owner: an admin who sees every job."""
     user = getpass.getuser()
-    return Origin(platform="cli", scope_id="local", user_id=user, user_name=user, is_admin=True)
+    return Origin(
+        platform="cli",
+        scope_id="local",
+        user_id=user,
+        user_name=user,
+        is_admin=True,
+        sees=Visibility.ALL,
+    )
 
 
 # ---------------------------------------------------------------------- argument parsing
@@ -59,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
     draw = sub.add_parser("draw", help="render a prompt")
-    draw.add_argument("prompt")
+    draw.add_argument(
+        "prompt", help='what to draw; the /draw grammar works too: "a fox --no blurry --seed 5"'
+    )
     draw.add_argument("--negative", "--no", default="", help="negative prompt")
     draw.add_argument("--seed", type=int)
     draw.add_argument("--steps", type=int)
@@ -145,7 +157,7 @@ def emit(data: Any) -> None:
 def copy_images(app: App, job: JobRecord, out: Path | None) -> list[str]:
     paths = []
     for image in job.images:
-        source = app.images.path_for(image.sha256)
+        source = app.service.image_path(image.sha256)
         if out is None:
             paths.append(str(source))
             continue
@@ -178,7 +190,7 @@ async def run_to_completion(
     app: App, submit: Callable[[], Awaitable[Accepted]], quiet: bool
 ) -> JobRecord:
     """Submit, show queue position and a progress bar, and wait for the job to finish."""
-    subscription = app.bus.subscribe()
+    events = await app.service.watch(cli_origin())  # before submitting: nothing is missed
     bar: tqdm[Any] | None = None
     try:
         accepted = await submit()
@@ -189,7 +201,7 @@ async def run_to_completion(
                 file=sys.stderr,
             )
         while True:
-            event = await subscription.get()
+            event = await events.get()
             if isinstance(event, JobProgress) and event.job_id == job_id:
                 if bar is None:
                     bar = tqdm(
@@ -202,14 +214,12 @@ async def run_to_completion(
                 bar.total = event.total
                 bar.n = event.step
                 bar.refresh()
-            elif isinstance(event, JobStarted | JobQueued):
-                continue
             elif isinstance(event, JobFinished) and event.job.id == job_id:
                 return event.job
     finally:
         if bar is not None:
             bar.close()
-        subscription.close()
+        events.close()
 
 
 async def generate(config: Config, args: argparse.Namespace) -> int:
@@ -220,9 +230,9 @@ async def generate(config: Config, args: argparse.Namespace) -> int:
         submit = submitter(app.service, origin, args)
         job = await run_to_completion(app, submit, quiet=args.json)
         paths = copy_images(app, job, args.out)
-        await app.store.mark_delivered(job.id)
+        await app.service.delivered(job)
         if args.json:
-            data = job_to_dict(job, app.images)
+            data = job_to_dict(job, lambda sha: str(app.service.image_path(sha)))
             data["images"] = paths
             emit(data)
         else:
@@ -238,17 +248,20 @@ def submitter(
     """The service call that a generation command makes (run once the progress listener is up)."""
     if args.command == "draw":
         request = draw_request(args)
-        return lambda: service.draw(origin, request)
-    calls: dict[str, Callable[[], Awaitable[Accepted]]] = {
-        "rerun": lambda: service.rerun(origin, args.id),
-        "reroll": lambda: service.reroll(origin, args.id),
-        "upscale": lambda: service.upscale(origin, args.id, args.index - 1),
-        "vary": lambda: service.vary(origin, args.id, args.index - 1, args.strength),
-    }
-    return calls[args.command]
+        return lambda: service.draw(origin, request, max_upload_bytes=MAX_UPLOAD_BYTES)
+    action = JobAction(args.command)
+    index = getattr(args, "index", 1) - 1
+    strength = getattr(args, "strength", None)
+    return lambda: service.act(origin, action, args.id, index=index, strength=strength)
+
+
+# The CLI reads a file its owner chose: any image up to this size.
+MAX_UPLOAD_BYTES = max(DEFAULT_MAX_BYTES, 200 * 1024 * 1024)
 
 
 def draw_request(args: argparse.Namespace) -> DrawRequest:
+    """The prompt in the /draw grammar, the flags as fields (the prompt's options win, as on
+    every front end: :func:`bot.grammar.merge_fields`)."""
     width = height = None
     if args.size:
         width, height = parse_size(args.size)
@@ -258,10 +271,10 @@ def draw_request(args: argparse.Namespace) -> DrawRequest:
             init_image = args.init_image.read_bytes()
         except OSError as error:
             raise Rejected(f"Cannot read {args.init_image}: {error.strerror}") from None
-    return DrawRequest(
-        prompt=args.prompt,
+    fields = DrawRequest(
+        prompt="",
         negative_prompt=args.negative,
-        seed=args.seed,
+        seed=None if args.seed == -1 else args.seed,
         steps=args.steps,
         cfg=args.cfg,
         width=width,
@@ -273,6 +286,7 @@ def draw_request(args: argparse.Namespace) -> DrawRequest:
         strength=args.strength,
         init_image=init_image,
     )
+    return merge_fields(parse_draw(args.prompt), fields)
 
 
 # ---------------------------------------------------------------------- store-only commands
@@ -288,9 +302,9 @@ async def with_store(config: Config, action: Callable[[App], Awaitable[int]]) ->
 
 
 async def cmd_history(app: App, args: argparse.Namespace) -> int:
-    jobs = await app.service.history(None, limit=args.limit, query=args.search)
+    jobs = await app.service.history(cli_origin(), limit=args.limit, query=args.search)
     if args.json:
-        emit([job_to_dict(job, app.images) for job in jobs])
+        emit([job_to_dict(job, lambda sha: str(app.service.image_path(sha))) for job in jobs])
         return EXIT_OK
     if not jobs:
         print('no jobs yet: try  easel draw "a castle at dusk"')
@@ -303,11 +317,12 @@ async def cmd_history(app: App, args: argparse.Namespace) -> int:
 
 
 async def cmd_show(app: App, args: argparse.Namespace) -> int:
-    job = await app.service.get_job(args.id)
+    job = await app.service.job_for(cli_origin(), args.id)
+    path = app.service.image_path
     if args.json:
-        emit(job_to_dict(job, app.images))
+        emit(job_to_dict(job, lambda sha: str(path(sha))))
     else:
-        print_job(job, [str(app.images.path_for(image.sha256)) for image in job.images])
+        print_job(job, [str(path(image.sha256)) for image in job.images])
     return EXIT_OK
 
 
@@ -360,7 +375,7 @@ async def cmd_models(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
-    from generation.demo_model import save_demo_model
+    from generation.backend.demo_model import save_demo_model
 
     folder = save_demo_model(args.dir)
     print(
@@ -370,49 +385,20 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
 
 
 async def serve(config: Config) -> int:
-    from bot.discord_bot import DiscordRunner, start_discord
-    from bot.telegram_bot import TelegramApplication, start_telegram, stop_application
-    from bot.web.auth import AuthPolicy
-    from bot.web.server import WebServer, start_web
-
-    if config.web.enabled:
-        AuthPolicy.from_config(config.web)  # refuse an unprotected public address up front
+    """The engine and every configured front end until Ctrl-C or SIGTERM."""
     app = App.from_config(config)
-    await app.start()
+    await app.start(front_ends=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    web_server: WebServer | None = None
-    discord_bot: DiscordRunner | None = None
-    telegram_bot: TelegramApplication | None = None
     try:
-        default = await app.store.default_model()
-        if default is not None and app.worker is not None:
-            app.worker.preload(model_source(default))  # keep the default model resident
-        if config.web.enabled:
-            web_server = await start_web(app)
-        discord_bot = start_discord(app)  # when the token variable is set
-        telegram_bot = await start_telegram(app)  # likewise
-        log.info(
-            "Easel engine running (data dir %s, default model %s)",
-            config.data_dir,
-            default.name if default else "none",
-        )
-        if web_server is None and discord_bot is None and telegram_bot is None:
-            log.warning("no front end is enabled: the engine only works through the queue")
         await stop.wait()
         log.info(
             "stopping: the running job gets %.0f s to finish",
             config.generation.shutdown_grace_seconds,
         )
     finally:
-        if telegram_bot is not None:
-            await stop_application(telegram_bot)
-        if discord_bot is not None:
-            await discord_bot.stop()
-        if web_server is not None:
-            await web_server.stop()
         await app.stop()
     log.info("stopped cleanly")
     return EXIT_OK
@@ -426,15 +412,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         level = "DEBUG" if args.verbose else config.log_level
-        secrets = [
-            config.discord.token_env,
-            config.telegram.token_env,
-            config.telegram.webhook_secret_env,
-            config.web.api_auth_env,
-            config.web.api_token_env,
-            config.web.admin_token_env,
-        ]
-        setup_logging(level, secrets)
+        setup_logging(level, config.secret_env_vars)
         if args.command in ("draw", "rerun", "reroll", "upscale", "vary"):
             return asyncio.run(generate(config, args))
         if args.command == "serve":

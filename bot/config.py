@@ -11,60 +11,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from generation.config import GenerationConfig, LimitsConfig
+from generation.config import Section as _Section
 from generation.errors import ConfigError
+from storage.config import StorageConfig
 
 CONFIG_ENV = "EASEL_CONFIG"
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StorageConfig(_Section):
-    # Empty means sqlite+aiosqlite:///<data_dir>/easel.db
-    database_url: str = ""
-
-
-class GenerationConfig(_Section):
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
-    max_width: int = Field(1536, ge=64, le=8192)
-    max_height: int = Field(1536, ge=64, le=8192)
-    max_pixels: int = Field(1024 * 1024, ge=64 * 64)
-    max_upscale_pixels: int = Field(2048 * 2048, ge=64 * 64)
-    max_steps: int = Field(60, ge=1, le=500)
-    max_count: int = Field(4, ge=1, le=16)
-    min_cfg: float = Field(0.0, ge=0.0)
-    max_cfg: float = Field(30.0, ge=0.0, le=100.0)
-    max_prompt_length: int = Field(1500, ge=1, le=100_000)
-    # "refuse": out-of-range values are errors; "clamp": they are moved into range.
-    on_excess: Literal["refuse", "clamp"] = "refuse"
-    upscale_strength: float = Field(0.3, gt=0.0, le=1.0)
-    max_batch: int = Field(4, ge=1, le=64)
-    max_attempts: int = Field(3, ge=1, le=20)
-    resident_models: int = Field(2, ge=1, le=16)
-    cpu_threads: int = Field(0, ge=0, le=256)  # 0 = torch's default (all cores)
-    previews: bool = True
-    # TAESD AutoencoderTiny (local folder or Hub id) decoding previews; "" = latent projection.
-    preview_decoder: str = Field("", max_length=500)
-    # torch.compile the UNet (CUDA only; pipeline calls are padded to power-of-two batch sizes).
-    compile: bool = False
-    # Byte budget of resident pipelines in GiB (least recently used evicted); 0 = count only.
-    resident_memory_gb: float = Field(0.0, ge=0.0, le=4096.0)
-    allow_unsafe_weights: bool = False
-    shutdown_grace_seconds: float = Field(20.0, ge=0.0)
-    # Seconds per job assumed for ETAs until real timings exist.
-    initial_job_seconds: float = Field(10.0, gt=0.0)
-
-
-class LimitsConfig(_Section):
-    rate_per_minute: float = Field(6.0, gt=0.0)
-    burst: int = Field(3, ge=1)
-    max_queued_per_user: int = Field(5, ge=1)
-    daily_quota: int = Field(0, ge=0)  # 0 = unlimited
-    max_queue: int = Field(1000, ge=1)
 
 
 class DiscordConfig(_Section):
@@ -146,12 +100,7 @@ class Config(_Section):
     web: WebConfig = WebConfig()
 
     @model_validator(mode="after")
-    def _check_sizes(self) -> Config:
-        g = self.generation
-        if g.max_width % 8 or g.max_height % 8:
-            raise ValueError("generation.max_width and max_height must be multiples of 8")
-        if g.min_cfg > g.max_cfg:
-            raise ValueError("generation.min_cfg must not exceed generation.max_cfg")
+    def _check_web(self) -> Config:
         if not self.web.host.strip():
             raise ValueError('web.host must not be empty (use "0.0.0.0" for every interface)')
         return self
@@ -161,6 +110,18 @@ class Config(_Section):
         if self.storage.database_url:
             return self.storage.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'easel.db').resolve()}"
+
+    @property
+    def secret_env_vars(self) -> tuple[str, ...]:
+        """The environment variables that hold secrets (redacted from every log line)."""
+        return (
+            self.discord.token_env,
+            self.telegram.token_env,
+            self.telegram.webhook_secret_env,
+            self.web.api_auth_env,
+            self.web.api_token_env,
+            self.web.admin_token_env,
+        )
 
     def token(self, platform: Literal["discord", "telegram"]) -> str | None:
         """The bot token from the environment variable the config names, or None."""
@@ -211,4 +172,12 @@ def _absolute_data_dir(config: Config) -> Config:
     return config.model_copy(update={"data_dir": Path(os.path.abspath(config.data_dir))})
 
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "GenerationConfig",
+    "LimitsConfig",
+    "StorageConfig",
+    "load_config",
+    "parse_config",
+]

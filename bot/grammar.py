@@ -37,6 +37,7 @@ import math
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import TypeVar
 
 from generation.errors import InvalidRequest, shown
 from generation.requests import DrawRequest
@@ -44,9 +45,9 @@ from generation.samplers import resolve_sampler
 from generation.sizing import format_aspect, parse_aspect, parse_size
 from generation.spec import MAX_SEED
 
-EMPTY_PROMPT_MESSAGE = (
-    "Write what to draw after /draw, e.g. /draw a castle at dusk --no blurry"
-)
+T = TypeVar("T")
+
+EMPTY_PROMPT_MESSAGE = "Write what to draw after /draw, e.g. /draw a castle at dusk --no blurry"
 
 
 class GrammarError(InvalidRequest):
@@ -67,17 +68,14 @@ class _Option:
 
 _OPTIONS: tuple[_Option, ...] = (
     _Option("no", (), "the things to keep out of the picture", "--no blurry, text"),
-    _Option(
-        "seed", (), f"a whole number from 0 to {MAX_SEED}, or -1 for random", "--seed 42"
-    ),
+    _Option("seed", (), f"a whole number from 0 to {MAX_SEED}, or -1 for random", "--seed 42"),
     _Option("steps", (), "a whole number of at least 1", "--steps 30"),
     _Option("cfg", ("guidance",), "a number of at least 0", "--cfg 7"),
-    _Option(
-        "ar", ("aspect",), "a ratio of two whole numbers between 1:4 and 4:1", "--ar 3:2"
-    ),
+    _Option("ar", ("aspect",), "a ratio of two whole numbers between 1:4 and 4:1", "--ar 3:2"),
     _Option("size", (), "WIDTHxHEIGHT in pixels", "--size 512x768"),
-    _Option("sampler", (), "a sampler name such as DPM++ 2M Karras or Euler a",
-            "--sampler Euler a"),
+    _Option(
+        "sampler", (), "a sampler name such as DPM++ 2M Karras or Euler a", "--sampler Euler a"
+    ),
     _Option("model", (), "the name of an installed model", "--model sd15"),
     _Option("n", ("count", "batch"), "a whole number of at least 1", "--n 4"),
     _Option("strength", (), "a number greater than 0 and at most 1", "--strength 0.6"),
@@ -159,11 +157,7 @@ def _unescape(text: str) -> str:
 
 def _wrapped(text: str) -> bool:
     """Whether ``text`` (already stripped) is one quoted string from end to end."""
-    return (
-        len(text) >= 2
-        and text[0] in _OPEN_QUOTES
-        and _find_close(text, 1) == len(text) - 1
-    )
+    return len(text) >= 2 and text[0] in _OPEN_QUOTES and _find_close(text, 1) == len(text) - 1
 
 
 def _clean(raw: str) -> str:
@@ -367,6 +361,49 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
         model=model,
         count=count,
         strength=strength,
+    )
+
+
+# --- options given twice -------------------------------------------------------------------
+
+
+def merge_fields(inline: DrawRequest, fields: DrawRequest) -> DrawRequest:
+    """The one rule for an option given both in the prompt (``--seed 5``) and as a field (a
+    Discord slash-command option, a field of the web page or ``/api``, an ``easel draw`` flag):
+
+    * the option typed in the prompt wins: the prompt is what people copy and paste to redo a
+      picture, so it must mean the same wherever it is pasted;
+    * negative prompts from both are kept, joined with a comma;
+    * a size or an aspect ratio typed in the prompt replaces the fields' size *and* aspect.
+
+    ``inline`` is :func:`parse_draw` of the prompt; ``fields.prompt`` is not used.
+    """
+    negative = ", ".join(
+        part for part in (inline.negative_prompt, fields.negative_prompt) if part.strip()
+    )
+    width, height, aspect = fields.width, fields.height, fields.aspect
+    if inline.width is not None or inline.height is not None or inline.aspect is not None:
+        width, height, aspect = inline.width, inline.height, inline.aspect
+    elif width is not None or height is not None:
+        aspect = None  # an exact size makes the aspect ratio moot
+
+    def pick(typed: T | None, field: T | None) -> T | None:
+        return field if typed is None else typed
+
+    return DrawRequest(
+        prompt=inline.prompt,
+        negative_prompt=negative,
+        seed=pick(inline.seed, fields.seed),
+        steps=pick(inline.steps, fields.steps),
+        cfg=pick(inline.cfg, fields.cfg),
+        width=width,
+        height=height,
+        aspect=aspect,
+        sampler=pick(inline.sampler, fields.sampler),
+        model=pick(inline.model, fields.model),
+        count=pick(inline.count, fields.count),
+        strength=pick(inline.strength, fields.strength),
+        init_image=fields.init_image if fields.init_image is not None else inline.init_image,
     )
 
 

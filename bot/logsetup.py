@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 REDACTED = "[redacted]"
@@ -73,13 +73,24 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+def secrets_in(env_vars: Iterable[str]) -> list[str]:
+    """The secrets held now by the environment variables named ``env_vars``."""
+    return [value for name in env_vars for value in secret_values(os.environ.get(name, ""))]
+
+
+def redactor(env_vars: Iterable[str]) -> Callable[[str], str]:
+    """:func:`redact` with the secrets of ``env_vars`` (read at each call, like the filter)."""
+    names = tuple(env_vars)
+    return lambda text: redact(text, secrets_in(names))
+
+
 class RedactingFilter(logging.Filter):
     def __init__(self, secret_env_vars: Iterable[str] = ()) -> None:
         super().__init__()
         self._env_vars = tuple(secret_env_vars)
 
     def _secrets(self) -> list[str]:
-        return [v for name in self._env_vars for v in secret_values(os.environ.get(name, ""))]
+        return secrets_in(self._env_vars)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -15,6 +15,7 @@ import re
 import struct
 import zlib
 from collections.abc import Mapping
+from pathlib import Path
 
 from PIL import Image, PngImagePlugin
 
@@ -103,8 +104,10 @@ def build_infotext(
     text = prompt
     if negative_prompt:
         text += "\nNegative prompt: " + negative_prompt
-    items = [_item(key, value) if key not in fixed else f"{key}: {_quote(str(value))}"
-             for key, value in params]
+    items = [
+        _item(key, value) if key not in fixed else f"{key}: {_quote(str(value))}"
+        for key, value in params
+    ]
     text += "\n" + ", ".join(items)
     return text.strip()
 
@@ -237,4 +240,24 @@ def job_id_from_png(data: bytes) -> str | None:
     parameters = texts.get(PARAMETERS_KEY)
     if parameters:
         return parse_infotext(parameters).get(JOB_ID_PARAM) or None
+    return None
+
+
+_PNG_HEAD_BYTES = 64 * 1024  # text chunks precede the pixels in every PNG Easel writes
+
+
+def read_infotext_file(path: Path) -> str:
+    """The ``parameters`` text of a PNG file, "" when it has none (blocking: use a thread)."""
+    with path.open("rb") as handle:
+        head = handle.read(_PNG_HEAD_BYTES)
+        texts = read_png_text(head)
+        if PARAMETERS_KEY not in texts:
+            texts = read_png_text(head + handle.read())
+    return texts.get(PARAMETERS_KEY, "")
+
+
+def short_hash(revision: str | None) -> str | None:
+    """A1111's "Model hash" is 10 hex characters; use it when our revision is a hex digest."""
+    if revision and len(revision) >= 10 and all(c in "0123456789abcdef" for c in revision[:10]):
+        return revision[:10]
     return None

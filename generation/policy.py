@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from bot.config import GenerationConfig, LimitsConfig
+from generation.config import GenerationConfig, LimitsConfig
 from generation.errors import (
     BlockedPrompt,
     InvalidRequest,

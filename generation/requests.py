@@ -3,16 +3,41 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+class Visibility(StrEnum):
+    """Which jobs a caller may read and act on, besides their own.
+
+    The front end decides, because it knows where its results are shown:
+
+    * ``OWN``: only the caller's own jobs (an HTTP API credential: nobody else's prompts);
+    * ``SCOPE``: also every job of the caller's scope, where results are posted for everyone in
+      it to see (a Discord server, a Telegram chat); other scopes' jobs do not exist for them;
+    * ``ALL``: every job (the machine's owner: the command line, a web admin).
+    """
+
+    OWN = "own"
+    SCOPE = "scope"
+    ALL = "all"
 
 
 @dataclass(frozen=True)
 class Origin:
     """Who asked, where, and where the answer goes.
 
-    ``platform`` is "cli", "web", "api", "discord" or "telegram"; ``scope_id`` is the server,
-    chat or client the request came from; ``reply_target`` is adapter-private data (channel and
-    message ids...) stored with the job so the result can be delivered after a restart.
+    ``platform`` is where the job's results go: "cli", "web", "api", "discord" or "telegram";
+    ``scope_id`` is the server, chat or client the request came from (its settings apply);
+    ``reply_target`` is adapter-private data (channel and message ids...) stored with the job so
+    the result can be delivered after a restart.
+
+    ``user_platform`` is the platform whose users ``user_id`` names, when that is not
+    ``platform``: the A1111 API (platform "api") names the web's credentials, so one credential
+    is one person on both HTTP APIs (their jobs, history and rate limit are shared).
+
+    ``channel_id`` and ``nsfw_default`` feed the NSFW check: the scope's setting for that
+    channel, else ``nsfw_default`` ("refuse", "spoiler" or "allow"; "allow" checks nothing).
     """
 
     platform: str
@@ -22,6 +47,15 @@ class Origin:
     scope_name: str = ""
     reply_target: dict[str, Any] = field(default_factory=dict)
     is_admin: bool = False
+    sees: Visibility = Visibility.OWN
+    user_platform: str = ""
+    channel_id: str | None = None
+    nsfw_default: str = "allow"
+
+    @property
+    def person(self) -> tuple[str, str]:
+        """(platform, user id) of the person asking, as the store keys users."""
+        return (self.user_platform or self.platform, self.user_id)
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,7 @@ def resolve_sampler(name: str) -> str:
     key = key.removesuffix(" automatic")
     if key in _BY_LOWER:
         return _BY_LOWER[key]
-    raise InvalidRequest(
-        f"Unknown sampler {shown(name)}. Choose one of: {', '.join(SAMPLERS)}."
-    )
+    raise InvalidRequest(f"Unknown sampler {shown(name)}. Choose one of: {', '.join(SAMPLERS)}.")
 
 
 def scheduler_for(sampler: str) -> SchedulerChoice:

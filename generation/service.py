@@ -1,62 +1,60 @@
-"""Use cases: draw, rerun, reroll, upscale, vary, cancel, history and model administration.
+"""The one door into the engine: every front end (Discord, Telegram, the web, the CLI) calls this.
 
-Every request goes through :meth:`Service._admit`: policy checks, then the job row is written
-(status ``queued``) *before* the caller is told it was accepted, then it enters the fair queue.
-Rejections are raised as :class:`generation.errors.Rejected` subclasses with readable messages.
+Use cases: draw; ``act`` on a job (rerun, reroll, upscale, vary); cancel; reads of jobs, images
+and events, every one scoped by the caller's :class:`Origin` (see :mod:`generation.visibility`);
+history and the queue; model and scope administration; which chat message shows which job.
+
+Every request goes through :class:`generation.admission.Admission`: policy checks, then the job
+row is written (status ``queued``) *before* the caller is told it was accepted, then it enters
+the fair queue. Rejections are raised as :class:`generation.errors.Rejected` subclasses with
+readable messages; a job the caller may not see is :class:`NotFound`, like one that does not
+exist.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from pathlib import Path
 
-from bot.config import Config
+from generation.actions import (
+    JobAction,
+    parent_image,
+    upscale_spec,
+    vary_spec,
+    vary_strength,
+)
+from generation.administration import (
+    Administration,
+    ModelInspector,
+    UpscalerInspector,
+)
+from generation.admission import Accepted, Admission, Caller
 from generation.clock import Clock
-from generation.errors import (
-    InvalidRequest,
-    NotFound,
-    PermissionDenied,
-    Rejected,
-    shown,
+from generation.config import GenerationConfig, LimitsConfig
+from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
+from generation.events import EventBus, JobFinished
+from generation.messages import MessageLog
+from generation.metadata import read_infotext_file
+from generation.policy import (
+    AdmissionPolicy,
+    ScopeSettings,
+    check_nsfw,
+    check_text,
+    check_valid_text,
 )
-from generation.events import EventBus, JobFinished, JobQueued
-from generation.limits import RateLimiter
-from generation.policy import AdmissionPolicy, ScopeSettings, check_text, check_valid_text
+from generation.progress import ProgressTracker, Running
 from generation.queue import JobQueue
-from generation.requests import DrawRequest, Origin
-from generation.spec import MAX_SEED, VARY_STRENGTHS, Action, GenerationSpec, Mode
-from generation.uploads import load_upload, reencode_png, upload_limit
+from generation.requests import DrawRequest, Origin, Visibility
+from generation.spec import MAX_SEED, Action, GenerationSpec
+from generation.uploads import DEFAULT_MAX_BYTES, clean_upload
+from generation.visibility import EVERYONE, EventWatch, Viewer
 from storage.images import ImageStore
-from storage.records import (
-    ImageRecord,
-    JobRecord,
-    ModelRecord,
-    NewJob,
-    ScopeRecord,
-    UserRecord,
-)
+from storage.records import JobRecord, ModelRecord
 from storage.repository import Store
 
-# Called at registration to classify a model source and compute its revision (backend.py).
-ModelInspector = Callable[[str, str, str | None], Any]
-UpscalerInspector = Callable[[str, str], Any]
-
-
-@dataclass(frozen=True)
-class Accepted:
-    job: JobRecord
-    position: int  # 0 = next to run
-    eta_seconds: float
-
-
-class Caller(NamedTuple):
-    """Who is asking, as stored: looked up once per request."""
-
-    user: UserRecord
-    scope: ScopeRecord
+__all__ = ["Accepted", "QueueStatus", "Service"]
 
 
 @dataclass(frozen=True)
@@ -70,11 +68,14 @@ def random_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
-class Service:
+class Service(Administration):
+    """The engine's use cases; model and scope administration come from :class:`Administration`."""
+
     def __init__(
         self,
         *,
-        config: Config,
+        generation: GenerationConfig,
+        limits: LimitsConfig,
         store: Store,
         images: ImageStore,
         queue: JobQueue,
@@ -83,97 +84,147 @@ class Service:
         inspect_model: ModelInspector | None = None,
         inspect_upscaler: UpscalerInspector | None = None,
     ) -> None:
-        self.config = config
-        self.store = store
+        policy = AdmissionPolicy(generation)
+        super().__init__(
+            store=store,
+            policy=policy,
+            inspect_model=inspect_model,
+            inspect_upscaler=inspect_upscaler,
+        )
+        self.generation = generation
+        self.limits = limits
         self.images = images
         self.queue = queue
         self.bus = bus
         self.clock = clock
-        self._inspect_model = inspect_model
-        self._inspect_upscaler = inspect_upscaler
-        self._policy = AdmissionPolicy(config.generation)
-        self._rate_limiters: dict[tuple[float, int], RateLimiter] = {}
-        self._user_locks: dict[int, asyncio.Lock] = {}
-        self.accepting = True
-        self._admitting = 0  # admissions past the queue check, not yet in the queue
+        self.admission = Admission(
+            policy=self._policy, limits=limits, store=store, queue=queue, bus=bus, clock=clock
+        )
+        self.progress = ProgressTracker(bus)
+        self.messages = MessageLog(store)
+
+    @property
+    def accepting(self) -> bool:
+        return self.admission.accepting
+
+    @accepting.setter
+    def accepting(self, value: bool) -> None:
+        self.admission.accepting = value
 
     # ------------------------------------------------------------------ identity
 
-    async def _identify(self, origin: Origin) -> tuple[UserRecord, ScopeRecord]:
-        user = await self.store.get_or_create_user(
-            origin.platform, origin.user_id, origin.user_name
-        )
+    async def _identify(self, origin: Origin) -> Caller:
+        """The caller's user and scope rows, created on first sight (requests make rows)."""
+        platform, user_id = origin.person
+        user = await self.store.get_or_create_user(platform, user_id, origin.user_name)
         scope = await self.store.get_or_create_scope(
             origin.platform, origin.scope_id, origin.scope_name
         )
-        return user, scope
+        return Caller(user, scope)
 
-    # ------------------------------------------------------------------ use cases
+    async def viewer(self, origin: Origin) -> Viewer:
+        """What ``origin`` may see, resolved once (a read: it creates no rows)."""
+        if origin.sees is Visibility.ALL:
+            return EVERYONE
+        user = await self.store.find_user(*origin.person)
+        scope = await self.store.find_scope(origin.platform, origin.scope_id)
+        return Viewer(origin.sees, user.id if user else None, scope.id if scope else None)
 
-    async def draw(self, origin: Origin, request: DrawRequest) -> Accepted:
+    # ------------------------------------------------------------------ making jobs
+
+    async def draw(
+        self, origin: Origin, request: DrawRequest, *, max_upload_bytes: int = DEFAULT_MAX_BYTES
+    ) -> Accepted:
+        """Admit a new job. ``max_upload_bytes`` is the front end's cap on ``init_image``."""
         check_text(request)  # before any of it reaches the database
-        user, scope = await self._identify(origin)
-        settings = ScopeSettings.from_dict(scope.settings)
+        caller = await self._identify(origin)
+        settings = ScopeSettings.from_dict(caller.scope.settings)
+        self._check_nsfw(origin, settings, request.prompt)
         model = await self._choose_model(request.model, settings)
         init_sha = None
         if request.init_image is not None:
-            limit = upload_limit(self.config, origin.platform)
-            image = load_upload(request.init_image, max_bytes=limit)
-            init_sha, _ = await asyncio.to_thread(self.images.save, reencode_png(image))
+            data = request.init_image
+            # Decoding a large upload takes seconds: never on the event loop.
+            png = await asyncio.to_thread(clean_upload, data, max_bytes=max_upload_bytes)
+            init_sha, _ = await asyncio.to_thread(self.images.save, png)
         spec = self._policy.build_spec(request, model, settings, init_sha, random_seed())
-        return await self._admit(origin, user, scope, spec, Action.DRAW, model)
+        return await self.admission.admit(origin, caller, spec, Action.DRAW, model)
 
+    async def act(
+        self,
+        origin: Origin,
+        action: JobAction | str,
+        job_id: str,
+        *,
+        index: int = 0,
+        strength: str | None = None,
+    ) -> Accepted:
+        """A new job made from one the caller may see: rerun, reroll, upscale or vary.
+
+        ``index`` (0-based) chooses the image for upscale and vary; ``strength`` is the
+        variation's ("subtle", the default, or "strong").
+        """
+        what = action if isinstance(action, JobAction) else JobAction.parse(action)
+        variation = vary_strength(strength) if what is JobAction.VARY else 0.0  # refused first
+        parent, caller = await self._visible_job(origin, job_id, create=True)
+        assert caller is not None
+        settings = ScopeSettings.from_dict(caller.scope.settings)
+        self._check_nsfw(origin, settings, parent.prompt)
+        spec = await self._child_spec(what, parent, index, variation)
+        model = await self.store.get_model(spec.model)
+        if model is None:
+            raise InvalidRequest(
+                f"Job {parent.id} used model {spec.model!r}, which is no longer registered."
+            )
+        return await self.admission.admit(
+            origin,
+            caller,
+            spec,
+            what.lineage,
+            model,
+            parent_id=parent.id,
+            parent_index=index if what.uses_image else None,
+        )
+
+    async def _child_spec(
+        self, action: JobAction, parent: JobRecord, index: int, variation: float
+    ) -> GenerationSpec:
+        if action is JobAction.RERUN:
+            return parent.spec
+        if action is JobAction.REROLL:
+            return parent.spec.with_seed(random_seed())
+        image = parent_image(parent, index)
+        if action is JobAction.UPSCALE:
+            upscaler = await self._latest_upscaler()
+            spec = upscale_spec(
+                parent,
+                image,
+                upscaler=upscaler.name if upscaler else None,
+                strength=self.generation.upscale_strength,
+            )
+            self._policy.check_upscale(spec)
+            return spec
+        return vary_spec(parent, image, strength=variation, seed=random_seed())
+
+    # convenience names for the command line and tests: each is ``act`` with its action
     async def rerun(self, origin: Origin, job_id: str) -> Accepted:
-        parent, caller = await self._job_and_caller(origin, job_id)
-        return await self._child(origin, caller, parent, parent.spec, Action.RERUN, None)
+        return await self.act(origin, JobAction.RERUN, job_id)
 
     async def reroll(self, origin: Origin, job_id: str) -> Accepted:
-        parent, caller = await self._job_and_caller(origin, job_id)
-        spec = parent.spec.with_seed(random_seed())
-        return await self._child(origin, caller, parent, spec, Action.REROLL, None)
+        return await self.act(origin, JobAction.REROLL, job_id)
 
     async def upscale(self, origin: Origin, job_id: str, index: int = 0) -> Accepted:
-        parent, caller = await self._job_and_caller(origin, job_id)
-        image = self._parent_image(parent, index)
-        upscaler = await self._latest_upscaler()
-        spec = replace(
-            parent.spec,
-            mode=Mode.UPSCALE,
-            width=image.width * 2,
-            height=image.height * 2,
-            seed=image.seed,
-            count=1,
-            strength=self.config.generation.upscale_strength,
-            init_image=image.sha256,
-            upscaler=upscaler.name if upscaler else "hires",
-        )
-        self._policy.check_upscale(spec)
-        return await self._child(origin, caller, parent, spec, Action.UPSCALE, index)
+        return await self.act(origin, JobAction.UPSCALE, job_id, index=index)
 
     async def vary(
         self, origin: Origin, job_id: str, index: int = 0, strength: str = "subtle"
     ) -> Accepted:
-        if strength not in VARY_STRENGTHS:
-            raise InvalidRequest(
-                f"Unknown variation strength {strength!r}: use {' or '.join(VARY_STRENGTHS)}."
-            )
-        parent, caller = await self._job_and_caller(origin, job_id)
-        image = self._parent_image(parent, index)
-        spec = replace(
-            parent.spec,
-            mode=Mode.IMG2IMG,
-            width=image.width,
-            height=image.height,
-            seed=random_seed(),
-            count=1,
-            strength=VARY_STRENGTHS[strength],
-            init_image=image.sha256,
-            upscaler=None,
-        )
-        return await self._child(origin, caller, parent, spec, Action.VARY, index)
+        return await self.act(origin, JobAction.VARY, job_id, index=index, strength=strength)
 
     async def cancel(self, origin: Origin, job_id: str) -> JobRecord:
-        job, caller = await self._job_and_caller(origin, job_id)
+        """Cancel a queued or running job: the requester's own, or any job for an admin."""
+        job, caller = await self._visible_job(origin, job_id, create=True)
+        assert caller is not None
         if job.user_id != caller.user.id and not origin.is_admin:
             raise PermissionDenied(
                 f"Job {job.id} belongs to someone else; only they can cancel it."
@@ -189,44 +240,55 @@ class Service:
             self.queue.request_stop(job.id)  # the worker publishes when it stops rendering
         return cancelled
 
+    def _check_nsfw(self, origin: Origin, settings: ScopeSettings, prompt: str) -> None:
+        if origin.channel_id is not None:
+            check_nsfw(prompt, settings.nsfw_mode(origin.channel_id, origin.nsfw_default))
+
+    # ------------------------------------------------------------------ reading jobs
+
     async def job_for(self, origin: Origin, job_id: str) -> JobRecord:
-        """A job the caller may act on: their own, or one from the same server/chat/page.
+        """A job the caller may see (their own, their public scope's, or any for the owner).
 
-        The machine's owner (the CLI, a web admin) sees every job; to anyone else a job of
-        another scope does not exist, so ids cannot be probed across servers.
+        To anyone else a job of another scope or person does not exist, so ids cannot be
+        probed: the refusal is the same :class:`NotFound` as for an unknown id.
         """
-        job, _ = await self._job_and_caller(origin, job_id)
+        job, _ = await self._visible_job(origin, job_id, create=False)
         return job
 
-    async def _job_and_caller(self, origin: Origin, job_id: str) -> tuple[JobRecord, Caller]:
-        job = await self.get_job(job_id)
-        caller = Caller(*await self._identify(origin))
-        owner = origin.platform == "cli" or (origin.platform == "web" and origin.is_admin)
-        if not owner and caller.scope.id != job.scope_id and caller.user.id != job.user_id:
-            raise NotFound(f"No job with id {job_id.strip()!r}.")
-        return job, caller
-
-    async def get_job(self, job_id: str) -> JobRecord:
+    async def _visible_job(
+        self, origin: Origin, job_id: str, *, create: bool
+    ) -> tuple[JobRecord, Caller | None]:
         job = await self.store.get_job(job_id)
-        if job is None:
-            raise NotFound(f"No job with id {job_id.strip()!r}.")
-        return job
+        if job is not None:
+            caller = await self._identify(origin) if create else None
+            if caller is not None:
+                viewer = Viewer(origin.sees, caller.user.id, caller.scope.id)
+            else:
+                viewer = await self.viewer(origin)
+            if viewer.may_see(job):
+                return job, caller
+        raise NotFound(f"No job with id {shown(job_id.strip())}.")
+
+    async def owns(self, origin: Origin, job: JobRecord) -> bool:
+        """Whether ``origin`` asked for ``job`` (e.g. who may delete its message)."""
+        user = await self.store.find_user(*origin.person)  # a read: no row
+        return user is not None and user.id == job.user_id
 
     async def history(
         self,
-        origin: Origin | None,
+        origin: Origin,
         *,
         limit: int = 20,
         offset: int = 0,
         query: str | None = None,
     ) -> list[JobRecord]:
-        """The origin user's jobs, newest first; ``origin=None`` lists everyone's (CLI, admin)."""
+        """Newest first: every job for the machine's owner, else the caller's own."""
         if query:
             check_valid_text("search text", query)
         user_id = None
-        if origin is not None:
+        if origin.sees is not Visibility.ALL:
             # A read never creates the user (anyone may ask; only requests make rows).
-            user = await self.store.find_user(origin.platform, origin.user_id)
+            user = await self.store.find_user(*origin.person)
             if user is None:
                 return []
             user_id = user.id
@@ -234,7 +296,8 @@ class Service:
         return await self.store.list_jobs(user_id=user_id, limit=limit, offset=offset, query=query)
 
     async def queue_status(self, origin: Origin) -> QueueStatus:
-        user = await self.store.find_user(origin.platform, origin.user_id)  # a read: no row
+        """The queue's length, and where the caller's own waiting jobs are in it."""
+        user = await self.store.find_user(*origin.person)  # a read: no row
         mine = []
         queued = []
         if user is not None:
@@ -249,102 +312,96 @@ class Service:
             length=len(self.queue), running=self.queue.running_count, your_jobs=tuple(mine)
         )
 
-    # ------------------------------------------------------------------ models (admin)
+    def place_in_queue(self, job: JobRecord) -> tuple[int, float] | None:
+        """(position, eta seconds) of a queued job the caller holds, None when not queued."""
+        position = self.queue.position(job.id)
+        if position is None:
+            return None
+        return position, self.queue.eta(job.id) or 0.0
 
-    async def list_models(self) -> list[ModelRecord]:
-        return await self.store.list_models()
+    async def running(self, origin: Origin) -> list[Running]:
+        """The jobs rendering now that the caller may see, oldest first, with their progress."""
+        return self.progress.visible_to(await self.viewer(origin))
 
-    async def add_model(
-        self,
-        origin: Origin,
-        name: str,
-        source: str,
-        *,
-        upscaler: bool = False,
-        config_source: str | None = None,
-        defaults: dict[str, Any] | None = None,
-    ) -> ModelRecord:
-        self._require_admin(origin)
-        name = name.strip()
-        if not name or any(ch.isspace() for ch in name) or len(name) > 64:
-            raise InvalidRequest("A model name is 1-64 characters without spaces.")
-        if await self.store.get_model(name) is not None:
-            raise InvalidRequest(f"A model named {name!r} is already registered.")
-        if upscaler:
-            if self._inspect_upscaler is None:
-                raise InvalidRequest("This Easel instance cannot inspect upscalers.")
-            inspected = await asyncio.to_thread(self._inspect_upscaler, name, source)
-        else:
-            if self._inspect_model is None:
-                raise InvalidRequest("This Easel instance cannot inspect models.")
-            inspected = await asyncio.to_thread(self._inspect_model, name, source, config_source)
-        checked = self._policy.model_defaults(defaults or {})
-        return await self.store.add_model(
-            name=name,
-            source=inspected.source,
-            kind=inspected.kind,
-            revision=inspected.revision,
-            config=inspected.config,
-            **checked,
-        )
+    # ------------------------------------------------------------------ events
 
-    async def remove_model(self, origin: Origin, name: str) -> None:
-        self._require_admin(origin)
-        await self.store.remove_model(name)
+    async def watch(self, origin: Origin, *, max_progress: int = 256) -> EventWatch:
+        """Live events of every job the caller may see, from now on (``async with`` it)."""
+        viewer = await self.viewer(origin)
 
-    async def set_default_model(self, origin: Origin, name: str) -> ModelRecord:
-        self._require_admin(origin)
-        model = await self.store.get_model(name)
-        if model is None:
-            raise NotFound(f"No model named {name!r}. Known: {await self._model_names()}.")
-        if model.kind == "upscaler":
-            raise InvalidRequest(f"{name!r} is an upscaler; the default must be a diffusion model.")
-        await self.store.set_default_model(name)
-        return model
+        async def refresh() -> Viewer:
+            return await self.viewer(origin)
 
-    # ------------------------------------------------------------------ scope settings (admin)
+        subscription = self.bus.subscribe(None, max_progress=max_progress)
+        return EventWatch(subscription, viewer, lookup=self.store.get_job, refresh=refresh)
 
-    async def scope_settings(self, origin: Origin) -> ScopeSettings:
-        _, scope = await self._identify(origin)
-        return ScopeSettings.from_dict(scope.settings)
+    def watch_job(self, job: JobRecord, *, max_progress: int = 256) -> EventWatch:
+        """Live events of one job the caller already holds (from ``draw``, ``act`` or
+        ``job_for``). Synchronous, so nothing is missed between admitting and watching."""
+        subscription = self.bus.subscribe(job.id, max_progress=max_progress)
+        return EventWatch(subscription, EVERYONE, lookup=self.store.get_job)
 
-    async def update_scope_settings(self, origin: Origin, **changes: Any) -> ScopeSettings:
-        """Change this scope's limits, blocklist or models; ``None`` restores a default."""
-        self._require_admin(origin)
-        _, scope = await self._identify(origin)
-        settings = ScopeSettings.from_dict(scope.settings).updated(changes)
-        for name in [settings.default_model, *(settings.allowed_models or ())]:
-            if name is not None and await self.store.get_model(name) is None:
-                raise InvalidRequest(
-                    f"Unknown model {name!r}. Available: {await self._model_names()}."
-                )
-        await self.store.update_scope_settings(scope.id, settings.to_dict())
-        return settings
+    # ------------------------------------------------------------------ images
 
-    async def block_words(self, origin: Origin, words: list[str]) -> ScopeSettings:
-        current = await self.scope_settings(origin)
-        return await self.update_scope_settings(origin, blocklist=[*current.blocklist, *words])
+    def image_path(self, sha256: str) -> Path:
+        """Where a stored image lives (of a job the caller holds)."""
+        return self.images.path_for(sha256)
 
-    async def unblock_words(self, origin: Origin, words: list[str]) -> ScopeSettings:
-        current = await self.scope_settings(origin)
-        drop = {word.lower() for word in words}
-        kept = [word for word in current.blocklist if word.lower() not in drop]
-        return await self.update_scope_settings(origin, blocklist=kept)
+    async def read_images(self, job: JobRecord) -> list[bytes]:
+        """The PNG files of a job the caller holds, read in a thread."""
+        shas = [image.sha256 for image in job.images]
+        return await asyncio.to_thread(lambda: [self.images.read(sha) for sha in shas])
+
+    async def infotexts(self, job: JobRecord) -> list[str]:
+        """The A1111 ``parameters`` text of each image ("" where a file cannot be read)."""
+
+        def read_all() -> list[str]:
+            texts = []
+            for image in job.images:
+                try:
+                    texts.append(read_infotext_file(self.images.path_for(image.sha256)))
+                except (OSError, ValueError):
+                    texts.append("")
+            return texts
+
+        return await asyncio.to_thread(read_all)
+
+    async def image_file(self, origin: Origin, sha256: str) -> Path:
+        """A stored image the caller may see: one of their visible jobs made it or started
+        from it. Anything else is :class:`NotFound`, like an image that does not exist."""
+        path = self.images.path_for(sha256)
+        missing = NotFound(f"No stored image {sha256}.")
+        if origin.sees is not Visibility.ALL:
+            viewer = await self.viewer(origin)
+            owners = await self.store.image_owners(sha256)
+            if not any(
+                (viewer.user_id is not None and user == viewer.user_id)
+                or (viewer.sees is Visibility.SCOPE and scope == viewer.scope_id)
+                for user, scope in owners
+            ):
+                raise missing
+        if not await asyncio.to_thread(path.is_file):
+            raise missing
+        return path
+
+    # ------------------------------------------------------------------ delivery
+
+    async def delivered(self, job: JobRecord) -> None:
+        """Record that a front end that hands results out itself (the CLI, the A1111 API's
+        synchronous calls) has handed ``job``'s out."""
+        await self.store.mark_delivered(job.id)
+
+    async def scope_settings_of(self, job: JobRecord) -> ScopeSettings:
+        """The settings of the scope a job was asked from (e.g. its channel's NSFW policy)."""
+        scope = await self.store.get_scope(job.scope_id)
+        return ScopeSettings.from_dict(scope.settings if scope else None)
 
     # ------------------------------------------------------------------ internals
-
-    def _require_admin(self, origin: Origin) -> None:
-        if not origin.is_admin:
-            raise PermissionDenied("Only an admin of this server can do that.")
 
     async def _latest_upscaler(self) -> ModelRecord | None:
         """The most recently registered ESRGAN-family upscaler, if any."""
         upscalers = [m for m in await self.store.list_models() if m.kind == "upscaler"]
         return max(upscalers, key=lambda m: m.created_at, default=None)
-
-    async def _model_names(self) -> str:
-        models = await self.store.list_models()
-        return ", ".join(m.name for m in models if m.kind != "upscaler") or "none"
 
     async def _choose_model(self, requested: str | None, settings: ScopeSettings) -> ModelRecord:
         name = requested or settings.default_model
@@ -363,101 +420,3 @@ class Service:
             allowed = ", ".join(settings.allowed_models)
             raise InvalidRequest(f"Model {shown(name)} is not allowed here. Allowed: {allowed}.")
         return model
-
-    def _parent_image(self, parent: JobRecord, index: int) -> ImageRecord:
-        if parent.status != "succeeded" or not parent.images:
-            raise InvalidRequest(
-                f"Job {parent.id} has no images yet ({parent.status}); wait until it finishes."
-            )
-        if not 0 <= index < len(parent.images):
-            raise InvalidRequest(
-                f"Job {parent.id} has {len(parent.images)} image(s); choose 1-{len(parent.images)}."
-            )
-        return parent.images[index]
-
-    async def _child(
-        self,
-        origin: Origin,
-        caller: Caller,
-        parent: JobRecord,
-        spec: GenerationSpec,
-        action: Action,
-        index: int | None,
-    ) -> Accepted:
-        model = await self.store.get_model(spec.model)
-        if model is None:
-            raise InvalidRequest(
-                f"Job {parent.id} used model {spec.model!r}, which is no longer registered."
-            )
-        return await self._admit(
-            origin,
-            caller.user,
-            caller.scope,
-            spec,
-            action,
-            model,
-            parent_id=parent.id,
-            parent_index=index,
-        )
-
-    async def _admit(
-        self,
-        origin: Origin,
-        user: UserRecord,
-        scope: ScopeRecord,
-        spec: GenerationSpec,
-        action: Action,
-        model: ModelRecord,
-        *,
-        parent_id: str | None = None,
-        parent_index: int | None = None,
-    ) -> Accepted:
-        if not self.accepting:
-            raise Rejected("Easel is shutting down; try again in a minute.")
-        settings = ScopeSettings.from_dict(scope.settings)
-        self._policy.check_prompt(spec.prompt, settings)
-        lock = self._user_locks.setdefault(user.id, asyncio.Lock())
-        async with lock:
-            await self._check_limits(user, settings)  # on success, a queue slot is reserved
-            try:
-                job = await self.store.add_job(
-                    NewJob(
-                        spec=spec,
-                        action=action,
-                        model_revision=model.revision,
-                        parent_id=parent_id,
-                        parent_index=parent_index,
-                        user_id=user.id,
-                        scope_id=scope.id,
-                        platform=origin.platform,
-                        reply_target=dict(origin.reply_target),
-                    )
-                )
-                await self.queue.put(job)
-            finally:
-                self._admitting -= 1
-        position = self.queue.position(job.id) or 0
-        eta = self.queue.eta(job.id) or 0.0
-        self.bus.publish(JobQueued(job, position, eta))
-        return Accepted(job, position, eta)
-
-    async def _check_limits(self, user: UserRecord, settings: ScopeSettings) -> None:
-        """Refuse over a limit; else reserve a queue slot (the caller releases it).
-
-        Nothing awaits between the queue check and the reservation, so admissions of different
-        users running concurrently cannot together overshoot ``max_queue``.
-        """
-        limits = settings.limits(self.config.limits)
-        if limits.daily_quota:
-            now = self.clock.now()
-            used = await self.store.count_jobs_since(user.id, self._policy.day_start(now))
-            self._policy.check_quota(used, limits.daily_quota, now)
-        self._policy.check_queue(
-            queued_total=len(self.queue) + self._admitting,
-            queued_for_user=self.queue.user_count(str(user.id)),
-            limits=limits,
-        )
-        key = (limits.rate_per_minute, limits.burst)
-        limiter = self._rate_limiters.setdefault(key, RateLimiter(*key))
-        self._policy.check_rate(limiter, str(user.id), self.clock.monotonic())
-        self._admitting += 1

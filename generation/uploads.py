@@ -11,28 +11,11 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from bot.config import Config
 from generation.errors import ImageRejected
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "GIF", "BMP"})
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096
-
-
-def upload_limit(config: Config, platform: str) -> int:
-    """The upload cap of the front end a request came from, in bytes.
-
-    Discord and the web (page, ``/api`` and ``/sdapi``) have their own ``max_upload_mb``; Telegram
-    has none (the Bot API's own download limit applies) and uses the default; the CLI reads a file
-    the machine's owner chose, so any configured cap is acceptable there.
-    """
-    if platform == "discord":
-        return config.discord.max_upload_bytes
-    if platform in ("web", "api"):
-        return config.web.max_upload_bytes
-    if platform == "cli":
-        return max(DEFAULT_MAX_BYTES, config.discord.max_upload_bytes, config.web.max_upload_bytes)
-    return DEFAULT_MAX_BYTES
 
 
 def check_upload_size(size: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
@@ -85,3 +68,11 @@ def reencode_png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def clean_upload(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """:func:`load_upload` then :func:`reencode_png`: the PNG Easel stores for an upload.
+
+    Decoding a large upload takes seconds: call it in a thread, never on the event loop.
+    """
+    return reencode_png(load_upload(data, max_bytes=max_bytes))

@@ -27,7 +27,7 @@ from PIL import Image
 
 from generation.errors import EaselError, JobInterrupted, OutOfMemory
 from generation.events import EventBus, JobFinished, JobProgress, JobStarted
-from generation.metadata import build_infotext, encode_png
+from generation.metadata import build_infotext, encode_png, short_hash
 from generation.queue import JobQueue
 from generation.render import Backend, ModelSource, RenderJob
 from generation.spec import Mode
@@ -56,13 +56,6 @@ def model_source(record: ModelRecord) -> ModelSource:
         revision=record.revision,
         config=record.config,
     )
-
-
-def short_hash(revision: str | None) -> str | None:
-    """A1111's "Model hash" is 10 hex characters; use it when our revision is a hex digest."""
-    if revision and len(revision) >= 10 and all(c in "0123456789abcdef" for c in revision[:10]):
-        return revision[:10]
-    return None
 
 
 class Worker:
@@ -152,9 +145,14 @@ class Worker:
         started = time.monotonic()
         jobs: list[JobRecord] = []
         for job_id in job_ids:
-            job = await self.store.mark_running(job_id)
-            if job is None:  # cancelled after it was taken
-                self.queue.finished(job_id, None)
+            try:
+                job = await self.store.mark_running(job_id)
+            except Exception as error:  # the store failed: the job must not hang in between
+                log.exception("worker: could not start job %s", job_id)
+                await self._fail_ids([job_id], f"could not start: {error}")
+                continue
+            if job is None:  # cancelled while it was being taken: it ends here
+                await self._taken_but_cancelled(job_id)
                 continue
             self.bus.publish(JobStarted(job))
             jobs.append(job)
@@ -210,8 +208,9 @@ class Worker:
                 continue
             try:
                 await self._succeed(job, encoded, seconds)
-            except Exception:
+            except Exception as error:  # e.g. the database is locked or gone
                 log.exception("worker: could not record job %s as succeeded", job.id)
+                await self._fail([job], f"could not record the result: {error}")
 
     async def _render_job(self, job: JobRecord, models: dict[str, ModelSource]) -> RenderJob:
         spec = job.spec
@@ -292,13 +291,24 @@ class Worker:
         return encoded
 
     # ------------------------------------------------------------------ outcomes
+    #
+    # Every job taken from the queue ends with exactly one JobFinished (succeeded, failed or
+    # cancelled) and leaves the queue's running set, whatever fails on the way; only a job the
+    # store cannot even mark failed stays "running" there, and the next start re-queues it.
+
+    async def _taken_but_cancelled(self, job_id: str) -> None:
+        """The job was cancelled between leaving the queue and starting: the cancel found it
+        neither queued (so it did not announce the end) nor running, so announce it here."""
+        try:
+            final = await self.store.get_job(job_id)
+        finally:
+            self.queue.finished(job_id, None)
+        if final is not None and final.is_terminal:
+            self.bus.publish(JobFinished(final))
 
     async def _succeed(self, job: JobRecord, encoded: list[EncodedImage], seconds: float) -> None:
         if self.queue.stop_requested(job.id):  # cancelled while its last steps ran
-            self.queue.finished(job.id, None)
-            final = await self.store.get_job(job.id)
-            if final is not None:
-                self.bus.publish(JobFinished(final))
+            await self._announce_final(job.id)
             return
         new_images = [
             NewImage(index, image.seed, image.sha256, image.width, image.height)
@@ -309,18 +319,41 @@ class Worker:
         self.bus.publish(JobFinished(record))
 
     async def _fail(self, jobs: list[JobRecord], reason: str) -> None:
-        for job in jobs:
-            record = await self.store.mark_failed(job.id, reason)
-            self.queue.finished(job.id, None)
+        await self._fail_ids([job.id for job in jobs], reason)
+
+    async def _fail_ids(self, job_ids: list[str], reason: str) -> None:
+        for job_id in job_ids:
+            try:
+                record = await self.store.mark_failed(job_id, reason)
+            except Exception:
+                log.exception(
+                    "worker: could not record job %s as failed (%s); the next start takes it "
+                    "up again",
+                    job_id,
+                    reason,
+                )
+                continue
+            finally:
+                self.queue.finished(job_id, None)
             self.bus.publish(JobFinished(record))
+
+    async def _announce_final(self, job_id: str) -> None:
+        """A cancelled job's final record (the cancel stored it) reaches the front ends."""
+        try:
+            final = await self.store.get_job(job_id)
+        finally:
+            self.queue.finished(job_id, None)
+        if final is not None:
+            self.bus.publish(JobFinished(final))
 
     async def _interrupted(self, jobs: list[JobRecord]) -> None:
         for job in jobs:
-            cancelled = self.queue.stop_requested(job.id)
+            if self.queue.stop_requested(job.id):
+                await self._announce_final(job.id)
+                continue
             self.queue.finished(job.id, None)
-            if cancelled:
-                final = await self.store.get_job(job.id)
-                if final is not None:
-                    self.bus.publish(JobFinished(final))
-            else:  # the engine is stopping: put it back for the next start
+            # The engine is stopping: put it back for the next start.
+            try:
                 await self.store.requeue(job.id)
+            except Exception:
+                log.exception("worker: could not re-queue job %s; the next start does", job.id)

@@ -122,12 +122,15 @@ class Database:
         self._write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
 
     async def close(self) -> None:
-        """Close every pooled connection. The object can be connected again afterwards."""
-        engine, self._engine = self._engine, None
-        self._write_engine = self._statement_engine = None
-        self._read_sessions = self._write_sessions = None
-        if engine is not None:
-            await engine.dispose()
+        """Close every pooled connection once this process's writes under way have ended (so
+        a new engine on the same file never meets a half-finished one). The object can be
+        connected again afterwards."""
+        async with self._write_lock:
+            engine, self._engine = self._engine, None
+            self._write_engine = self._statement_engine = None
+            self._read_sessions = self._write_sessions = None
+            if engine is not None:
+                await engine.dispose()
 
     async def __aenter__(self) -> Database:
         await self.connect()

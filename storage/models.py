@@ -126,6 +126,7 @@ class JobRow(Base):
         Index("ix_jobs_status_seq", "status", "seq"),
         Index("ix_jobs_parent", "parent_id"),
         Index("ix_jobs_delivery", "platform", "status", "delivered_at"),
+        Index("ix_jobs_init_image", "init_image"),
     )
 
     id: Mapped[str] = mapped_column(String(8), primary_key=True)

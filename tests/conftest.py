@@ -20,6 +20,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from bot.app import App
 from bot.config import Config, parse_config
 from bot.logsetup import RedactingFilter
+from generation.requests import Origin, Visibility
+
+# The machine's owner (as at the command line): an admin who sees every job.
+OWNER = Origin("cli", "local", "owner", is_admin=True, sees=Visibility.ALL)
 
 # The libraries ``setup_logging`` quiets to WARNING (bot/logsetup.py).
 QUIETED_LIBRARIES = ("httpx", "httpcore", "urllib3", "diffusers", "aiosqlite", "alembic")
@@ -33,19 +37,7 @@ class SecretSpotter(logging.Handler):
         super().__init__(logging.DEBUG)
         self.secrets = secrets
         self.leaks: list[str] = []
-        config = parse_config({})
-        self.addFilter(
-            RedactingFilter(
-                [
-                    config.discord.token_env,
-                    config.telegram.token_env,
-                    config.telegram.webhook_secret_env,
-                    config.web.api_auth_env,
-                    config.web.api_token_env,
-                    config.web.admin_token_env,
-                ]
-            )
-        )
+        self.addFilter(RedactingFilter(parse_config({}).secret_env_vars))
         self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -58,7 +50,7 @@ class SecretSpotter(logging.Handler):
 @pytest.fixture(scope="session", autouse=True)
 def _no_secret_in_any_log() -> Iterator[None]:
     """The whole suite runs with DEBUG logging; no test secret may reach a log line."""
-    from tests.adapters.fake_telegram import TOKEN as TELEGRAM_TOKEN
+    from tests.telegram.fake_telegram import TOKEN as TELEGRAM_TOKEN
 
     spotter = SecretSpotter(
         (
@@ -98,7 +90,7 @@ def _restore_logging() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def saved_demo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model written once per test session (copied into each test's data dir)."""
-    from generation.demo_model import save_demo_model
+    from generation.backend.demo_model import save_demo_model
 
     return save_demo_model(tmp_path_factory.mktemp("demo") / "demo")
 

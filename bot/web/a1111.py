@@ -1,9 +1,11 @@
 """AUTOMATIC1111-compatible generation endpoints under ``/sdapi/v1`` (A1111-API.md §4–§5).
 
 ``txt2img`` and ``img2img`` run a normal Easel job as the API client (platform "api", scope
-"api"), so they share the fair queue, limits and history with everyone else, then wait for it
-and answer A1111's ``{images, parameters, info}``. ``progress``, ``interrupt``, ``skip`` and
-``options`` follow A1111's shapes; read-only lists, png-info and extras are in ``a1111_info``.
+"api"; the credential is the same person as on ``/api``), so they share the fair queue, limits
+and history with everyone else, then wait for it and answer A1111's ``{images, parameters,
+info}``. ``progress``, ``interrupt``, ``skip`` and ``options`` follow A1111's shapes and see
+only the caller's own jobs (an admin's: every job); read-only lists, png-info and extras are in
+``a1111_info``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ import base64
 import contextlib
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.app import App
 from bot.web.a1111_models import (
     GenerationRequest,
     Img2ImgRequest,
@@ -30,13 +31,16 @@ from bot.web.a1111_models import (
     validate,
 )
 from bot.web.auth import principal
-from bot.web.common import api_origin, decode_image, infotexts, read_json, user_key, wait_for_job
+from bot.web.common import api_origin, decode_image, read_json, wait_for_job
 from bot.web.errors import A1111HTTPError, A1111Validation, JobFailed, JobTimeout
 from bot.web.keys import app_of, state_of
 from generation.errors import InvalidRequest
-from generation.requests import DrawRequest, Origin
-from generation.worker import short_hash
-from storage.records import JobRecord, ModelRecord
+from generation.metadata import short_hash
+from generation.requests import DrawRequest
+from storage.records import JobRecord
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 VERSION = "Easel"
 
@@ -188,14 +192,15 @@ async def run_sync(request: web.Request, req: GenerationRequest, draw: DrawReque
     """Submit as the API client, wait for the job, answer A1111's response."""
     app, state = app_of(request), state_of(request)
     origin = api_origin(principal(request))
-    accepted = await app.service.draw(origin, draw)
+    limit = app.config.web.max_upload_bytes
+    accepted = await app.service.draw(origin, draw, max_upload_bytes=limit)
     job_id = accepted.job.id
     # No await since the job was queued: nothing of it can have been missed.
-    subscription = app.bus.subscribe(job_id)
+    events = app.service.watch_job(accepted.job)
     timeout = app.config.web.sync_timeout_seconds
     try:
         job = await wait_for_job(
-            app, subscription, job_id, timeout=timeout, stopping=state.stopping
+            app, origin, events, job_id, timeout=timeout, stopping=state.stopping
         )
     except TimeoutError:
         raise JobTimeout(
@@ -203,21 +208,22 @@ async def run_sync(request: web.Request, req: GenerationRequest, draw: DrawReque
             f"carries on: GET /api/jobs/{job_id}."
         ) from None
     finally:
-        subscription.close()
+        events.close()
     if job.status == "failed":
         raise JobFailed(job.error or f"Job {job_id} failed.")
     images: list[str] = []
     if req.send_images is not False:
-        for image in job.images:
-            data = await asyncio.to_thread(app.images.read, image.sha256)
-            images.append(base64.b64encode(data).decode("ascii"))
-    texts = await infotexts(app, job)
+        pngs = await app.service.read_images(job)
+        images = await asyncio.to_thread(
+            lambda: [base64.b64encode(data).decode("ascii") for data in pngs]
+        )
+    texts = await app.service.infotexts(job)
     body = {
         "images": images,
         "parameters": echo_parameters(req, job),
         "info": json.dumps(build_info(job, req, texts), ensure_ascii=False),
     }
-    await app.store.mark_delivered(job_id)
+    await app.service.delivered(job)
     return web.json_response(body)
 
 
@@ -244,18 +250,13 @@ async def img2img(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- progress, interrupt
 
 
-async def _scope_user(request: web.Request) -> int | None:
-    """The caller's store user id, or None for an admin (who sees and stops every job)."""
-    who = principal(request)
-    return None if who.is_admin else await user_key(app_of(request), api_origin(who))
-
-
 async def progress(request: web.Request) -> web.Response:
     """§4.5, for the caller's own jobs (an admin's, so everyone's on loopback: every job)."""
-    app, state = app_of(request), state_of(request)
-    user_id = await _scope_user(request)
-    running = state.tracker.for_user(user_id)
-    queued = await app.store.count_queued(user_id)
+    app = app_of(request)
+    origin = api_origin(principal(request))
+    running = await app.service.running(origin)
+    queue = await app.service.queue_status(origin)
+    queued = queue.length if origin.is_admin else len(queue.your_jobs)
     job_count = queued + len(running)
     state_json: dict[str, Any] = {
         "skipped": False,
@@ -291,17 +292,15 @@ async def progress(request: web.Request) -> web.Response:
         skip_image = request.query.get("skip_current_image", "false").lower() in ("true", "1")
         if current.preview_png is not None and not skip_image:
             body["current_image"] = base64.b64encode(current.preview_png).decode("ascii")
-    elif queued:
-        waiting = await app.store.list_jobs(user_id=user_id, limit=50, statuses=["queued"])
-        etas = [eta for job in waiting if (eta := app.queue.eta(job.id)) is not None]
-        body["eta_relative"] = round(min(etas, default=0.0), 2)
+    elif queue.your_jobs:
+        body["eta_relative"] = round(min(eta for _, _, eta in queue.your_jobs), 2)
     return web.json_response(body)
 
 
 async def _stop_running(request: web.Request) -> None:
-    app, state = app_of(request), state_of(request)
+    app = app_of(request)
     origin = api_origin(principal(request))
-    for entry in state.tracker.for_user(await _scope_user(request)):
+    for entry in await app.service.running(origin):
         with contextlib.suppress(InvalidRequest):  # finished meanwhile
             await app.service.cancel(origin, entry.job.id)
 
@@ -321,19 +320,9 @@ async def skip(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- options
 
 
-async def current_model(app: App, origin: Origin) -> ModelRecord | None:
-    """What txt2img would use for this client: its scope's default, else the server's."""
-    settings = await app.service.scope_settings(origin)
-    if settings.default_model:
-        model = await app.store.get_model(settings.default_model)
-        if model is not None:
-            return model
-    return await app.store.default_model()
-
-
 async def get_options(request: web.Request) -> web.Response:
     app = app_of(request)
-    model = await current_model(app, api_origin(principal(request)))
+    model = await app.service.current_model(api_origin(principal(request)))
     return web.json_response(
         {
             "sd_model_checkpoint": model_title(model) if model else None,

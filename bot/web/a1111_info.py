@@ -20,12 +20,11 @@ import io
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from PIL import Image, PngImagePlugin
 
-from bot.app import App
 from bot.web.a1111_models import (
     A1111_SAMPLERS,
     A1111_SCHEDULERS,
@@ -42,6 +41,9 @@ from bot.web.keys import app_of, state_of
 from generation.errors import ImageRejected, InvalidRequest
 from generation.metadata import PARAMETERS_KEY, parse_infotext, read_png_text
 from generation.uploads import load_upload
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 _RESAMPLERS: dict[str, Image.Resampling | None] = {
     "None": None,

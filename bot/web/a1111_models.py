@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.web.errors import A1111Validation
 from generation.errors import InvalidRequest
+from generation.metadata import short_hash
 from generation.samplers import SAMPLERS
-from generation.worker import short_hash
 from storage.records import ModelRecord
 
 # ---------------------------------------------------------------------- request models

@@ -1,7 +1,8 @@
 """Easel's own JSON API under ``/api``: jobs, actions, images, models and admin settings.
 
 Every request is made as the web origin (platform "web", scope "web", the credential's user or
-"local"), so it goes through the same admission, limits and fair queue as the bots. Errors are
+"local"), so it goes through the same admission, limits and fair queue as the bots, and sees
+only the caller's own jobs (an admin: every job; see ``bot.web.common``). Errors are
 ``{"error": "<message>", "type": "<ErrorClass>"}`` (see ``bot.web.errors``). The live events
 stream (``GET /api/events``) is in ``bot.web.events``.
 """
@@ -13,20 +14,21 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.grammar import parse_draw
+from bot.grammar import merge_fields, parse_draw
 from bot.web.auth import principal
 from bot.web.common import decode_image, int_param, job_json, read_json, web_origin
 from bot.web.keys import app_of
-from generation.errors import InvalidRequest, NotFound
+from generation.actions import JobAction
+from generation.errors import InvalidRequest
 from generation.policy import ScopeSettings
-from generation.requests import DrawRequest, Origin
+from generation.requests import DrawRequest, Origin, Visibility
 from generation.samplers import SAMPLERS, resolve_sampler
 from generation.service import Accepted
 from generation.sizing import format_aspect, parse_aspect
 from storage.records import ModelRecord
 
 _IMAGE_NAME = re.compile(r"^([0-9a-fA-F]{64})\.png$")
-ACTIONS = ("reroll", "rerun", "upscale", "vary", "cancel")
+ACTIONS = (*(action.value for action in JobAction), "cancel")
 
 
 # ---------------------------------------------------------------------- body fields
@@ -82,7 +84,8 @@ def opt_words(body: dict[str, Any], name: str) -> list[str]:
 
 
 def draw_request(body: dict[str, Any], max_upload: int) -> DrawRequest:
-    """The page's form: ``prompt`` in the /draw grammar; its inline options beat the fields."""
+    """The page's form: ``prompt`` in the /draw grammar, the other fields as fields; an option
+    given both ways follows :func:`bot.grammar.merge_fields` (the prompt's wins)."""
     prompt = _present(body, "prompt")
     if not isinstance(prompt, str):
         raise InvalidRequest("prompt must be a string: what to draw, e.g. a castle at dusk.")
@@ -95,8 +98,8 @@ def draw_request(body: dict[str, Any], max_upload: int) -> DrawRequest:
     if sampler is not None:
         sampler = resolve_sampler(sampler)
     init = opt_str(body, "init_image")
-    form = DrawRequest(
-        prompt=inline.prompt,
+    fields = DrawRequest(
+        prompt="",
         negative_prompt=opt_str(body, "negative_prompt") or "",
         seed=None if seed == -1 else seed,
         steps=opt_int(body, "steps"),
@@ -110,30 +113,7 @@ def draw_request(body: dict[str, Any], max_upload: int) -> DrawRequest:
         strength=opt_float(body, "strength"),
         init_image=decode_image(init, max_upload, field="init_image") if init else None,
     )
-    width, height, aspect = form.width, form.height, form.aspect
-    if inline.aspect is not None:  # --ar typed in the prompt replaces the form's size
-        width = height = None
-    if inline.width is not None or inline.height is not None:
-        aspect = None
-
-    def pick(mine: Any, theirs: Any) -> Any:
-        return theirs if mine is None else mine
-
-    return DrawRequest(
-        prompt=inline.prompt,
-        negative_prompt=inline.negative_prompt or form.negative_prompt,
-        seed=pick(inline.seed, form.seed),
-        steps=pick(inline.steps, form.steps),
-        cfg=pick(inline.cfg, form.cfg),
-        width=pick(inline.width, width),
-        height=pick(inline.height, height),
-        aspect=pick(inline.aspect, aspect),
-        sampler=pick(inline.sampler, form.sampler),
-        model=pick(inline.model, form.model),
-        count=pick(inline.count, form.count),
-        strength=pick(inline.strength, form.strength),
-        init_image=form.init_image,
-    )
+    return merge_fields(inline, fields)
 
 
 # ---------------------------------------------------------------------- jobs
@@ -152,8 +132,9 @@ async def _accepted(request: web.Request, accepted: Accepted) -> web.Response:
 async def submit_job(request: web.Request) -> web.Response:
     app = app_of(request)
     body = _object(await read_json(request))
-    draw = draw_request(body, app.config.web.max_upload_bytes)
-    accepted = await app.service.draw(web_origin(principal(request)), draw)
+    limit = app.config.web.max_upload_bytes
+    draw = draw_request(body, limit)
+    accepted = await app.service.draw(web_origin(principal(request)), draw, max_upload_bytes=limit)
     return await _accepted(request, accepted)
 
 
@@ -162,9 +143,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = int_param(request, "limit", 20, 1, 200)
     offset = int_param(request, "offset", 0, 0, 10_000_000)
     query = request.query.get("q") or None
-    who = principal(request)
-    # The page is the local user's: an admin (everyone on loopback) sees every job.
-    origin = None if who.is_admin else web_origin(who)
+    # An admin (everyone on loopback: it is their machine) sees every job; others their own.
+    origin = web_origin(principal(request))
     jobs = await app.service.history(origin, limit=limit, offset=offset, query=query)
     data = [await job_json(app, job) for job in jobs]
     return web.json_response({"jobs": data, "limit": limit, "offset": offset})
@@ -172,7 +152,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     app = app_of(request)
-    job = await app.service.get_job(request.match_info["id"])
+    job = await app.service.job_for(web_origin(principal(request)), request.match_info["id"])
     return web.json_response(await job_json(app, job))
 
 
@@ -183,22 +163,15 @@ async def job_action(request: web.Request) -> web.Response:
     if action not in ACTIONS:
         raise InvalidRequest(f"action must be one of {', '.join(ACTIONS)}, not {action!r}.")
     index = opt_int(body, "index")
-    index = 0 if index is None else index
-    strength = opt_str(body, "strength") or "subtle"
+    strength = opt_str(body, "strength")
     job_id = request.match_info["id"]
     origin = web_origin(principal(request))
-    service = app.service
     if action == "cancel":
-        job = await service.cancel(origin, job_id)
+        job = await app.service.cancel(origin, job_id)
         return web.json_response({"job": await job_json(app, job)})
-    if action == "reroll":
-        accepted = await service.reroll(origin, job_id)
-    elif action == "rerun":
-        accepted = await service.rerun(origin, job_id)
-    elif action == "upscale":
-        accepted = await service.upscale(origin, job_id, index)
-    else:
-        accepted = await service.vary(origin, job_id, index, strength)
+    accepted = await app.service.act(
+        origin, action, job_id, index=0 if index is None else index, strength=strength
+    )
     return await _accepted(request, accepted)
 
 
@@ -208,9 +181,8 @@ async def get_image(request: web.Request) -> web.StreamResponse:
     if match is None:
         raise InvalidRequest("Images are named <sha256>.png (64 hexadecimal characters).")
     sha = match.group(1).lower()
-    path = app.images.path_for(sha)
-    if not path.is_file():
-        raise NotFound(f"No stored image {sha}.")
+    # Only an image of a job the caller may see (else 404, like a missing one).
+    path = await app.service.image_file(web_origin(principal(request)), sha)
     headers = {
         "Content-Type": "image/png",
         "Content-Disposition": f'inline; filename="easel-{sha[:10]}.png"',
@@ -252,7 +224,13 @@ def _admin_origin(request: web.Request) -> Origin:
         raise InvalidRequest("scope must be web (the page and /api) or api (/sdapi clients).")
     who = principal(request)
     return Origin(
-        platform=scope, scope_id=scope, user_id=who.name, user_name=who.name, is_admin=who.is_admin
+        platform=scope,
+        scope_id=scope,
+        user_id=who.name,
+        user_name=who.name,
+        is_admin=who.is_admin,
+        sees=Visibility.ALL if who.is_admin else Visibility.OWN,
+        user_platform="web",
     )
 
 

@@ -1,4 +1,10 @@
-"""Shared by both APIs: request bodies, uploaded images, origins, job JSON, waiting for jobs."""
+"""Shared by both APIs: request bodies, uploaded images, origins, job JSON, waiting for jobs.
+
+Who sees what (both APIs, and the page through ``/api``): a credential is one person on both
+``/api`` and ``/sdapi`` (the A1111 API names the web's users) and sees only its own jobs; an
+admin (the admin token, or anyone when the server listens on loopback only) sees every job.
+To anyone else a job is 404, exactly like one that does not exist.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,24 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.app import App
-from bot.views import job_to_dict
+from bot.describe import job_to_dict
 from bot.web.auth import LOCAL_USER, Principal
 from bot.web.errors import BadJSON, Stopping, UploadTooLarge
 from generation.errors import ImageRejected, InvalidRequest
-from generation.events import JobFinished, Subscription
-from generation.metadata import PARAMETERS_KEY, read_png_text
-from generation.requests import Origin
+from generation.events import JobFinished
+from generation.requests import Origin, Visibility
+from generation.visibility import EventWatch
 from storage.records import JobRecord
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 _WHITESPACE = re.compile(r"\s+")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_PNG_HEAD_BYTES = 64 * 1024  # text chunks precede the pixels in every PNG Easel writes
 
 
 def _reject_constant(name: str) -> Any:
@@ -110,26 +117,35 @@ def decode_image(value: str, max_bytes: int, *, field: str = "image") -> bytes:
 # ---------------------------------------------------------------------- origins
 
 
+def _sees(who: Principal) -> Visibility:
+    return Visibility.ALL if who.is_admin else Visibility.OWN
+
+
 def web_origin(who: Principal) -> Origin:
     """The web page and Easel's JSON API: one scope, "web"; each credential is a user."""
     name = who.name if who.authenticated else LOCAL_USER
     return Origin(
-        platform="web", scope_id="web", user_id=name, user_name=name, is_admin=who.is_admin
+        platform="web",
+        scope_id="web",
+        user_id=name,
+        user_name=name,
+        is_admin=who.is_admin,
+        sees=_sees(who),
     )
 
 
 def api_origin(who: Principal) -> Origin:
-    """A1111 API clients: one scope, "api"; each credential is a user."""
+    """A1111 API clients: one scope, "api" (its own settings); the same users as the web."""
     name = who.name if who.authenticated else LOCAL_USER
     return Origin(
-        platform="api", scope_id="api", user_id=name, user_name=name, is_admin=who.is_admin
+        platform="api",
+        scope_id="api",
+        user_id=name,
+        user_name=name,
+        is_admin=who.is_admin,
+        sees=_sees(who),
+        user_platform="web",
     )
-
-
-async def user_key(app: App, origin: Origin) -> int:
-    """The store's id for the origin's user (jobs carry it as ``user_id``)."""
-    user = await app.store.get_or_create_user(origin.platform, origin.user_id, origin.user_name)
-    return user.id
 
 
 # ---------------------------------------------------------------------- jobs as JSON
@@ -139,43 +155,17 @@ def image_url(sha256: str) -> str:
     return f"/api/images/{sha256}.png"
 
 
-def read_infotext(app: App, sha256: str) -> str:
-    """The ``parameters`` text of a stored image (blocking: call it in a thread)."""
-    path = app.images.path_for(sha256)
-    with path.open("rb") as handle:
-        head = handle.read(_PNG_HEAD_BYTES)
-        texts = read_png_text(head)
-        if PARAMETERS_KEY not in texts:
-            texts = read_png_text(head + handle.read())
-    return texts.get(PARAMETERS_KEY, "")
-
-
-async def infotexts(app: App, job: JobRecord) -> list[str]:
-    def read_all() -> list[str]:
-        out = []
-        for image in job.images:
-            try:
-                out.append(read_infotext(app, image.sha256))
-            except (OSError, ImageRejected):
-                out.append("")
-        return out
-
-    return await asyncio.to_thread(read_all)
-
-
 async def job_json(app: App, job: JobRecord) -> dict[str, Any]:
-    """``bot.views.job_to_dict`` with image URLs, queue position/ETA and infotexts."""
-    data = job_to_dict(job, app.images)
-    data["images"] = [image_url(image.sha256) for image in job.images]
+    """``bot.describe.job_to_dict`` with image URLs, queue position/ETA and infotexts."""
+    data = job_to_dict(job, image_url)
     data["init_image_url"] = image_url(job.init_image) if job.init_image else None
     if job.status == "queued":
-        position = app.queue.position(job.id)
-        eta = app.queue.eta(job.id)
-        if position is not None:
-            data["position"] = position
-            data["eta_seconds"] = round(eta or 0.0, 1)
+        place = app.service.place_in_queue(job)
+        if place is not None:
+            data["position"] = place[0]
+            data["eta_seconds"] = round(place[1], 1)
     if job.status == "succeeded":
-        data["infotexts"] = await infotexts(app, job)
+        data["infotexts"] = await app.service.infotexts(job)
     return data
 
 
@@ -184,16 +174,17 @@ async def job_json(app: App, job: JobRecord) -> dict[str, Any]:
 
 async def wait_for_job(
     app: App,
-    subscription: Subscription,
+    origin: Origin,
+    events: EventWatch,
     job_id: str,
     *,
     timeout: float,
     stopping: asyncio.Event,
     poll_seconds: float = 5.0,
 ) -> JobRecord:
-    """The job's final record, from ``subscription`` (opened before the job was submitted).
+    """The job's final record, from ``events`` (opened before anything could be missed).
 
-    Checks the store every ``poll_seconds`` too, so a missed event cannot hang the caller.
+    Asks the Service every ``poll_seconds`` too, so a missed event cannot hang the caller.
     Raises TimeoutError after ``timeout`` and :class:`Stopping` when the server stops first.
     """
     loop = asyncio.get_running_loop()
@@ -204,7 +195,7 @@ async def wait_for_job(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError
-            get_task = asyncio.ensure_future(subscription.get())
+            get_task = asyncio.ensure_future(events.get())
             done, _ = await asyncio.wait(
                 {get_task, stop_task},
                 timeout=min(poll_seconds, remaining),
@@ -221,8 +212,8 @@ async def wait_for_job(
                 if isinstance(event, JobFinished) and event.job.id == job_id:
                     return event.job
                 continue
-            record = await app.store.get_job(job_id)
-            if record is not None and record.is_terminal:
+            record = await app.service.job_for(origin, job_id)
+            if record.is_terminal:
                 return record
     finally:
         stop_task.cancel()

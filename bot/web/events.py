@@ -6,8 +6,9 @@
     event: finished  data: {"job": {...}}
 
 With ``job`` the stream opens with that job's current state (so nothing is missed between
-submitting and connecting) and ends after its ``finished`` event; without it the stream follows
-every job (an admin's, which everyone is on loopback) or the caller's own jobs. A comment line is
+submitting and connecting) and ends after its ``finished`` event; a job the caller may not see
+is 404, like one that does not exist. Without it the stream follows every job the caller may
+see: an admin's (everyone's on loopback) every job, anyone else's their own. A comment line is
 sent every ``HEARTBEAT_SECONDS``; the stream ends when the client goes or the server stops.
 """
 
@@ -16,16 +17,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.app import App
 from bot.web.auth import principal
-from bot.web.common import job_json, user_key, web_origin
+from bot.web.common import job_json, web_origin
 from bot.web.keys import app_of, state_of
 from generation.events import JobEvent, JobFinished, JobProgress, JobQueued, JobStarted
+from generation.visibility import EventWatch
 from storage.records import JobRecord
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 HEARTBEAT_SECONDS = 15.0
 
@@ -58,45 +62,27 @@ async def event_payload(app: App, event: JobEvent) -> tuple[str, dict[str, Any]]
     return "finished", {"job": job}
 
 
-async def snapshot(app: App, job: JobRecord) -> JobEvent:
+def snapshot(app: App, job: JobRecord) -> JobEvent:
     """The job's current state as the event that led to it."""
     if job.is_terminal:
         return JobFinished(job)
     if job.status == "running":
         return JobStarted(job)
-    return JobQueued(job, app.queue.position(job.id) or 0, app.queue.eta(job.id) or 0.0)
-
-
-class _Owner:
-    """Decides whether an event belongs to one store user (None: every event passes)."""
-
-    def __init__(self, app: App, user_id: int | None) -> None:
-        self.app = app
-        self.user_id = user_id
-        self.known: dict[str, bool] = {}
-
-    async def allows(self, event: JobEvent) -> bool:
-        if self.user_id is None:
-            return True
-        if isinstance(event, JobProgress):
-            if event.job_id not in self.known:
-                job = await self.app.store.get_job(event.job_id)
-                self.known[event.job_id] = job is not None and job.user_id == self.user_id
-            return self.known[event.job_id]
-        mine = event.job.user_id == self.user_id
-        self.known[event.job.id] = mine
-        return mine
+    position, eta = app.service.place_in_queue(job) or (0, 0.0)
+    return JobQueued(job, position, eta)
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
     app = app_of(request)
     stopping = state_of(request).stopping
-    who = principal(request)
+    origin = web_origin(principal(request))
     job: JobRecord | None = None
+    events: EventWatch
     if request.query.get("job"):
-        job = await app.service.get_job(request.query["job"])  # 404 before the stream starts
-    owner = _Owner(app, None if who.is_admin or job else await user_key(app, web_origin(who)))
-    subscription = app.bus.subscribe(job.id if job else None, max_progress=1024)
+        job = await app.service.job_for(origin, request.query["job"])  # 404 before the stream
+        events = app.service.watch_job(job, max_progress=1024)
+    else:
+        events = await app.service.watch(origin, max_progress=1024)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -108,13 +94,11 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         pending: list[JobEvent] = []
-        if job is not None:
-            current = await app.store.get_job(job.id)
-            if current is not None:
-                pending.append(await snapshot(app, current))
+        if job is not None:  # its state now: anything before the watch began is in it
+            pending.append(snapshot(app, await app.service.job_for(origin, job.id)))
         while not stopping.is_set():
             if not pending:
-                get_task = asyncio.ensure_future(subscription.get())
+                get_task = asyncio.ensure_future(events.get())
                 done, _ = await asyncio.wait(
                     {get_task, stop_task},
                     timeout=HEARTBEAT_SECONDS,
@@ -127,8 +111,6 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                     continue
                 pending.append(get_task.result())
             event = pending.pop(0)
-            if not await owner.allows(event):
-                continue
             name, data = await event_payload(app, event)
             text = f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
             await response.write(text.encode("utf-8"))
@@ -138,7 +120,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         pass  # the client went away
     finally:
         stop_task.cancel()
-        subscription.close()
+        events.close()
     return response
 
 

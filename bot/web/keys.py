@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from bot.app import App
 from bot.web.auth import AuthPolicy
-from bot.web.progress import ProgressTracker
 
-APP_KEY = web.AppKey("easel_app", App)
+if TYPE_CHECKING:
+    from bot.app import App
+
+APP_KEY: web.AppKey[App] = web.AppKey("easel_app")
 
 
 @dataclass
@@ -19,7 +21,6 @@ class WebState:
     """Per-server state the handlers share."""
 
     policy: AuthPolicy
-    tracker: ProgressTracker
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     upscale_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -16,19 +16,21 @@ import asyncio
 import importlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.app import App
 from bot.web import a1111, a1111_info, api, events
 from bot.web.auth import AuthPolicy, auth_middleware, is_loopback
 from bot.web.errors import a1111_error_response, api_error_response, http_error_response
 from bot.web.keys import APP_KEY, STATE_KEY, WebState
-from bot.web.progress import ProgressTracker
-from generation.errors import EaselError
+from generation.errors import ConfigError, EaselError
 from generation.events import JobEvent
 from storage.records import JobRecord
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def create_web_app(app: App, *, bind_host: str | None = None) -> web.Application
         client_max_size=max_body, middlewares=[error_middleware, auth_middleware(policy)]
     )
     web_app[APP_KEY] = app
-    state = WebState(policy=policy, tracker=ProgressTracker(app.bus))
+    state = WebState(policy=policy)
     web_app[STATE_KEY] = state
     a1111.setup_routes(web_app)
     a1111_info.setup_routes(web_app)
@@ -115,7 +117,6 @@ def create_web_app(app: App, *, bind_host: str | None = None) -> web.Application
     front_end = PulledResults()
 
     async def on_startup(_: web.Application) -> None:
-        state.tracker.start()
         app.delivery.register(front_end)
 
     async def on_shutdown(_: web.Application) -> None:
@@ -123,7 +124,6 @@ def create_web_app(app: App, *, bind_host: str | None = None) -> web.Application
 
     async def on_cleanup(_: web.Application) -> None:
         app.delivery.unregister(front_end.platform)
-        await state.tracker.stop()
 
     web_app.on_startup.append(on_startup)
     web_app.on_shutdown.append(on_shutdown)
@@ -173,8 +173,6 @@ async def start_web(app: App, *, host: str | None = None, port: int | None = Non
         await site.start()
     except OSError as error:
         await runner.cleanup()
-        from generation.errors import ConfigError
-
         raise ConfigError(
             f"Cannot listen on {bind_host}:{bind_port} ({error.strerror or error}); is another "
             "server using that port? Change web.port in the config."

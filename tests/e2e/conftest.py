@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from generation.backend import DiffusersBackend
+from generation.backend.demo_model import ensure_demo_model
 from generation.demo_info import DEMO_SOURCE
-from generation.demo_model import ensure_demo_model
 from generation.model_sources import inspect_source
 from generation.render import ModelSource
 

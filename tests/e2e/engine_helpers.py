@@ -10,12 +10,21 @@ from PIL import Image
 
 from bot.app import App
 from generation.events import JobFinished
-from generation.requests import DrawRequest, Origin
+from generation.requests import DrawRequest, Origin, Visibility
 from storage.records import JobRecord
 
 
 def origin(user: str = "alice", scope: str = "local", *, admin: bool = False) -> Origin:
-    return Origin(platform="cli", scope_id=scope, user_id=user, user_name=user, is_admin=admin)
+    """Someone in a shared scope (like a chat: they see its jobs); an admin sees every job,
+    like the machine's owner at the command line."""
+    return Origin(
+        platform="cli",
+        scope_id=scope,
+        user_id=user,
+        user_name=user,
+        is_admin=admin,
+        sees=Visibility.ALL if admin else Visibility.SCOPE,
+    )
 
 
 def small(prompt: str = "a castle at dusk", **fields: object) -> DrawRequest:

@@ -18,7 +18,7 @@ from generation.errors import (
     RateLimited,
     TooManyQueued,
 )
-from generation.requests import Origin
+from generation.requests import Origin, Visibility
 from tests.conftest import make_config
 from tests.e2e.engine_helpers import origin, small
 
@@ -208,7 +208,7 @@ async def test_allowed_models_restrict_a_scope(app: App) -> None:
 
 async def test_jobs_of_another_scope_cannot_be_touched(app: App) -> None:
     def chat(user: str, scope: str, admin: bool = False) -> Origin:
-        return Origin("chat", scope, user, is_admin=admin)
+        return Origin("chat", scope, user, is_admin=admin, sees=Visibility.SCOPE)
 
     theirs = (await app.service.draw(chat("alice", "server-a"), small())).job
     stranger = chat("mallory", "server-b", admin=True)  # an admin, but elsewhere

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
-from generation.demo_model import (
+from generation.backend.demo_model import (
     DEMO_DEFAULTS,
     save_demo_model,
 )
@@ -261,7 +261,7 @@ def test_progress_reports_every_step_with_previews(
 def test_previews_are_throttled_in_time(
     demo_backend: DiffusersBackend, demo_source: ModelSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import generation.backend as backend_module
+    import generation.backend.renderer as backend_module
 
     monkeypatch.setattr(backend_module, "PREVIEW_INTERVAL_S", 3600.0)
     seen: list[bytes | None] = []

@@ -19,11 +19,11 @@ from PIL import Image
 from bot.app import App
 from bot.config import parse_config
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
-from generation.demo_model import DEMO_DEFAULTS
+from generation.backend.demo_model import DEMO_DEFAULTS
+from generation.backend.fast_path import batch_bucket, fit_vae, pipeline_bytes, use_sdpa
+from generation.backend.previews import TinyDecoder
 from generation.errors import ConfigError, OutOfMemory
-from generation.fast_path import batch_bucket, fit_vae, pipeline_bytes, use_sdpa
 from generation.model_sources import inspect_source
-from generation.previews import TinyDecoder
 from generation.spec import GenerationSpec, Mode
 
 TOLERANCE = 1  # uint8 levels, as in test_backend.py

@@ -32,7 +32,7 @@ from bot.app import App
 from bot.grammar import parse_draw
 from generation.errors import EaselError, ImageRejected, Rejected
 from generation.requests import Origin
-from tests.conftest import AppFactory, WebFactory, make_config
+from tests.conftest import OWNER, AppFactory, WebFactory, make_config
 from tests.e2e.engine_helpers import small, wait_finished
 from tests.web.conftest import client_app
 
@@ -385,26 +385,30 @@ def padded_png(megabytes: float) -> bytes:
 
 
 async def test_the_upload_cap_follows_the_front_end_it_came_from(web_factory: WebFactory) -> None:
-    """web.max_upload_mb and discord.max_upload_mb above 10 MB are honoured (they used to be
-    cut back to a fixed 10 MB); Telegram, which has no setting, keeps 10 MB."""
+    """Each front end passes its own cap to the Service (web.max_upload_mb, discord.
+    max_upload_mb, 10 MB for Telegram) and the Service enforces the one it is given: a cap
+    above 10 MB is honoured, never cut back to a fixed 10 MB."""
     client = await web_factory(
         worker=False, generation=CPU, web={"max_upload_mb": 12}, discord={"max_upload_mb": 15}
     )
     app = client_app(client)
     eleven = padded_png(11)
-    for platform in ("web", "api", "discord"):
-        await app.service.draw(origin(platform), small(init_image=eleven))
-    with pytest.raises(ImageRejected) as telegram:
+    mb = 1024 * 1024
+    await app.service.draw(origin("discord"), small(init_image=eleven), max_upload_bytes=15 * mb)
+    with pytest.raises(ImageRejected) as default:  # what Telegram passes
         await app.service.draw(origin("telegram"), small(init_image=eleven))
-    assert "the limit is 10 MB" in readable(telegram.value)
-    with pytest.raises(ImageRejected) as web:
-        await app.service.draw(origin("web"), small(init_image=padded_png(13)))
-    assert "the limit is 12 MB" in readable(web.value)
+    assert "the limit is 10 MB" in readable(default.value)
     with pytest.raises(ImageRejected) as discord:
-        await app.service.draw(origin("discord"), small(init_image=padded_png(16)))
+        await app.service.draw(
+            origin("discord"), small(init_image=padded_png(16)), max_upload_bytes=15 * mb
+        )
     assert "the limit is 15 MB" in readable(discord.value)
-    assert len(app.queue) == 3
+    assert len(app.queue) == 1
 
+    # The web passes web.max_upload_mb: 11 MB in, 13 MB refused with the limit named.
+    too_big = base64.b64encode(padded_png(13)).decode()
+    response = await client.post("/api/jobs", json={"prompt": "x", "init_image": too_big})
+    assert response.status == 413 and "the limit is 12 MB" in await response.text()
     encoded = base64.b64encode(eleven).decode()
     response = await client.post("/api/jobs", json={"prompt": "x", "init_image": encoded})
     assert response.status == 202, await response.text()
@@ -419,7 +423,7 @@ async def test_the_upload_cap_follows_the_front_end_it_came_from(web_factory: We
         response = await client.post(path, json={"prompt": "x", field: value})
         assert response.status == 413, (path, await response.text())
         assert "larger than this server accepts" in json.dumps(await response.json())
-    assert len(app.queue) == 4 and await job_rows(app) == 4
+    assert len(app.queue) == 2 and await job_rows(app) == 2  # the 11 MB ones only
 
 
 # ---------------------------------------------------------------------- malformed HTTP bodies
@@ -556,7 +560,7 @@ async def test_text_that_is_not_valid_unicode_finds_nothing_instead_of_crashing(
     job = (await app.service.draw(Origin("cli", "local", "ann"), small())).job
     assert await app.store.get_job(job.id + "\ud800") is None
     with pytest.raises(Rejected, match="not valid text"):
-        await app.service.history(None, query="castle \ud800")
+        await app.service.history(OWNER, query="castle \ud800")
     with pytest.raises(EaselError, match="No job with id"):
         await app.service.cancel(Origin("cli", "local", "ann"), "\udcff" * 8)
-    assert [j.id for j in await app.service.history(None, query="castle")] == [job.id]
+    assert [j.id for j in await app.service.history(OWNER, query="castle")] == [job.id]

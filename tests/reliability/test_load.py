@@ -27,8 +27,8 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import App
+from bot.chat.texts import describe_error
 from bot.config import LimitsConfig
-from bot.discord_common import describe_error
 from bot.web.server import start_web
 from generation.errors import QuotaExceeded, RateLimited, Rejected, TooManyQueued
 from generation.policy import EffectiveLimits, ScopeSettings

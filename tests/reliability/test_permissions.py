@@ -25,9 +25,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.typedefs import Handler
 
 from bot.app import App
-from bot.discord_views import result_view
-from bot.telegram_admin import AdminCommands as TelegramAdmin
-from bot.telegram_bot import (
+from bot.discord.buttons import result_view
+from bot.telegram.admin import AdminCommands as TelegramAdmin
+from bot.telegram.application import (
     TelegramApplication,
     build_application,
     start_application,
@@ -36,15 +36,15 @@ from bot.telegram_bot import (
 from bot.web.auth import ADMIN_PREFIX, PROTECTED_PREFIXES
 from bot.web.server import create_web_app, start_web
 from generation.errors import ConfigError, NotFound, PermissionDenied
-from generation.requests import DrawRequest, Origin
+from generation.requests import DrawRequest, Origin, Visibility
 from generation.service import Service
-from tests.adapters.discord_harness import (  # noqa: F401  (fixtures)
+from tests.conftest import AppFactory, make_config
+from tests.discord.harness import (  # noqa: F401  (fixtures)
     job_id_in,
     shared_backend_fixture,
     world_factory_fixture,
 )
-from tests.adapters.fake_telegram import TOKEN, FakeTelegram
-from tests.conftest import AppFactory, make_config
+from tests.telegram.fake_telegram import TOKEN, FakeTelegram
 
 ROOT = Origin("cli", "local", "root", is_admin=True)
 
@@ -89,10 +89,11 @@ async def test_service_admin_use_cases_and_cancel_refuse_non_admins(
     assert admin_use_cases() == set(SERVICE_ADMIN_CALLS)
     app = await app_factory(worker=False)
     await app.service.add_model(ROOT, "sketch", "builtin:demo")
-    here = Origin("discord", "guild-1", "alice")
-    await app.service.update_scope_settings(
-        Origin("discord", "guild-1", "mod", is_admin=True), blocklist=["dogs"]
-    )
+    def member(guild: str, user: str, admin: bool = False) -> Origin:
+        return Origin("discord", guild, user, is_admin=admin, sees=Visibility.SCOPE)
+
+    here = member("guild-1", "alice")
+    await app.service.update_scope_settings(member("guild-1", "mod", True), blocklist=["dogs"])
     before = await snapshot(app, here)
     for name, call in SERVICE_ADMIN_CALLS.items():
         with pytest.raises(PermissionDenied, match="Only an admin of this server"):
@@ -101,13 +102,13 @@ async def test_service_admin_use_cases_and_cancel_refuse_non_admins(
 
     # Cancelling: only the requester (or an admin); another server's job does not exist.
     job = (await app.service.draw(here, DrawRequest("a kite"))).job
-    bob = Origin("discord", "guild-1", "bob")
+    bob = member("guild-1", "bob")
     with pytest.raises(PermissionDenied, match="belongs to someone else; only they can cancel"):
         await app.service.cancel(bob, job.id)
     with pytest.raises(NotFound, match="No job with id"):
-        await app.service.cancel(Origin("discord", "guild-2", "carol"), job.id)
-    assert (await app.service.get_job(job.id)).status == "queued" and job.id in app.queue
-    mod = Origin("discord", "guild-1", "mod", is_admin=True)
+        await app.service.cancel(member("guild-2", "carol", admin=True), job.id)
+    assert (await app.store.get_job(job.id)).status == "queued" and job.id in app.queue
+    mod = member("guild-1", "mod", admin=True)
     assert (await app.service.cancel(mod, job.id)).status == "cancelled"
     assert job.id not in app.queue
 
@@ -300,7 +301,7 @@ async def test_telegram_admin_commands_refuse_plain_members(telegram: TelegramEn
         command = text.split()[0]
         for chat, user in ((group, member), (lone_chat, lone)):
             reply = await telegram.ask(chat, user, text)
-            assert reply == f"⛔ Only this chat's admins can use {command}.", (text, reply)
+            assert reply == f"🚫 Only this chat's admins can use {command}.", (text, reply)
         assert await snapshot(app, here, there) == before, text
     for text in TELEGRAM_ADMIN_CALLS:  # an admin gets past the check with the same calls
         assert "Only this chat's admins" not in await telegram.ask(group, admin, text)
@@ -315,17 +316,17 @@ async def test_telegram_users_cannot_cancel_or_see_other_peoples_jobs(
     alice, bob = fake.user(next(_ids), "Alice"), fake.user(next(_ids), "Bob")
     fake.set_member(group["id"], bob["id"], "member")
     status = await telegram.ask(group, alice, "/draw a red boat")
-    found = re.search(r"[Jj]ob ([a-z0-9]{8})", status)
+    found = re.search(r"Drawing ([a-z0-9]{8})", status)
     assert found, status
     job_id = found.group(1)
 
     refused = await telegram.ask(group, bob, f"/cancel {job_id}")
-    assert refused == f"⛔ Job {job_id} belongs to someone else; only they can cancel it."
+    assert refused == f"🚫 Job {job_id} belongs to someone else; only they can cancel it."
     stranger_chat, stranger = fake.private_chat(next(_ids), "Eve")
     assert "No job" in await telegram.ask(stranger_chat, stranger, f"/cancel {job_id}")
     # /show from another chat: that job does not exist there (it used to be shown to anyone).
     assert "No job" in await telegram.ask(stranger_chat, stranger, f"/show {job_id}")
-    assert (await app.service.get_job(job_id)).status == "queued" and job_id in app.queue
+    assert (await app.store.get_job(job_id)).status == "queued" and job_id in app.queue
     assert "cancelled" in await telegram.ask(group, alice, f"/cancel {job_id}")
     # Telegram has no delete button: results carry reroll/upscale/vary/info/PNG buttons only.
 
@@ -492,10 +493,11 @@ async def test_web_users_cannot_cancel_someone_elses_job(public: Client) -> None
         status, body = await request(
             public, "POST", f"/api/jobs/{job_id}/actions", json=cancel, **who
         )
-        assert status == 403 and "only they can cancel it" in readable(body)
+        # Another credential's job does not exist for them: 404, like an unknown id.
+        assert status == 404 and "No job with id" in readable(body)
         # A1111's interrupt stops only the caller's own running job.
         assert (await request(public, "POST", "/sdapi/v1/interrupt", **who))[0] == 200
-    assert (await app.service.get_job(job_id)).status == "queued" and job_id in app.queue
+    assert (await app.store.get_job(job_id)).status == "queued" and job_id in app.queue
     status, body = await request(
         public, "POST", f"/api/jobs/{job_id}/actions", json=cancel, auth=ALICE
     )

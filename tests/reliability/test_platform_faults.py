@@ -38,24 +38,24 @@ import simcord.http.router as simcord_router
 from aiohttp import web
 
 from bot.app import App
-from bot.delivery import DeliveryDispatcher
-from bot.telegram_bot import (
+from bot.telegram.application import (
     TelegramApplication,
     build_application,
     easel_of,
     start_application,
     stop_application,
 )
+from generation.delivery import DeliveryDispatcher
 from storage.records import JobRecord
 from storage.repository import UNDELIVERABLE_PREFIX
-from tests.adapters.discord_harness import (  # noqa: F401  (fixtures)
+from tests.conftest import make_config
+from tests.discord.harness import (  # noqa: F401  (fixtures)
     World,
     job_id_in,
     shared_backend_fixture,
     world_factory_fixture,
 )
-from tests.adapters.fake_telegram import TOKEN, Call, FakeTelegram, _error
-from tests.conftest import make_config
+from tests.telegram.fake_telegram import TOKEN, Call, FakeTelegram, _error
 
 FULL = os.environ.get("EASEL_FULL_CAMPAIGN") == "1"
 JOBS_PER_FAULT = 10 if FULL else 1
@@ -139,7 +139,9 @@ def error_lines(caplog: pytest.LogCaptureFixture, job_id: str) -> list[str]:
     return [
         r.getMessage()
         for r in caplog.records
-        if r.levelno >= logging.ERROR and r.name == "bot.delivery" and job_id in r.getMessage()
+        if r.levelno >= logging.ERROR
+        and r.name == "generation.delivery"
+        and job_id in r.getMessage()
     ]
 
 
@@ -242,7 +244,7 @@ def discord_results(world: World, job_id: str) -> int:
 async def test_discord_faults_are_retried_recorded_or_redelivered(
     world_factory: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.delivery")
+    caplog.set_level(logging.WARNING, logger="generation.delivery")
     tallies: list[Tally] = []
     async with world_factory() as world:
         world.app.delivery.retry_delays = RETRY_DELAYS
@@ -298,7 +300,7 @@ async def test_discord_delivery_error_reason_is_recorded(
 ) -> None:
     """The jobs table keeps the reason and the count of a failed delivery; the ERROR line
     says the result is tried again at the next start."""
-    caplog.set_level(logging.WARNING, logger="bot.delivery")
+    caplog.set_level(logging.WARNING, logger="generation.delivery")
     async with world_factory() as world:
         world.app.delivery.retry_delays = (0.01,)
         for route in (FOLLOW_UP, CHANNEL):
@@ -444,7 +446,7 @@ async def telegram_draw(rig: TelegramRig, chat_id: int, prompt: str) -> str:
 
     reply = await fake.wait_call("sendMessage", chat_id, status)
     assert str(reply.params["text"]).startswith("⏳"), reply.params["text"]
-    match = re.search(r"[Jj]ob ([a-z0-9]+)", str(reply.params["text"]))
+    match = re.search(r"Drawing ([a-z0-9]{8})\b", str(reply.params["text"]))
     assert match, reply.params["text"]
     return match.group(1)
 
@@ -499,7 +501,7 @@ def telegram_faults(rig: TelegramRig) -> list[tuple[str, str, Callable[[int], No
 async def test_telegram_faults_are_retried_recorded_or_redelivered(
     rig: TelegramRig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="bot.delivery")
+    caplog.set_level(logging.WARNING, logger="generation.delivery")
     fake = rig.fake
     tallies: list[Tally] = []
     chat_of: dict[str, int] = {}
@@ -563,7 +565,7 @@ async def test_a_delivery_failing_max_attempts_times_is_given_up_for_good(
 ) -> None:
     """Transient failures are not retried forever: after ``max_attempts`` (counted over every
     start) the result is recorded undeliverable and the next start leaves it alone."""
-    caplog.set_level(logging.WARNING, logger="bot.delivery")
+    caplog.set_level(logging.WARNING, logger="generation.delivery")
     async with world_factory() as world:
         world.app.delivery.retry_delays = (0.01,) * 5
         world.app.delivery.max_attempts = 3

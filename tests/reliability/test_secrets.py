@@ -27,16 +27,16 @@ import simcord.http.router as simcord_router
 
 from bot.app import App
 from bot.logsetup import REDACTED, RedactingFilter, redact, secret_values
-from bot.telegram_bot import build_application, start_application, stop_application
-from tests.adapters.discord_harness import (  # noqa: F401  (fixtures)
+from bot.telegram.application import build_application, start_application, stop_application
+from tests.conftest import WebFactory, make_config
+from tests.discord.harness import (  # noqa: F401  (fixtures)
     job_id_in,
     shared_backend_fixture,
     world_factory_fixture,
 )
-from tests.adapters.fake_telegram import TOKEN as TELEGRAM_TOKEN
-from tests.adapters.fake_telegram import FakeTelegram
-from tests.conftest import WebFactory, make_config
 from tests.reliability.test_platform_faults import FaultyTelegram
+from tests.telegram.fake_telegram import TOKEN as TELEGRAM_TOKEN
+from tests.telegram.fake_telegram import FakeTelegram
 from tests.web.conftest import client_app
 
 SECRET_ENV = {

@@ -111,7 +111,7 @@ async def test_a_fault_in_progress_reporting_or_previews_does_not_fail_the_job(
         raise ValueError("preview projection failed")
 
     monkeypatch.setattr(app.bus, "publish_threadsafe", broken_publish)
-    monkeypatch.setattr("generation.backend.projection_png", broken_preview)
+    monkeypatch.setattr("generation.backend.renderer.projection_png", broken_preview)
     accepted = await app.service.draw(origin(), small("progress faults", steps=3))
     job = await wait_finished(app, accepted.job.id)
     assert faults["progress"] >= 1 and faults["preview"] >= 1  # both faults really happened

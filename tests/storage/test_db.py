@@ -48,7 +48,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0003"
+            assert version.scalar() == "0004"
     finally:
         await db.close()
 
@@ -85,6 +85,34 @@ async def test_upgrade_removes_interaction_tokens_older_versions_stored(db_path:
     with sqlite3.connect(db_path) as conn:  # move the WAL into the file: no old copy anywhere
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     assert b"aW50ZXJhY3Rpb24" not in db_path.read_bytes()
+
+
+async def test_upgrade_makes_one_person_of_a_credential_on_both_http_apis(db_path: Path) -> None:
+    """0004: ("api", name) users become ("web", name): their jobs move over, nothing is lost."""
+    async with Database(db_url(db_path)) as db:
+        store = Store(db)
+        web_alice = await store.get_or_create_user("web", "alice")
+        api_alice = await store.get_or_create_user("api", "alice")
+        api_bob = await store.get_or_create_user("api", "bob")  # never used the page
+        scope = await store.get_or_create_scope("api", "api")
+        template = await new_job(store)
+        jobs = {}
+        for user in (web_alice, api_alice, api_bob):
+            new = replace(template, user_id=user.id, scope_id=scope.id, platform="api")
+            jobs[user.id] = (await store.add_job(new)).id
+    with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0004
+        conn.execute("UPDATE alembic_version SET version_num = '0003'")
+    async with Database(db_url(db_path)) as db:
+        store = Store(db)
+        alice = await store.find_user("web", "alice")
+        bob = await store.find_user("web", "bob")
+        assert await store.find_user("api", "alice") is None
+        assert await store.find_user("api", "bob") is None
+        assert alice is not None and alice.id == web_alice.id
+        assert bob is not None and bob.id == api_bob.id  # renamed, not recreated
+        mine = {job.id for job in await store.list_jobs(user_id=alice.id)}
+        assert mine == {jobs[web_alice.id], jobs[api_alice.id]}
+        assert [job.id for job in await store.list_jobs(user_id=bob.id)] == [jobs[api_bob.id]]
 
 
 def test_migration_matches_models(tmp_path: Path) -> None:

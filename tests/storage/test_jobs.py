@@ -154,7 +154,7 @@ async def test_an_id_clash_draws_a_new_id_and_keeps_both_jobs(
     first = await store.add_job(base)
     fresh = "zzzz2222"
     offered = iter([first.id, first.id, fresh])
-    monkeypatch.setattr("storage.repository.new_job_id", lambda: next(offered))
+    monkeypatch.setattr("storage.jobs.new_job_id", lambda: next(offered))
     second = await store.add_job(base)
     assert second.id == fresh and second.seq == first.seq + 1
     stored = await store.get_job(fresh)

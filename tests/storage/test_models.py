@@ -85,7 +85,7 @@ async def test_update_revision(store: Store) -> None:
 async def test_registry_changes_from_another_process_are_seen_within_the_cache_time(
     store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("storage.repository.MODEL_CACHE_SECONDS", 0.2)
+    monkeypatch.setattr("storage.registry.MODEL_CACHE_SECONDS", 0.2)
     await store.add_model("demo", source="builtin:demo", kind="builtin")
     assert await store.get_model("other") is None  # the registry is now remembered
     async with Database(db_url(db_path)) as elsewhere:  # e.g. `easel models add` beside serve

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from generation.residents import Residents
+from generation.backend.residents import Residents
 
 
 def test_count_limit_evicts_least_recently_used() -> None:

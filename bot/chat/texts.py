@@ -1,0 +1,241 @@
+"""What Easel says in a chat, the same on Discord and Telegram (pure).
+
+Each function takes a :class:`Markup`: Discord writes job ids as ``code`` and headings in bold
+(Markdown), Telegram sends plain text. Everything else — the words, the order, the limits — is
+shared, so the two bots cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.describe import describe_params, describe_queue
+from bot.grammar import format_draw
+from generation.config import GenerationConfig, LimitsConfig
+from generation.errors import EaselError
+from generation.limits import format_retry
+from generation.policy import ScopeSettings
+from generation.requests import DrawRequest
+from generation.spec import Mode
+from storage.records import JobRecord
+
+
+@dataclass(frozen=True)
+class Markup:
+    code: Callable[[str], str]  # a job id, a word to type
+    bold: Callable[[str], str]  # a heading
+    time: Callable[[datetime], str]  # a moment
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+PLAIN = Markup(code=str, bold=str, time=_utc)
+MARKDOWN = Markup(
+    code=lambda text: f"`{text}`",
+    bold=lambda text: f"**{text}**",
+    time=lambda moment: f"<t:{int(moment.timestamp())}:f>",  # Discord shows it in local time
+)
+
+ACTION_WORDS = {
+    "draw": "Drawing",
+    "rerun": "Re-running",
+    "reroll": "Rerolling",
+    "upscale": "Upscaling",
+    "vary": "Varying",
+}
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+
+
+def _doing(job: JobRecord | str) -> str:
+    action = job if isinstance(job, str) else str(job.action)
+    return ACTION_WORDS.get(action, "Drawing")
+
+
+# ------------------------------------------------------------------ a job's status message
+
+
+def queued_text(job: JobRecord, position: int, eta_seconds: float, markup: Markup) -> str:
+    return f"⏳ {_doing(job)} {markup.code(job.id)}: {describe_queue(position, eta_seconds)}."
+
+
+def started_text(job_id: str, action: str, markup: Markup) -> str:
+    return f"🎨 {_doing(action)} {markup.code(job_id)}…"
+
+
+def progress_text(job_id: str, action: str, step: int, total: int, markup: Markup) -> str:
+    total = max(total, 1)
+    done = min(max(step, 0), total)
+    filled = round(10 * done / total)
+    bar = "▰" * filled + "▱" * (10 - filled)
+    percent = round(100 * done / total)
+    return f"🎨 {_doing(action)} {markup.code(job_id)}: {bar} {percent}% (step {done}/{total})"
+
+
+def final_text(job: JobRecord, markup: Markup) -> str:
+    if job.status == "succeeded":
+        took = ""
+        if job.started_at and job.finished_at:
+            took = f" in {(job.finished_at - job.started_at).total_seconds():.1f} s"
+        return f"✅ {markup.code(job.id)} finished{took}."
+    if job.status == "cancelled":
+        return f"🚫 {markup.code(job.id)} was cancelled."
+    return f"❌ {markup.code(job.id)} failed: {clip(job.error or 'unknown error', 1500)}"
+
+
+# ------------------------------------------------------------------ answers
+
+
+def describe_error(error: EaselError) -> str:
+    """A refusal in words, with when to try again where that is known."""
+    text = f"🚫 {error.message}"
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None and "try again" not in error.message.lower():
+        text += f" Try again {format_retry(retry_after)}."
+    return text
+
+
+def seeds_text(job: JobRecord) -> str:
+    seeds = [image.seed for image in job.images] or job.seeds
+    return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+
+
+def lineage(job: JobRecord, markup: Markup) -> str | None:
+    """ "upscale of `k7m3xq2p` image 2", for a job made from another one."""
+    if job.parent_id is None:
+        return None
+    which = f" image {job.parent_index + 1}" if job.parent_index is not None else ""
+    return f"{job.action} of {markup.code(job.parent_id)}{which}"
+
+
+def redo_command(job: JobRecord) -> str:
+    """The ``/draw`` command that asks for this text-to-image job again, to edit and send."""
+    request = DrawRequest(
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        seed=job.seed,
+        steps=job.steps,
+        cfg=job.cfg,
+        width=job.width,
+        height=job.height,
+        sampler=job.sampler,
+        model=job.model,
+        count=job.count if job.count > 1 else None,
+    )
+    return format_draw(request)
+
+
+def info_text(job: JobRecord, markup: Markup, limit: int) -> str:
+    """Every parameter of a job, and how to redo it, within ``limit`` characters."""
+    b = markup.bold
+    lines = [
+        f"ℹ️ {b('Job')} {markup.code(job.id)} ({job.status}, {job.action})",
+        f"{b('Prompt:')} {clip(job.prompt, 1200)}",
+    ]
+    if job.negative_prompt:
+        lines.append(f"{b('Negative prompt:')} {clip(job.negative_prompt, 400)}")
+    lines.append(f"{b('Seeds:')} {', '.join(str(seed) for seed in job.seeds)}")
+    lines.append(f"{b('Parameters:')} {describe_params(job)}")
+    if job.model_revision:
+        lines.append(f"{b('Model revision:')} {markup.code(clip(job.model_revision, 64))}")
+    origin = lineage(job, markup)
+    if origin:
+        lines.append(f"{b('From:')} {origin}")
+    lines.append(f"{b('Created:')} {markup.time(job.created_at)}")
+    if job.error:
+        lines.append(f"{b('Error:')} {clip(job.error, 300)}")
+    lines.append(f"Redo exactly: {markup.code(f'/rerun {job.id}')}")
+    if job.mode == Mode.TXT2IMG:
+        lines.append(f"Or edit and send: {markup.code(clip(redo_command(job), 1500))}")
+    return clip("\n".join(lines), limit)
+
+
+def history_text(jobs: Sequence[JobRecord], markup: Markup, limit: int) -> str:
+    if not jobs:
+        return "You have no jobs yet. Try /draw a castle at dusk"
+    lines = [markup.bold("Your recent jobs (newest first)")]
+    for job in jobs:
+        lines.append(
+            f"{markup.code(job.id)} · seed {seeds_text(job)} · {job.status} · "
+            f"{clip(job.prompt, 60)}"
+        )
+    lines.append("Show one with /show ID, redo it with /rerun ID.")
+    return clip("\n".join(lines), limit)
+
+
+def queue_text(
+    length: int, running: int, yours: Sequence[tuple[str, int, float]], markup: Markup
+) -> str:
+    lines = [f"📋 {markup.bold('Queue:')} {length} waiting, {running} drawing now."]
+    if not yours:
+        lines.append("You have nothing waiting.")
+    for job_id, position, eta in yours:
+        lines.append(f"• {markup.code(job_id)}: {describe_queue(position, eta)}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ admin
+
+LIMIT_KEYS = (
+    "rate_per_minute",
+    "burst",
+    "max_queued_per_user",
+    "daily_quota",
+    "max_steps",
+    "max_count",
+    "max_pixels",
+)
+
+
+def limits_text(
+    settings: ScopeSettings,
+    limits: LimitsConfig,
+    generation: GenerationConfig,
+    markup: Markup,
+    *,
+    heading: str,
+) -> str:
+    """The limits in force here: this scope's own values, else the server's (marked so)."""
+    server = {
+        "rate_per_minute": limits.rate_per_minute,
+        "burst": limits.burst,
+        "max_queued_per_user": limits.max_queued_per_user,
+        "daily_quota": limits.daily_quota,
+        "max_steps": generation.max_steps,
+        "max_count": generation.max_count,
+        "max_pixels": generation.max_pixels,
+    }
+    words = {
+        "rate_per_minute": "drawings per user per minute",
+        "burst": "drawings a user may start at once",
+        "max_queued_per_user": "jobs one user may have waiting",
+        "daily_quota": "jobs per user per day (0 = unlimited)",
+        "max_steps": "most steps",
+        "max_count": "most pictures per /draw",
+        "max_pixels": "largest picture in pixels",
+    }
+    lines = [markup.bold(heading)]
+    for key in LIMIT_KEYS:
+        own, base = getattr(settings, key), server[key]
+        if own is None:
+            value = f"{_number(base)} (server default)"
+        elif key in _CAPPED_BY_SERVER and own > base:
+            value = f"{_number(base)} (the server's cap; {_number(own)} set here)"
+        else:
+            value = _number(own)
+        lines.append(f"• {markup.code(key)} = {value}: {words[key]}")
+    return "\n".join(lines)
+
+
+_CAPPED_BY_SERVER = ("max_steps", "max_count", "max_pixels")
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"

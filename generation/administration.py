@@ -1,0 +1,162 @@
+"""Administration: the model registry and each scope's settings (limits, blocklist, models).
+
+The part of :class:`generation.service.Service` that admins use; every change checks admin
+rights first (``Origin.is_admin``, which each front end decides by its own rules: Manage Server
+on Discord, chat admins on Telegram, the admin token on the web, the machine's owner on the CLI).
+Scope settings change in one transaction (read, change, write), so two admins at once never
+lose each other's change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
+from generation.policy import AdmissionPolicy, ScopeSettings
+from generation.requests import Origin
+from storage.records import ModelRecord
+from storage.repository import Store
+
+# Called at registration to classify a model source and compute its revision (backend/).
+ModelInspector = Callable[[str, str, str | None], Any]
+UpscalerInspector = Callable[[str, str], Any]
+
+
+class Administration:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        policy: AdmissionPolicy,
+        inspect_model: ModelInspector | None = None,
+        inspect_upscaler: UpscalerInspector | None = None,
+    ) -> None:
+        self.store = store
+        self._policy = policy
+        self._inspect_model = inspect_model
+        self._inspect_upscaler = inspect_upscaler
+
+    # ------------------------------------------------------------------ models
+
+    async def list_models(self) -> list[ModelRecord]:
+        return await self.store.list_models()
+
+    async def current_model(self, origin: Origin) -> ModelRecord | None:
+        """What a draw from ``origin`` uses by default: its scope's model, else the server's."""
+        scope = await self.store.find_scope(origin.platform, origin.scope_id)
+        name = ScopeSettings.from_dict(scope.settings if scope else None).default_model
+        if name:
+            model = await self.store.get_model(name)
+            if model is not None:
+                return model
+        return await self.store.default_model()
+
+    async def add_model(
+        self,
+        origin: Origin,
+        name: str,
+        source: str,
+        *,
+        upscaler: bool = False,
+        config_source: str | None = None,
+        defaults: dict[str, Any] | None = None,
+    ) -> ModelRecord:
+        self._require_admin(origin)
+        name = name.strip()
+        if not name or any(ch.isspace() for ch in name) or len(name) > 64:
+            raise InvalidRequest("A model name is 1-64 characters without spaces.")
+        if await self.store.get_model(name) is not None:
+            raise InvalidRequest(f"A model named {name!r} is already registered.")
+        if upscaler:
+            if self._inspect_upscaler is None:
+                raise InvalidRequest("This Easel instance cannot inspect upscalers.")
+            inspected = await asyncio.to_thread(self._inspect_upscaler, name, source)
+        else:
+            if self._inspect_model is None:
+                raise InvalidRequest("This Easel instance cannot inspect models.")
+            inspected = await asyncio.to_thread(self._inspect_model, name, source, config_source)
+        checked = self._policy.model_defaults(defaults or {})
+        return await self.store.add_model(
+            name=name,
+            source=inspected.source,
+            kind=inspected.kind,
+            revision=inspected.revision,
+            config=inspected.config,
+            **checked,
+        )
+
+    async def remove_model(self, origin: Origin, name: str) -> None:
+        self._require_admin(origin)
+        await self.store.remove_model(name)
+
+    async def set_default_model(self, origin: Origin, name: str) -> ModelRecord:
+        self._require_admin(origin)
+        model = await self.store.get_model(name)
+        if model is None:
+            raise NotFound(f"No model named {name!r}. Known: {await self._model_names()}.")
+        if model.kind == "upscaler":
+            raise InvalidRequest(f"{name!r} is an upscaler; the default must be a diffusion model.")
+        await self.store.set_default_model(name)
+        return model
+
+    # ------------------------------------------------------------------ scope settings
+
+    async def scope_settings(self, origin: Origin) -> ScopeSettings:
+        scope = await self.store.find_scope(origin.platform, origin.scope_id)
+        return ScopeSettings.from_dict(scope.settings if scope else None)
+
+    async def update_scope_settings(self, origin: Origin, **changes: Any) -> ScopeSettings:
+        """Change this scope's limits, blocklist or models; ``None`` restores a default."""
+        self._require_admin(origin)
+        for key in ("default_model", "allowed_models"):
+            value = changes.get(key)
+            names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+            for name in names:
+                if isinstance(name, str) and await self.store.get_model(name.strip()) is None:
+                    raise InvalidRequest(
+                        f"Unknown model {shown(name)}. Available: {await self._model_names()}."
+                    )
+        return await self._change_settings(origin, lambda settings: settings.updated(changes))
+
+    async def block_words(self, origin: Origin, words: list[str]) -> ScopeSettings:
+        self._require_admin(origin)
+
+        def add(settings: ScopeSettings) -> ScopeSettings:
+            return settings.updated({"blocklist": [*settings.blocklist, *words]})
+
+        return await self._change_settings(origin, add)
+
+    async def unblock_words(self, origin: Origin, words: list[str]) -> ScopeSettings:
+        self._require_admin(origin)
+        drop = {word.lower() for word in words}
+
+        def remove(settings: ScopeSettings) -> ScopeSettings:
+            kept = [word for word in settings.blocklist if word.lower() not in drop]
+            return settings.updated({"blocklist": kept})
+
+        return await self._change_settings(origin, remove)
+
+    async def _change_settings(
+        self, origin: Origin, change: Callable[[ScopeSettings], ScopeSettings]
+    ) -> ScopeSettings:
+        """Read, change and write the scope's settings in one transaction: two admins at once
+        both keep their change (a blocked word is never lost)."""
+        scope = await self.store.get_or_create_scope(
+            origin.platform, origin.scope_id, origin.scope_name
+        )
+        record = await self.store.change_scope_settings(
+            scope.id, lambda stored: change(ScopeSettings.from_dict(stored)).to_dict()
+        )
+        return ScopeSettings.from_dict(record.settings)
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_admin(self, origin: Origin) -> None:
+        if not origin.is_admin:
+            raise PermissionDenied("Only an admin of this server can do that.")
+
+    async def _model_names(self) -> str:
+        models = await self.store.list_models()
+        return ", ".join(m.name for m in models if m.kind != "upscaler") or "none"

@@ -1,0 +1,142 @@
+"""Admission: limits, then the job row, then the fair queue — in that order, every time.
+
+A job is written (status ``queued``) *before* anyone is told it was accepted, and enters the
+queue right after. Limits per user (rate, queued cap, daily quota) and the global queue cap are
+checked under a per-user lock, and a queue slot is reserved before the first write, so
+concurrent admissions cannot overshoot ``max_queue``.
+
+Memory: the per-user locks live only while an admission of that user is under way (a weak
+table), so the table holds at most the number of admissions running at once, however many
+users have ever asked. The rate limiters are one per distinct (rate, burst) setting, each
+bounded by :class:`generation.limits.RateLimiter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from generation.clock import Clock
+from generation.config import LimitsConfig
+from generation.errors import Rejected
+from generation.events import EventBus, JobQueued
+from generation.limits import RateLimiter
+from generation.policy import AdmissionPolicy, ScopeSettings
+from generation.queue import JobQueue
+from generation.requests import Origin
+from generation.spec import Action, GenerationSpec
+from storage.records import JobRecord, ModelRecord, NewJob, ScopeRecord, UserRecord
+from storage.repository import Store
+
+
+@dataclass(frozen=True)
+class Accepted:
+    job: JobRecord
+    position: int  # 0 = next to run
+    eta_seconds: float
+
+
+class Caller(NamedTuple):
+    """Who is asking, as stored: looked up once per request."""
+
+    user: UserRecord
+    scope: ScopeRecord
+
+
+class Admission:
+    def __init__(
+        self,
+        *,
+        policy: AdmissionPolicy,
+        limits: LimitsConfig,
+        store: Store,
+        queue: JobQueue,
+        bus: EventBus,
+        clock: Clock,
+    ) -> None:
+        self._policy = policy
+        self._limits = limits
+        self._store = store
+        self._queue = queue
+        self._bus = bus
+        self._clock = clock
+        self._rate_limiters: dict[tuple[float, int], RateLimiter] = {}
+        self._user_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self.accepting = True
+        self._admitting = 0  # admissions past the queue check, not yet in the queue
+
+    @property
+    def users_being_admitted(self) -> int:
+        """Users with an admission under way (the size of the per-user lock table)."""
+        return len(self._user_locks)
+
+    def _lock_for(self, user_id: int) -> asyncio.Lock:
+        lock = self._user_locks.get(user_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._user_locks[user_id] = lock
+        return lock
+
+    async def admit(
+        self,
+        origin: Origin,
+        caller: Caller,
+        spec: GenerationSpec,
+        action: Action,
+        model: ModelRecord,
+        *,
+        parent_id: str | None = None,
+        parent_index: int | None = None,
+    ) -> Accepted:
+        if not self.accepting:
+            raise Rejected("Easel is shutting down; try again in a minute.")
+        settings = ScopeSettings.from_dict(caller.scope.settings)
+        self._policy.check_prompt(spec.prompt, settings)
+        async with self._lock_for(caller.user.id):
+            await self._check_limits(caller.user, settings)  # on success, a slot is reserved
+            try:
+                job = await self._store.add_job(
+                    NewJob(
+                        spec=spec,
+                        action=action,
+                        model_revision=model.revision,
+                        parent_id=parent_id,
+                        parent_index=parent_index,
+                        user_id=caller.user.id,
+                        scope_id=caller.scope.id,
+                        platform=origin.platform,
+                        reply_target=dict(origin.reply_target),
+                    )
+                )
+                await self._queue.put(job)
+            finally:
+                self._admitting -= 1
+        position = self._queue.position(job.id) or 0
+        eta = self._queue.eta(job.id) or 0.0
+        self._bus.publish(JobQueued(job, position, eta))
+        return Accepted(job, position, eta)
+
+    async def _check_limits(self, user: UserRecord, settings: ScopeSettings) -> None:
+        """Refuse over a limit; else reserve a queue slot (the caller releases it).
+
+        Nothing awaits between the queue check and the reservation, so admissions of different
+        users running concurrently cannot together overshoot ``max_queue``.
+        """
+        limits = settings.limits(self._limits)
+        if limits.daily_quota:
+            now = self._clock.now()
+            used = await self._store.count_jobs_since(user.id, self._policy.day_start(now))
+            self._policy.check_quota(used, limits.daily_quota, now)
+        self._policy.check_queue(
+            queued_total=len(self._queue) + self._admitting,
+            queued_for_user=self._queue.user_count(str(user.id)),
+            limits=limits,
+        )
+        key = (limits.rate_per_minute, limits.burst)
+        limiter = self._rate_limiters.setdefault(key, RateLimiter(*key))
+        self._policy.check_rate(limiter, str(user.id), self._clock.monotonic())
+        self._admitting += 1

@@ -1,0 +1,159 @@
+"""Users and scopes (a Discord server, a Telegram chat, the web page, an API client) and the
+scopes' admin settings.
+
+Both are read on every request and almost never change, so they are remembered here: admission
+does not pay two write transactions for them. Only the engine's Store writes them (other
+processes only read), so the memory cannot go stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from generation.errors import NotFound
+from storage.base import Repository
+from storage.convert import scope_record, user_record
+from storage.db import Database
+from storage.models import ScopeRow, UserRow
+from storage.records import ScopeRecord, UserRecord
+
+SettingsChange = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class People(Repository):
+    def __init__(self, db: Database, now: Callable[[], datetime] | None = None) -> None:
+        super().__init__(db, now)
+        self._users: dict[tuple[str, str], UserRecord] = {}
+        self._scopes: dict[tuple[str, str], ScopeRecord] = {}
+
+    async def get_or_create_user(
+        self, platform: str, platform_user_id: str, display_name: str = ""
+    ) -> UserRecord:
+        """The user, created on first sight; a new non-empty ``display_name`` is remembered."""
+        key = (platform, platform_user_id)
+        known = self._users.get(key)
+        if known is not None and (not display_name or known.display_name == display_name):
+            return known
+        async with self.db.write() as session:
+            await session.execute(
+                sqlite_insert(UserRow)
+                .values(
+                    platform=platform,
+                    platform_user_id=platform_user_id,
+                    display_name=display_name,
+                    created_at=self.now(),
+                )
+                .on_conflict_do_nothing(index_elements=["platform", "platform_user_id"])
+            )
+            row = (
+                await session.execute(
+                    select(UserRow).where(
+                        UserRow.platform == platform, UserRow.platform_user_id == platform_user_id
+                    )
+                )
+            ).scalar_one()
+            if display_name and row.display_name != display_name:
+                row.display_name = display_name
+            record = user_record(row)
+        self._users[key] = record  # only once the transaction committed
+        return record
+
+    async def find_user(self, platform: str, platform_user_id: str) -> UserRecord | None:
+        """The user if already known; never writes (reads such as a history query use it)."""
+        known = self._users.get((platform, platform_user_id))
+        if known is not None:
+            return known
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(UserRow).where(
+                        UserRow.platform == platform, UserRow.platform_user_id == platform_user_id
+                    )
+                )
+            ).scalar_one_or_none()
+            return None if row is None else user_record(row)
+
+    async def get_user(self, user_id: int) -> UserRecord | None:
+        async with self.db.read() as session:
+            row = await session.get(UserRow, user_id)
+            return None if row is None else user_record(row)
+
+    async def get_or_create_scope(
+        self, platform: str, platform_scope_id: str, name: str = ""
+    ) -> ScopeRecord:
+        """The scope (server, chat, client), created with empty settings on first sight."""
+        key = (platform, platform_scope_id)
+        known = self._scopes.get(key)
+        if known is not None and (not name or known.name == name):
+            return known
+        async with self.db.write() as session:
+            await session.execute(
+                sqlite_insert(ScopeRow)
+                .values(
+                    platform=platform,
+                    platform_scope_id=platform_scope_id,
+                    name=name,
+                    settings={},
+                    created_at=self.now(),
+                )
+                .on_conflict_do_nothing(index_elements=["platform", "platform_scope_id"])
+            )
+            row = (
+                await session.execute(
+                    select(ScopeRow).where(
+                        ScopeRow.platform == platform,
+                        ScopeRow.platform_scope_id == platform_scope_id,
+                    )
+                )
+            ).scalar_one()
+            if name and row.name != name:
+                row.name = name
+            record = scope_record(row)
+        self._scopes[key] = record
+        return record
+
+    async def get_scope(self, scope_id: int) -> ScopeRecord | None:
+        async with self.db.read() as session:
+            row = await session.get(ScopeRow, scope_id)
+            return None if row is None else scope_record(row)
+
+    async def find_scope(self, platform: str, platform_scope_id: str) -> ScopeRecord | None:
+        """The scope if already known; never writes (reads use it)."""
+        known = self._scopes.get((platform, platform_scope_id))
+        if known is not None:
+            return known
+        async with self.db.read() as session:
+            row = (
+                await session.execute(
+                    select(ScopeRow).where(
+                        ScopeRow.platform == platform,
+                        ScopeRow.platform_scope_id == platform_scope_id,
+                    )
+                )
+            ).scalar_one_or_none()
+            return None if row is None else scope_record(row)
+
+    async def change_scope_settings(self, scope_id: int, change: SettingsChange) -> ScopeRecord:
+        """Apply ``change`` (stored settings -> new settings) in one write transaction.
+
+        Read, change and write happen under the write lock, so two admins changing the same
+        scope at once (one blocks a word, the other another) both keep their change. An
+        exception from ``change`` leaves the settings as they were.
+        """
+        async with self.db.write() as session:
+            row = await session.get(ScopeRow, scope_id)
+            if row is None:
+                raise NotFound(f"no scope with id {scope_id}")
+            row.settings = dict(change(dict(row.settings or {})))
+            record = scope_record(row)
+        self._scopes[(record.platform, record.platform_scope_id)] = record
+        return record
+
+    async def update_scope_settings(self, scope_id: int, settings: dict[str, Any]) -> ScopeRecord:
+        """Replace the scope's settings dict."""
+        return await self.change_scope_settings(scope_id, lambda _: dict(settings))

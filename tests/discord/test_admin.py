@@ -1,0 +1,137 @@
+"""Per-server administration: who may, and what it changes."""
+
+from __future__ import annotations
+
+from tests.discord.harness import (  # noqa: F401  (fixtures)
+    job_id_in,
+    shared_backend_fixture,
+    world_factory_fixture,
+)
+
+
+async def test_admin_commands_check_permissions_inside_the_command(world_factory) -> None:
+    async with world_factory(worker=False) as world:
+        bob = world.member("bob")
+        # Discord hides the admin commands from ordinary members (a default, not a guarantee)...
+        assert "blocklist add" not in bob.available_commands(world.channel)
+        assert "draw" in bob.available_commands(world.channel)
+        # ...and a server can override that default; Easel still checks inside the command.
+        commands = {c.name: c for c in await world.bot.tree.fetch_commands()}
+        for name in ("blocklist", "limits", "models", "nsfw"):
+            world.guild.set_command_permissions(commands[name], {bob: True})
+        for command, options in (
+            ("blocklist add", {"words": "cats"}),
+            ("limits", {"max_steps": 2}),
+            ("models default", {"name": "demo"}),
+            ("nsfw", {"policy": "allow"}),
+        ):
+            result = await bob.slash(world.channel, command, **options)
+            assert result.ephemeral and "Manage Server" in result.response.content, command
+        settings = await world.app.service.scope_settings(_origin(world))
+        assert settings.blocklist == () and settings.max_steps is None and settings.nsfw == ()
+
+
+def _origin(world):
+    from generation.requests import Origin
+
+    return Origin("discord", str(world.guild.id), "0")
+
+
+async def test_manage_server_members_and_owner_ids_are_admins(world_factory) -> None:
+    async with world_factory(worker=False) as world:
+        mod = world.member("mod", admin=True)
+        olga = world.member("olga")  # no permissions, but listed as an owner in the config
+        alice = world.member("alice")
+        config = world.app.config
+        world.app.config = config.model_copy(
+            update={"discord": config.discord.model_copy(update={"owner_ids": (olga.id,)})}
+        )
+        # Discord only shows her the commands where the server allows it; Easel then agrees.
+        commands = {c.name: c for c in await world.bot.tree.fetch_commands()}
+        for name in ("blocklist", "limits"):
+            world.guild.set_command_permissions(commands[name], {olga: True})
+
+        added = await mod.slash(world.channel, "blocklist add", words="dragon, wyvern")
+        assert "2 word(s)" in added.response.content
+        listed = await mod.slash(world.channel, "blocklist list")
+        assert "`dragon`" in listed.response.content and "`wyvern`" in listed.response.content
+        removed = await olga.slash(world.channel, "blocklist remove", words="wyvern")
+        assert "1 word(s)" in removed.response.content
+
+        limits = await olga.slash(world.channel, "limits", max_steps=2, daily_quota=5)
+        text = limits.response.content
+        assert "updated" in text and "`max_steps` = 2:" in text
+        refused = await alice.slash(world.channel, "draw", prompt="a cat", steps=3)
+        assert refused.ephemeral and "Steps 3" in refused.response.content
+        assert "maximum of 2" in refused.response.content
+        shown = await mod.slash(world.channel, "limits")
+        assert "`daily_quota` = 5:" in shown.response.content
+        reset = await mod.slash(world.channel, "limits", reset=True)
+        assert "`max_steps` = 60 (server default)" in reset.response.content
+
+        # Settings are per server: another guild is untouched.
+        settings = await world.app.service.scope_settings(_origin(world))
+        assert settings.blocklist == ("dragon",)
+
+
+async def test_models_allow_deny_and_default_per_server(world_factory) -> None:
+    async with world_factory(worker=False) as world:
+        mod = world.member("mod", admin=True)
+        alice = world.member("alice")
+        await world.app.service.add_model(_admin(), "sketch", "builtin:demo")
+
+        listed = await mod.slash(world.channel, "models list")
+        assert "`demo`" in listed.response.content and "`sketch`" in listed.response.content
+        assert "denied" not in listed.response.content
+        names = await mod.autocomplete(world.channel, "models deny", "name", "sk")
+        assert [c["value"] for c in names] == ["sketch"]
+
+        denied = await mod.slash(world.channel, "models deny", name="sketch")
+        assert "denied" in denied.response.content
+        choices = await alice.autocomplete(world.channel, "draw", "model", "")
+        assert [c["value"] for c in choices] == ["demo"]
+        refused = await alice.slash(world.channel, "draw", prompt="x", model="sketch")
+        assert refused.ephemeral and "not allowed here" in refused.response.content
+        last = await mod.slash(world.channel, "models deny", name="demo")
+        assert "no model at all" in last.response.content
+
+        not_allowed = await mod.slash(world.channel, "models default", name="sketch")
+        assert "allow it first" in not_allowed.response.content
+        allowed = await mod.slash(world.channel, "models allow", name="sketch")
+        assert "allowed" in allowed.response.content
+        default = await mod.slash(world.channel, "models default", name="sketch")
+        assert "default" in default.response.content
+        result = await alice.slash(world.channel, "draw", prompt="a sketch")
+        job = await world.job(job_id_in(result.response.content))
+        assert job.model == "sketch"
+
+
+def _admin():
+    from generation.requests import Origin
+
+    return Origin("cli", "local", "root", is_admin=True)
+
+
+async def test_nsfw_policy_per_channel(world_factory) -> None:
+    async with world_factory() as world:
+        mod = world.member("mod", admin=True)
+        alice = world.member("alice")
+        general = world.guild.create_text_channel("general")
+
+        shown = await mod.slash(world.channel, "nsfw")
+        assert "refuse" in shown.response.content  # the configured default
+        spoiler = await mod.slash(world.channel, "nsfw", policy="spoiler")
+        assert "is now **spoiler**" in spoiler.response.content
+
+        refused = await alice.slash(general, "draw", prompt="a nude statue")
+        assert refused.ephemeral and "NSFW" in refused.response.content
+        # Only the prompt is checked: "--no nsfw" is a common negative prompt.
+        fine = await alice.slash(general, "draw", prompt="a statue --no nsfw", steps=1)
+        assert "⏳" in fine.response.content
+
+        result = await alice.slash(world.channel, "draw", prompt="a nude statue", steps=1)
+        job = await world.delivered(job_id_in(result.response.content))
+        message = world.result_message(job.id)
+        assert [a.filename for a in message.attachments] == [f"SPOILER_easel_{job.id}.png"]
+        assert message.embeds[0].image.url is None  # an embed cannot blur its image
+        await world.delivered(job_id_in(fine.response.content))
