@@ -127,10 +127,13 @@ class Worker:
         while not self._draining:
             batch = await self.queue.take_batch(self.max_batch)
             self._idle.clear()
+            job_ids = [item.job_id for item in batch]
             try:
-                await self._run_batch([item.job_id for item in batch])
-            except Exception:  # never let one batch kill the worker
-                log.exception("worker: unexpected error around batch %s", batch)
+                await self._run_batch(job_ids)
+            except Exception as error:  # never let one batch kill the worker, nor hang its jobs
+                log.exception("worker: unexpected error around batch %s", job_ids)
+                stuck = [job_id for job_id in job_ids if self.queue.is_running(job_id)]
+                await self._fail_ids(stuck, f"internal error: {type(error).__name__}: {error}")
             finally:
                 self._idle.set()
 

@@ -78,6 +78,7 @@ class _Resident:
     rgb_factors: tuple[tuple[float, float, float], ...]
     img2img: Any = None
     tiny_fits: bool | None = None  # whether the TAESD preview decoder fits (None: not asked yet)
+    projection_failed: bool = False  # a latent projection preview failed (logged once)
 
 
 class DiffusersBackend:
@@ -404,7 +405,10 @@ class DiffusersBackend:
             entry.tiny_fits = False  # reported or unfit once: the projection from now on
         try:
             return projection_png(latents, entry.rgb_factors)
-        except Exception:
+        except Exception as e:  # the render goes on without a preview; said once per model
+            if not entry.projection_failed:
+                log.warning("step previews failed and are skipped (%s: %s)", type(e).__name__, e)
+                entry.projection_failed = True
             return None
 
     # ----------------------------------------------------------------- shutdown

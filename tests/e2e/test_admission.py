@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -226,3 +227,29 @@ async def test_jobs_of_another_scope_cannot_be_touched(app: App) -> None:
         await app.service.cancel(neighbour, theirs.id)
     # The machine's owner at the CLI sees everything.
     assert (await app.service.cancel(origin("root", admin=True), theirs.id)).status == "cancelled"
+
+
+async def test_admins_blocking_words_at_once_all_keep_their_word(app: App) -> None:
+    """Blocklist changes read, change and write the settings in one transaction: ten admins
+    adding a word each at the same moment used to leave only some of the ten."""
+    admins = [origin(f"mod{i}", admin=True) for i in range(10)]
+    await asyncio.gather(
+        *(app.service.block_words(admin, [f"word{i}"]) for i, admin in enumerate(admins))
+    )
+    settings = await app.service.scope_settings(origin())
+    assert set(settings.blocklist) == {f"word{i}" for i in range(10)}
+    # Removing and adding at once: both happen.
+    await asyncio.gather(
+        app.service.unblock_words(admins[0], ["word0"]),
+        app.service.block_words(admins[1], ["word10"]),
+    )
+    settings = await app.service.scope_settings(origin())
+    assert "word0" not in settings.blocklist and "word10" in settings.blocklist
+    assert len(settings.blocklist) == 10
+
+
+async def test_admission_keeps_no_lock_for_users_it_is_not_admitting(app: App) -> None:
+    """The per-user admission locks used to live forever: one per user ever seen."""
+    await asyncio.gather(*(app.service.draw(origin(f"user{i}"), small()) for i in range(60)))
+    assert len(app.queue) == 60
+    assert app.service.admission.users_being_admitted == 0

@@ -114,6 +114,29 @@ def test_plain_output_progress_and_children(config_file, capsys) -> None:
     assert f"reroll of {job_id}" in capsys.readouterr().out
 
 
+def test_draw_speaks_the_draw_grammar_and_its_options_win(config_file, capsys) -> None:
+    """``--no`` inside the prompt used to end up in the positive prompt."""
+    job = easel_json(
+        capsys,
+        config_file,
+        "draw",
+        "a castle --no blurry, fog --seed 5 --size 64x64",
+        "--seed",
+        "9",  # the prompt's own --seed wins, as on every front end
+        "--negative",
+        "text",  # negative prompts from both are kept
+        "--steps",
+        "2",
+    )
+    assert isinstance(job, dict)
+    assert job["prompt"] == "a castle"
+    assert job["negative_prompt"] == "blurry, fog, text"
+    assert (job["seed"], job["steps"], job["width"], job["height"]) == (5, 2, 64, 64)
+    capsys.readouterr()
+    assert easel(config_file, "draw", "a castle --sedd 5") == 2  # a typo is refused clearly
+    assert "Unknown option --sedd. Did you mean --seed?" in capsys.readouterr().err
+
+
 def test_init_image_makes_it_image_to_image(config_file, capsys, tmp_path) -> None:
     photo = tmp_path / "photo.png"
     Image.new("RGB", (80, 80), (200, 30, 30)).save(photo)

@@ -7,11 +7,12 @@ import shutil
 
 import pytest
 
-from generation.events import JobProgress, JobQueued, JobStarted
+from generation.events import JobFinished, JobProgress, JobQueued, JobStarted, Subscription
 from generation.metadata import job_id_from_png, parse_infotext, read_png_text
 from generation.queue import JobQueue
 from generation.scheduler import QueuedItem
 from generation.spec import Action, Mode
+from storage.records import JobRecord
 from tests.e2e.engine_helpers import max_diff, origin, pixels, small, wait_finished
 
 
@@ -265,3 +266,48 @@ async def test_two_hundred_users_at_once_lose_nothing(app_factory) -> None:
     assert len(ids) == 200
     assert await app.store.count_queued() == 200
     assert len(app.queue) == 200
+
+
+async def finished_events(
+    subscription: Subscription, job_ids: set[str], until: str, timeout: float = 60.0
+) -> list[str]:
+    """Ids of the JobFinished events for ``job_ids`` that arrive until ``until`` finished."""
+    seen: list[str] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await subscription.get()
+            if isinstance(event, JobFinished):
+                if event.job.id in job_ids:
+                    seen.append(event.job.id)
+                if event.job.id == until:
+                    return seen
+
+
+async def test_a_job_cancelled_while_the_worker_takes_it_ends_with_one_finished_event(
+    app_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel commits after the worker took the job from the queue and before it marked
+    it running: the cancel finds it neither queued nor running. It used to end with no
+    finished event at all (status messages never said "cancelled", event streams never ended)."""
+    app = await app_factory()
+    start_job = app.store.mark_running
+    cancelled: list[str] = []
+
+    async def cancel_then_start(job_id: str) -> JobRecord | None:  # the race, made certain
+        if not cancelled:
+            cancelled.append((await app.service.cancel(origin(), job_id)).id)
+        return await start_job(job_id)
+
+    monkeypatch.setattr(app.store, "mark_running", cancel_then_start)
+    subscription = app.bus.subscribe()
+    try:
+        first = (await app.service.draw(origin(), small("raced"))).job
+        assert await finished_events(subscription, {first.id}, until=first.id) == [first.id]
+        assert cancelled == [first.id]
+        assert (await app.store.get_job(first.id)).status == "cancelled"
+        # Exactly one: nothing more about it arrives before the next job finishes.
+        second = (await app.service.draw(origin(), small("after"))).job
+        assert await finished_events(subscription, {first.id}, until=second.id) == []
+    finally:
+        subscription.close()
+    assert not app.queue.is_running(first.id) and app.queue.running_count == 0

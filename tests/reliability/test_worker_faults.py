@@ -8,12 +8,14 @@ without a restart, must render the next job.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from sqlalchemy.exc import OperationalError
 
 from bot.app import App
 from generation.events import JobProgress
@@ -153,3 +155,32 @@ async def test_an_oom_in_a_batch_retries_its_jobs_one_by_one(
     assert "Out of memory on cpu while rendering 64x64 x1" in (jobs[0].error or "")
     assert [len(job.images) for job in jobs[1:]] == [1, 1]
     await _alive_and_rendering(app, app.worker, "after-batch")
+
+
+async def test_a_store_error_while_recording_fails_the_job_instead_of_hiding_it(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refuses the "succeeded" write (locked, full disk...). The job used to stay
+    "running" in the store and in the live queue, with no finished event, the error only logged.
+    Now it ends failed with the reason, and the worker carries on."""
+    app = await app_factory(generation=CPU)
+    record_success = app.store.mark_succeeded
+    refused: list[str] = []
+
+    async def locked(job_id: str, images: Any) -> Any:
+        if not refused:
+            refused.append(job_id)
+            raise OperationalError(
+                "UPDATE jobs SET status=?", {}, sqlite3.OperationalError("database is locked")
+            )
+        return await record_success(job_id, images)
+
+    monkeypatch.setattr(app.store, "mark_succeeded", locked)
+    first = (await app.service.draw(origin(), small("unlucky"))).job
+    job = await wait_finished(app, first.id)
+    assert refused == [first.id]
+    assert job.status == "failed" and "could not record the result" in (job.error or "")
+    assert "database is locked" in (job.error or "")
+    assert not app.queue.is_running(first.id)
+    after = await wait_finished(app, (await app.service.draw(origin(), small("next"))).job.id)
+    assert after.status == "succeeded", after.error

@@ -72,6 +72,17 @@ class Call:
 
 
 @dataclass
+class Hold:
+    """A call kept waiting: ``arrived`` is set when it comes in, ``release`` lets it answer."""
+
+    method: str
+    when: Callable[[Call], bool]
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    call: Call | None = None
+
+
+@dataclass
 class _Failure:
     status: int
     description: str
@@ -93,6 +104,7 @@ class FakeTelegram:
         self._next_message = 1000
         self._next_file = 1
         self._failures: dict[str, list[_Failure]] = {}
+        self._holds: list[Hold] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -138,6 +150,13 @@ class FakeTelegram:
         self._failures.setdefault(method.lower(), []).append(
             _Failure(status, description, retry_after, chat_id)
         )
+
+    def hold_next(self, method: str, when: Callable[[Call], bool] = lambda call: True) -> Hold:
+        """Keep the next call of ``method`` that ``when`` picks waiting until released (a slow
+        Telegram, or a stop that comes while a call is under way)."""
+        hold = Hold(method.lower(), when)
+        self._holds.append(hold)
+        return hold
 
     def flood_next(self, method: str, retry_after: int = 1, *, chat_id: int | None = None) -> None:
         """The next call of ``method`` gets a 429 asking to retry after ``retry_after`` s."""
@@ -333,6 +352,12 @@ class FakeTelegram:
         method = request.match_info["method"]
         params, files = await self._params(request)
         call = Call(method, params, files, time.monotonic())
+        hold = next((h for h in self._holds if h.method == method.lower() and h.when(call)), None)
+        if hold is not None:
+            self._holds.remove(hold)
+            hold.call = call
+            hold.arrived.set()
+            await hold.release.wait()
         failures = self._failures.get(method.lower(), [])
         failure = next(
             (f for f in failures if f.chat_id is None or f.chat_id == call.chat_id), None
