@@ -16,12 +16,19 @@ from aiohttp import web
 
 from bot.grammar import merge_fields, parse_draw
 from bot.web.auth import principal
-from bot.web.common import decode_image, int_param, job_json, read_json, web_origin
+from bot.web.common import (
+    decode_image,
+    http_origin,
+    int_param,
+    job_json,
+    read_json,
+    web_origin,
+)
 from bot.web.keys import app_of
 from generation.actions import JobAction
 from generation.errors import InvalidRequest
 from generation.policy import ScopeSettings
-from generation.requests import DrawRequest, Origin, Visibility
+from generation.requests import DrawRequest, Origin
 from generation.samplers import SAMPLERS, resolve_sampler
 from generation.service import Accepted
 from generation.sizing import format_aspect, parse_aspect
@@ -222,16 +229,7 @@ def _admin_origin(request: web.Request) -> Origin:
     scope = request.query.get("scope", "web")
     if scope not in ("web", "api"):
         raise InvalidRequest("scope must be web (the page and /api) or api (/sdapi clients).")
-    who = principal(request)
-    return Origin(
-        platform=scope,
-        scope_id=scope,
-        user_id=who.name,
-        user_name=who.name,
-        is_admin=who.is_admin,
-        sees=Visibility.ALL if who.is_admin else Visibility.OWN,
-        user_platform="web",
-    )
+    return http_origin(principal(request), scope)
 
 
 def _settings_json(scope: str, settings: ScopeSettings, request: web.Request) -> dict[str, Any]:

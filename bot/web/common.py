@@ -117,35 +117,28 @@ def decode_image(value: str, max_bytes: int, *, field: str = "image") -> bytes:
 # ---------------------------------------------------------------------- origins
 
 
-def _sees(who: Principal) -> Visibility:
-    return Visibility.ALL if who.is_admin else Visibility.OWN
+def http_origin(who: Principal, scope: str) -> Origin:
+    """A caller of the HTTP APIs in ``scope``: "web" (the page and ``/api``) or "api" (A1111
+    clients), each with its own settings. The user is the credential ("local" on loopback),
+    the same person in both scopes; an admin sees every job, anyone else their own."""
+    name = who.name if who.authenticated else LOCAL_USER
+    return Origin(
+        platform=scope,
+        scope_id=scope,
+        user_id=name,
+        user_name=name,
+        is_admin=who.is_admin,
+        sees=Visibility.ALL if who.is_admin else Visibility.OWN,
+        user_platform="web",
+    )
 
 
 def web_origin(who: Principal) -> Origin:
-    """The web page and Easel's JSON API: one scope, "web"; each credential is a user."""
-    name = who.name if who.authenticated else LOCAL_USER
-    return Origin(
-        platform="web",
-        scope_id="web",
-        user_id=name,
-        user_name=name,
-        is_admin=who.is_admin,
-        sees=_sees(who),
-    )
+    return http_origin(who, "web")
 
 
 def api_origin(who: Principal) -> Origin:
-    """A1111 API clients: one scope, "api" (its own settings); the same users as the web."""
-    name = who.name if who.authenticated else LOCAL_USER
-    return Origin(
-        platform="api",
-        scope_id="api",
-        user_id=name,
-        user_name=name,
-        is_admin=who.is_admin,
-        sees=_sees(who),
-        user_platform="web",
-    )
+    return http_origin(who, "api")
 
 
 # ---------------------------------------------------------------------- jobs as JSON
