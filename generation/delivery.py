@@ -127,8 +127,10 @@ class DeliveryDispatcher:
         Finished jobs already announced are picked up first; after that no new delivery
         starts (retries and results found at a start wait for the next start).
         """
-        subscription = self._subscription
+        subscription, task = self._subscription, self._task
         while subscription is not None and not subscription.queue.empty():
+            if task is None or task.done():
+                break
             await asyncio.sleep(0)  # the dispatcher picks up what was announced
         self._closing = True
         sending = set(self._sending)

@@ -106,11 +106,14 @@ class EventWatch:
                 verdict = job is not None and await self._check(job)
                 self._remember(event.job_id, verdict)
             return verdict
-        verdict = await self._check(event.job)
+        job = event.job
+        verdict = self._verdicts.get(job.id)
+        if verdict is None:  # first sight of this job: decided once, remembered until it ends
+            verdict = await self._check(job)
         if isinstance(event, JobFinished):
-            self._verdicts.pop(event.job.id, None)
+            self._verdicts.pop(job.id, None)
         else:
-            self._remember(event.job.id, verdict)
+            self._remember(job.id, verdict)
         return verdict
 
     async def _check(self, job: JobRecord) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 
@@ -13,24 +12,13 @@ from bot.telegram.handlers import check_reactions
 from bot.telegram.keyboards import ButtonPress, parse_callback, result_keyboard
 from bot.telegram.texts import CAPTION_LIMIT, result_caption
 from generation.errors import ConfigError
-from generation.spec import Action, Mode
-from storage.records import ImageRecord, JobRecord, JobStatus
-
-NOW = datetime(2024, 6, 1, tzinfo=UTC)
+from generation.spec import Mode
+from storage.records import JobRecord
+from tests.records import job_record
 
 
 def job(count: int = 1, prompt: str = "a castle at dusk") -> JobRecord:
-    images = tuple(ImageRecord("abcd2345", i, 42 + i, f"{i:064x}", 64, 64) for i in range(count))
-    return JobRecord(
-        id="abcd2345", seq=1, mode=Mode.TXT2IMG, action=Action.DRAW, prompt=prompt,
-        negative_prompt="blurry", model="demo", model_revision=None, sampler="Euler a",
-        width=64, height=64, steps=4, cfg=7.0, seed=42, count=count, strength=None,
-        init_image=None, upscaler=None, parent_id=None, parent_index=None, user_id=1,
-        scope_id=1, platform="telegram", reply_target={"chat_id": 5, "message_id": 9},
-        status=JobStatus.SUCCEEDED, attempt=1, error=None, created_at=NOW, started_at=NOW,
-        finished_at=NOW, delivered_at=None, delivery_attempts=0, delivery_error=None,
-        images=images,
-    )  # fmt: skip
+    return job_record(images=count, prompt=prompt)
 
 
 def test_callback_data_round_trips_and_fits_64_bytes() -> None:

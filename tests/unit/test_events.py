@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from generation.events import EventBus, JobFinished, JobProgress
-from generation.spec import Action, Mode
-from storage.records import JobRecord, JobStatus
+from storage.records import JobRecord
+from tests.records import job_record
 
 
 def finished_job(job_id: str) -> JobRecord:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return JobRecord(
-        id=job_id,
-        seq=1,
-        mode=Mode.TXT2IMG,
-        action=Action.DRAW,
-        prompt="p",
-        negative_prompt="",
-        model="demo",
-        model_revision=None,
-        sampler="Euler a",
-        width=64,
-        height=64,
-        steps=4,
-        cfg=7.0,
-        seed=1,
-        count=1,
-        strength=None,
-        init_image=None,
-        upscaler=None,
-        parent_id=None,
-        parent_index=None,
-        user_id=1,
-        scope_id=1,
-        platform="cli",
-        reply_target={},
-        status=JobStatus.SUCCEEDED,
-        attempt=1,
-        error=None,
-        created_at=now,
-        started_at=now,
-        finished_at=now,
-        delivered_at=None,
-        delivery_attempts=0,
-        delivery_error=None,
-    )
+    return job_record(job_id)
 
 
 def test_slow_reader_loses_progress_but_never_a_finished_event() -> None:
