@@ -37,7 +37,7 @@ from bot.web.keys import app_of, state_of
 from generation.errors import InvalidRequest
 from generation.metadata import short_hash
 from generation.requests import DrawRequest
-from storage.records import JobRecord
+from storage.records import JobRecord, ModelRecord
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -76,25 +76,22 @@ def _refuse_unsupported(req: GenerationRequest) -> None:
         raise InvalidRequest("Easel does not inpaint: send img2img without a mask.")
 
 
-async def _model_override(app: App, req: GenerationRequest) -> str | None:
-    settings = req.override_settings or {}
-    wanted = settings.get("sd_model_checkpoint")
-    if wanted is None or wanted == "":
-        return None
+async def _checkpoint(app: App, wanted: object, loc: list[str]) -> ModelRecord:
+    """The registered model an ``sd_model_checkpoint`` value names (title, name or hash)."""
     if not isinstance(wanted, str):
-        raise A1111Validation(
-            [
-                {
-                    "loc": ["body", "override_settings", "sd_model_checkpoint"],
-                    "msg": "str type expected",
-                    "type": "type_error.str",
-                }
-            ]
-        )
+        raise A1111Validation([{"loc": loc, "msg": "str type expected", "type": "type_error.str"}])
     model = find_checkpoint(await app.service.list_models(), wanted)
     if model is None:
         raise InvalidRequest(f"model {wanted!r} not found")
-    return model.name
+    return model
+
+
+async def _model_override(app: App, req: GenerationRequest) -> str | None:
+    wanted = (req.override_settings or {}).get("sd_model_checkpoint")
+    if wanted is None or wanted == "":
+        return None
+    loc = ["body", "override_settings", "sd_model_checkpoint"]
+    return (await _checkpoint(app, wanted, loc)).name
 
 
 async def draw_request(
@@ -353,19 +350,7 @@ async def set_options(request: web.Request) -> web.Response:
     wanted = body.get("sd_model_checkpoint")
     if wanted is None:
         return web.json_response(None)
-    if not isinstance(wanted, str):
-        raise A1111Validation(
-            [
-                {
-                    "loc": ["body", "sd_model_checkpoint"],
-                    "msg": "str type expected",
-                    "type": "type_error.str",
-                }
-            ]
-        )
-    model = find_checkpoint(await app.service.list_models(), wanted)
-    if model is None:
-        raise InvalidRequest(f"model {wanted!r} not found")
+    model = await _checkpoint(app, wanted, ["body", "sd_model_checkpoint"])
     if not model.is_default:
         await app.service.set_default_model(api_origin(principal(request)), model.name)
     return web.json_response(None)
