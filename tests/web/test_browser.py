@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,9 +74,19 @@ async def first_image_loaded(page: Page, card: str) -> None:
 
 
 async def test_draw_progress_gallery_reroll_history_and_info(
-    app_factory: AppFactory, browser: Browser, tmp_path: Path
+    app_factory: AppFactory, browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = await app_factory()
+    # The first job's render waits until the page has shown its own job's place in line, so
+    # the queue is never empty by luck on a fast machine (or a slow one).
+    page_job_waited = threading.Event()
+    real_render_batch = app.backend.render_batch
+
+    def held_render_batch(*args: object, **kwargs: object) -> object:
+        page_job_waited.wait(timeout=RENDER_TIMEOUT_MS / 1000)
+        return real_render_batch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(app.backend, "render_batch", held_render_batch)
     async with served(app) as url:
         page, errors = await open_page(browser, url)
         await expect(page.locator("#demo-banner")).to_be_visible()
@@ -93,6 +104,10 @@ async def test_draw_progress_gallery_reroll_history_and_info(
 
         await page.fill("#prompt", "a red fox in the snow --seed 7 --steps 20")
         await page.click("#generate")
+        await expect(page.locator("article.job").first).to_contain_text(
+            re.compile(r"next in line|position \d+ in line")
+        )
+        page_job_waited.set()
 
         first = 'article.job[data-status="succeeded"]'
         await page.wait_for_selector(first, timeout=RENDER_TIMEOUT_MS)
