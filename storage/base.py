@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.db import Database
 
@@ -24,3 +27,7 @@ class Repository:
     def __init__(self, db: Database, now: Callable[[], datetime] | None = None) -> None:
         self.db = db
         self.now = now or utc_now
+
+    def upsert(self, table: Any) -> Any:
+        """An INSERT with ``on_conflict_do_nothing``/``_update`` in this database's dialect."""
+        return sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)

@@ -1,31 +1,45 @@
-"""The SQLite database: engine set-up, migrations and short read/write transactions.
+"""The database: SQLite (embedded, the default) or PostgreSQL, migrations, short transactions.
 
-Rules (DESIGN.md §4):
+Rules (DESIGN.md §4), on both:
+
+* One :class:`AsyncSession` per unit of work: ``async with db.write() as session: ...``; reads
+  use ``db.read()``. A write that is one statement (adding a job: the admission hot path) may
+  use ``db.write_statement()``: no explicit BEGIN/COMMIT round trips.
+* Writes that read a row before changing it lock that row (``SELECT ... FOR UPDATE`` on
+  PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` locks the whole file), so check-then-write
+  sequences cannot race another writer on either.
+
+SQLite:
 
 * WAL journal, ``busy_timeout``, ``foreign_keys=ON``, ``synchronous=NORMAL`` on every connection.
-* Every write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front (waiting
-  up to ``busy_timeout`` for it) instead of failing with "database is locked" when a deferred
-  transaction later tries to upgrade to a writer. Reads use a plain deferred ``BEGIN``.
+* Every write transaction starts with ``BEGIN IMMEDIATE``: it takes the write lock up front
+  (waiting up to ``busy_timeout`` for it) instead of failing with "database is locked" when a
+  deferred transaction later tries to upgrade to a writer. Reads use a plain deferred ``BEGIN``.
 * The sqlite3 driver's own transaction handling is switched off (``isolation_level = None``) and
   SQLAlchemy's ``begin`` event emits our BEGIN, as SQLAlchemy's SQLite documentation recommends.
-* One :class:`AsyncSession` per unit of work: ``async with db.write() as session: ...``.
-* A write that is one statement (adding a job: the admission hot path) may use
-  ``db.write_statement()`` instead: no BEGIN/COMMIT round trips, as SQLite runs a lone statement
-  atomically in its own transaction (taking the write lock, within ``busy_timeout``).
+  Writers of this process queue on an asyncio lock rather than in SQLite's busy handler.
+
+PostgreSQL (``postgresql+asyncpg://...``; ``postgresql://`` means asyncpg):
+
+* READ COMMITTED transactions side by side; job sequence numbers come from a sequence
+  (migration 0005), row locks guard read-change-write; migrations run under an advisory lock,
+  so two processes starting at once do not migrate twice;
+* :meth:`Database.claim_engine` holds an advisory lock for the engine's lifetime: one engine
+  per database, even when engines on several machines point at it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -38,6 +52,10 @@ from sqlalchemy.ext.asyncio import (
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+# Advisory lock keys (PostgreSQL): one for migrations, one for "the engine of this database".
+_MIGRATION_LOCK = 0x45A5E101
+_ENGINE_LOCK = 0x45A5E102
 _WRITE_OPTION = "easel_write"
 _SINGLE_STATEMENT_OPTION = "easel_single_statement"
 _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("easel_in_write", default=False)
@@ -48,6 +66,26 @@ def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     return config
+
+
+def normalize_url(url: str) -> tuple[str, str]:
+    """(dialect, the URL with Easel's async driver): aiosqlite for SQLite, asyncpg for
+    PostgreSQL unless another async driver (psycopg) is named. Anything else is refused."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == SQLITE:
+        if parsed.get_driver_name() != "aiosqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend == POSTGRESQL:
+        named = parsed.drivername.partition("+")[2]  # "" when the URL names no driver
+        if named not in ("asyncpg", "psycopg"):
+            parsed = parsed.set(drivername="postgresql+asyncpg")
+    else:
+        raise ValueError(
+            f"Easel stores its data in SQLite or PostgreSQL; got a {backend!r} database URL "
+            "(use sqlite:///path/easel.db or postgresql+asyncpg://user@host/db)"
+        )
+    return backend, parsed.render_as_string(hide_password=False)
 
 
 def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -74,44 +112,55 @@ def _on_begin(connection: Connection) -> None:
 
 
 class Database:
-    """An async SQLite database at ``url`` (``sqlite+aiosqlite:////abs/path/easel.db``)."""
+    """An async database at ``url``: ``sqlite+aiosqlite:////abs/path/easel.db`` or
+    ``postgresql+asyncpg://user:password@host:port/dbname``."""
 
     def __init__(self, url: str) -> None:
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite":
-            raise ValueError(f"Easel stores its data in SQLite; got the database URL {url!r}")
-        if parsed.get_driver_name() != "aiosqlite":
-            parsed = parsed.set(drivername="sqlite+aiosqlite")
-        self.url = parsed.render_as_string(hide_password=False)
-        database = parsed.database or ""
-        self.path: Path | None = (
-            None if database in ("", ":memory:") or database.startswith("file:") else Path(database)
-        )
+        self.dialect, self.url = normalize_url(url)
+        database = make_url(self.url).database or ""
+        self.path: Path | None = None
+        if self.dialect == SQLITE and database not in ("", ":memory:"):
+            self.path = None if database.startswith("file:") else Path(database)
         self._engine: AsyncEngine | None = None
         self._write_engine: AsyncEngine | None = None
         self._statement_engine: AsyncEngine | None = None
         self._read_sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_sessions: async_sessionmaker[AsyncSession] | None = None
-        # Writers of this process queue here instead of spinning in SQLite's busy handler;
-        # BEGIN IMMEDIATE + busy_timeout still arbitrate between processes and engines.
+        # SQLite: writers of this process queue here instead of spinning in SQLite's busy
+        # handler (BEGIN IMMEDIATE + busy_timeout still arbitrate between processes).
+        # PostgreSQL runs writers side by side; close() still waits for them through it.
         self._write_lock = asyncio.Lock()
+        self._engine_lock: AsyncConnection | None = None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == SQLITE
+
+    def describe(self) -> str:
+        """Where the data is, without any password: for logs and messages."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
     async def connect(self) -> None:
-        """Create the folder, open the engine and migrate the schema to the newest revision.
+        """Open the engine and migrate the schema to the newest revision (creating the SQLite
+        file's folder first).
 
-        Safe to call on an existing database (and from two engines at once: the migration runs
-        in one ``BEGIN IMMEDIATE`` transaction, so the second waits and then finds nothing to do).
+        Safe to call on an existing database, and from two processes at once: SQLite runs the
+        migration in one ``BEGIN IMMEDIATE`` transaction, PostgreSQL under an advisory lock, so
+        the second waits and then finds nothing to do.
         """
         if self._engine is not None:
             return
-        if self.path is not None:
-            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        engine = create_async_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine.sync_engine, "connect", _on_connect)
-        event.listen(engine.sync_engine, "begin", _on_begin)
+        if self.is_sqlite:
+            if self.path is not None:
+                await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+            engine = create_async_engine(self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+            event.listen(engine.sync_engine, "connect", _on_connect)
+            event.listen(engine.sync_engine, "begin", _on_begin)
+        else:
+            engine = create_async_engine(self.url, pool_size=10, max_overflow=20)
         write_engine = engine.execution_options(**{_WRITE_OPTION: True})
         try:
-            await _migrate(write_engine)
+            await _migrate(write_engine, self.dialect)
         except BaseException:
             await engine.dispose()
             raise
@@ -123,9 +172,10 @@ class Database:
 
     async def close(self) -> None:
         """Close every pooled connection once this process's writes under way have ended (so
-        a new engine on the same file never meets a half-finished one). The object can be
+        a new engine on the same database never meets a half-finished one). The object can be
         connected again afterwards."""
         async with self._write_lock:
+            await self.release_engine()
             engine, self._engine = self._engine, None
             self._write_engine = self._statement_engine = None
             self._read_sessions = self._write_sessions = None
@@ -145,41 +195,75 @@ class Database:
             raise RuntimeError("Database.connect() has not been called (or close() was)")
         return self._engine
 
-    @asynccontextmanager
+    def _serialized(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._write_lock if self.is_sqlite else contextlib.nullcontext()
+
+    @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session in a deferred (read) transaction, ended (rolled back) on exit."""
+        """A session in a read transaction, ended (rolled back) on exit."""
         if self._read_sessions is None:
             raise RuntimeError("Database.connect() has not been called (or close() was)")
         async with self._read_sessions() as session:
             yield session
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session in a ``BEGIN IMMEDIATE`` transaction: commits on exit, rolls back on error."""
+        """A session in a write transaction (``BEGIN IMMEDIATE`` on SQLite): commits on exit,
+        rolls back on error."""
         if self._write_sessions is None:
             raise RuntimeError("Database.connect() has not been called (or close() was)")
         if _IN_WRITE.get():
             raise RuntimeError("write() inside write(): finish one transaction before the next")
         token = _IN_WRITE.set(True)
         try:
-            async with self._write_lock, self._write_sessions() as session, session.begin():
+            async with self._serialized(), self._write_sessions() as session, session.begin():
                 yield session
         finally:
             _IN_WRITE.reset(token)
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def write_statement(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for exactly one writing statement, run in SQLite's implicit transaction.
-
-        Callers must execute a single statement: there is no transaction around several.
-        """
+        """A connection for exactly one writing statement, committed on exit (SQLite runs it in
+        its implicit transaction). Callers must execute a single statement."""
         if self._statement_engine is None:
             raise RuntimeError("Database.connect() has not been called (or close() was)")
         if _IN_WRITE.get():
             raise RuntimeError("write_statement() inside write(): use the open transaction")
-        async with self._write_lock, self._statement_engine.connect() as connection:
+        async with self._serialized(), self._statement_engine.connect() as connection:
             yield connection
-            await connection.commit()  # ends SQLAlchemy's bookkeeping; SQLite already committed
+            await connection.commit()  # SQLite already committed: this ends the bookkeeping
+
+    # ------------------------------------------------------------------ one engine per database
+
+    async def claim_engine(self) -> bool:
+        """PostgreSQL: hold the "engine" advisory lock until :meth:`release_engine` (or the
+        connection ends). False when another engine holds it. SQLite: True (the engine's file
+        lock next to the database does this job)."""
+        if self.is_sqlite:
+            return True
+        if self._engine_lock is not None:
+            return True
+        connection = await self.engine.connect()
+        claimed = (
+            await connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": _ENGINE_LOCK}
+            )
+        ).scalar()
+        if not claimed:
+            await connection.close()
+            return False
+        await connection.commit()
+        self._engine_lock = connection
+        return True
+
+    async def release_engine(self) -> None:
+        connection, self._engine_lock = self._engine_lock, None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # closing the connection releases it anyway
+                await connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": _ENGINE_LOCK}
+                )
+            await connection.close()
 
 
 def _upgrade_to_head(connection: Connection) -> None:
@@ -188,12 +272,17 @@ def _upgrade_to_head(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-async def _migrate(write_engine: AsyncEngine, attempts: int = 5) -> None:
-    """Upgrade to head; another process migrating the same fresh file at that very moment can
-    outlast the busy timeout on a loaded machine, so a "locked" database is retried a few times."""
+async def _migrate(write_engine: AsyncEngine, dialect: str, attempts: int = 5) -> None:
+    """Upgrade to head. SQLite: another process migrating the same fresh file at that very
+    moment can outlast the busy timeout on a loaded machine, so a "locked" database is retried
+    a few times. PostgreSQL: an advisory lock makes concurrent starts take turns."""
     for attempt in range(1, attempts + 1):
         try:
             async with write_engine.begin() as conn:
+                if dialect == POSTGRESQL:
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                    )
                 await conn.run_sync(_upgrade_to_head)
             return
         except OperationalError as error:

@@ -92,14 +92,15 @@ class Jobs(Repository):
             "created_at": self.now(),
             "delivery_attempts": 0,
         }
+        statement = _INSERT_JOB_NEXT_SEQ if self.db.is_sqlite else _INSERT_JOB_SEQUENCE
         for _ in range(_ID_TRIES):
             job_id = new_job_id()
             try:
                 async with self.db.write_statement() as connection:
-                    result = await connection.execute(_INSERT_JOB, {"id": job_id, **values})
+                    result = await connection.execute(statement, {"id": job_id, **values})
                     seq = result.scalar_one()
             except IntegrityError as error:
-                if "jobs.id" in str(error.orig):  # the id is taken: draw another
+                if _id_taken(error):  # the id is taken: draw another
                     continue
                 if parent_id is not None and await self.get_job(parent_id) is None:
                     raise NotFound(f"no job with id {new.parent_id!r}") from None
@@ -254,11 +255,20 @@ class Jobs(Repository):
                 row.attempt = max(0, row.attempt - 1)
                 row.started_at = None
 
-    async def recover_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
+    async def running_jobs(self) -> list[JobRecord]:
+        """Every running job, oldest (lowest ``seq``) first."""
+        stmt = select(JobRow).where(JobRow.status == JobStatus.RUNNING.value).order_by(JobRow.seq)
+        async with self.db.read() as session:
+            return await load_jobs(session, stmt)
+
+    async def recover_interrupted(
+        self, max_attempts: int, *, keep: frozenset[str] = frozenset()
+    ) -> tuple[list[str], list[str]]:
         """At start-up: jobs left ``running`` by a crash go back to the queue, or fail for good.
 
         A job whose ``attempt`` already reached ``max_attempts`` is marked failed (it may be what
-        kills the engine). Returns ``(requeued ids, failed ids)`` in queue order.
+        kills the engine). Jobs in ``keep`` stay running (a cluster worker still renders them).
+        Returns ``(requeued ids, failed ids)`` in queue order.
         """
         requeued: list[str] = []
         failed: list[str] = []
@@ -268,10 +278,13 @@ class Jobs(Repository):
                     select(JobRow)
                     .where(JobRow.status == JobStatus.RUNNING.value)
                     .order_by(JobRow.seq)
+                    .with_for_update()
                 )
             ).scalars()
             now = self.now()
             for row in rows:
+                if row.id in keep:
+                    continue
                 if row.attempt < max_attempts:
                     row.status = JobStatus.QUEUED.value
                     row.started_at = None
@@ -285,6 +298,23 @@ class Jobs(Repository):
                     row.finished_at = now
                     failed.append(row.id)
         return requeued, failed
+
+    async def requeue_lost(self, job_id: str, max_attempts: int, reason: str) -> JobRecord:
+        """A running job whose worker died (or hung): back to ``queued`` to run elsewhere, its
+        attempt counted; failed with ``reason`` once ``max_attempts`` runs were lost. A job that
+        is not running is returned unchanged."""
+        async with self.db.write() as session:
+            row = await _get_row(session, job_id)
+            if row.status == JobStatus.RUNNING:
+                if row.attempt < max_attempts:
+                    row.status = JobStatus.QUEUED.value
+                    row.started_at = None
+                else:
+                    row.status = JobStatus.FAILED.value
+                    row.error = f"gave up after {row.attempt} attempts ({reason} each time)"
+                    row.finished_at = self.now()
+                await session.flush()
+            return (await load_jobs(session, select(JobRow).where(JobRow.id == row.id)))[0]
 
     # -- delivery --------------------------------------------------------------------------
 
@@ -360,15 +390,25 @@ class Jobs(Repository):
 _JOBS = cast(Table, JobRow.__table__)
 _IMAGES = cast(Table, ImageRow.__table__)
 # Built once (statement caching): the columns come from the parameters of each call.
-_INSERT_JOB = (
+# SQLite: the next seq in the same statement (writes are serialized); PostgreSQL: the
+# jobs_seq_seq sequence's default (migration 0005), so concurrent inserts never clash.
+_INSERT_JOB_NEXT_SEQ = (
     insert(_JOBS)
     .values(seq=select(func.coalesce(func.max(_JOBS.c.seq), 0) + 1).scalar_subquery())
     .returning(_JOBS.c.seq)
 )
+_INSERT_JOB_SEQUENCE = insert(_JOBS).returning(_JOBS.c.seq)
+
+
+def _id_taken(error: IntegrityError) -> bool:
+    """Whether an INSERT failed on the jobs' primary key (SQLite and PostgreSQL say it so)."""
+    text = str(error.orig)
+    return "jobs.id" in text or "jobs_pkey" in text
 
 
 async def _get_row(session: AsyncSession, job_id: str) -> JobRow:
-    row = await session.get(JobRow, normalize_job_id(job_id))
+    """The job's row, locked for this write transaction (PostgreSQL: FOR UPDATE)."""
+    row = await session.get(JobRow, normalize_job_id(job_id), with_for_update=True)
     if row is None:
         raise NotFound(f"no job with id {job_id.strip()!r}")
     return row

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Delete, delete, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.base import Repository
 from storage.convert import message_record
@@ -43,7 +42,7 @@ class Messages(Repository):
                 await session.execute(_job_messages_delete(platform, job_id, role))
             now = self.now()
             for message_id, image_index in messages:
-                stmt = sqlite_insert(PlatformMessageRow).values(
+                stmt = self.upsert(PlatformMessageRow).values(
                     platform=platform,
                     chat_id=chat_id,
                     message_id=message_id,

@@ -2,8 +2,9 @@
 
 These classes never leave ``storage/``: the repository turns rows into frozen records.
 
-Timestamps are :class:`UTCDateTime`: aware UTC datetimes in Python, naive UTC text in SQLite
-(so ``ORDER BY`` and ``>=`` compare correctly). Naive datetimes are refused on the way in.
+Timestamps are :class:`UTCDateTime`: aware UTC datetimes in Python, naive UTC in the database
+(text in SQLite, ``timestamp`` in PostgreSQL, so ``ORDER BY`` and ``>=`` compare correctly).
+Naive datetimes are refused on the way in.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -99,6 +101,7 @@ class ModelRow(Base):
             "is_default",
             unique=True,
             sqlite_where=text("is_default = 1"),
+            postgresql_where=text("is_default"),
         ),
     )
 
@@ -142,7 +145,7 @@ class JobRow(Base):
     height: Mapped[int] = mapped_column(Integer)
     steps: Mapped[int] = mapped_column(Integer)
     cfg: Mapped[float] = mapped_column(Float)
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)  # 0 .. 2**32 - 1
     count: Mapped[int] = mapped_column(Integer)
     strength: Mapped[float | None] = mapped_column(Float)
     init_image: Mapped[str | None] = mapped_column(String(64))
@@ -174,7 +177,7 @@ class ImageRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[str] = mapped_column(String(8), ForeignKey("jobs.id"))
     index: Mapped[int] = mapped_column(Integer)
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from generation.errors import NotFound
 from storage.base import Repository
@@ -30,6 +29,9 @@ class People(Repository):
         super().__init__(db, now)
         self._users: dict[tuple[str, str], UserRecord] = {}
         self._scopes: dict[tuple[str, str], ScopeRecord] = {}
+        # Bumped by every settings change: a read that overlapped one keeps nothing (with
+        # PostgreSQL, transactions finish in any order, so "last to finish" may be stale).
+        self._scopes_generation = 0
 
     async def get_or_create_user(
         self, platform: str, platform_user_id: str, display_name: str = ""
@@ -41,7 +43,7 @@ class People(Repository):
             return known
         async with self.db.write() as session:
             await session.execute(
-                sqlite_insert(UserRow)
+                self.upsert(UserRow)
                 .values(
                     platform=platform,
                     platform_user_id=platform_user_id,
@@ -91,9 +93,10 @@ class People(Repository):
         known = self._scopes.get(key)
         if known is not None and (not name or known.name == name):
             return known
+        generation = self._scopes_generation
         async with self.db.write() as session:
             await session.execute(
-                sqlite_insert(ScopeRow)
+                self.upsert(ScopeRow)
                 .values(
                     platform=platform,
                     platform_scope_id=platform_scope_id,
@@ -114,7 +117,8 @@ class People(Repository):
             if name and row.name != name:
                 row.name = name
             record = scope_record(row)
-        self._scopes[key] = record
+        if generation == self._scopes_generation:  # no settings change ended meanwhile
+            self._scopes[key] = record
         return record
 
     async def get_scope(self, scope_id: int) -> ScopeRecord | None:
@@ -146,12 +150,15 @@ class People(Repository):
         exception from ``change`` leaves the settings as they were.
         """
         async with self.db.write() as session:
-            row = await session.get(ScopeRow, scope_id)
+            row = await session.get(ScopeRow, scope_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no scope with id {scope_id}")
             row.settings = dict(change(dict(row.settings or {})))
             record = scope_record(row)
-        self._scopes[(record.platform, record.platform_scope_id)] = record
+        # Forgotten, not replaced: another change may have committed after this one and
+        # returned before it. The next read takes the stored truth.
+        self._scopes_generation += 1
+        self._scopes.pop((record.platform, record.platform_scope_id), None)
         return record
 
     async def update_scope_settings(self, scope_id: int, settings: dict[str, Any]) -> ScopeRecord:

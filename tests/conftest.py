@@ -155,3 +155,34 @@ async def web_factory(app_factory: AppFactory) -> AsyncIterator[WebFactory]:
     yield factory
     for client in clients:  # before app_factory stops the apps
         await client.close()
+
+
+# ---------------------------------------------------------------------- real servers
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server for the session (tests.servers); ``create_database()`` per test."""
+    from tests.servers import PostgresServer, postgres_bin, unavailable
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        unavailable("PostgreSQL (Debian package postgresql)")
+    assert bin_dir is not None
+    server = PostgresServer(bin_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A Redis server for the session, append-only file on (tests.servers)."""
+    from tests.servers import RedisServer, unavailable
+
+    try:
+        server = RedisServer()
+    except FileNotFoundError:
+        unavailable("Redis (Debian package redis-server)")
+        raise
+    yield server
+    server.close()

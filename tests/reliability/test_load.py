@@ -152,22 +152,34 @@ def reason(refusal: Rejected | None) -> str:
     return type(refusal).__name__
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The ``[storage]`` section: the embedded SQLite file, or a real PostgreSQL server, where
+    admissions run side by side in separate transactions."""
+    if request.param == "sqlite":
+        return {}
+    postgres: Any = request.getfixturevalue("postgres")
+    return {"database_url": str(postgres.create_database())}
+
+
 async def test_a_thousand_draws_lose_nothing_and_respect_every_limit(
-    app_factory: AppFactory,
+    app_factory: AppFactory, storage: dict[str, str]
 ) -> None:
     # The server's default limits (bot/config.py), with a global queue cap that the campaign
     # reaches, so "the queue is full" is exercised too. The worker is off: nothing leaves the
     # queue, so the queue caps and "none lost" are exact.
     max_queue = REQUESTS * 3 // 10
     limits = {**DEFAULTS.model_dump(), "max_queue": max_queue}
-    app = await app_factory(worker=False, limits=limits, generation={"cpu_threads": 1})
+    app = await app_factory(
+        worker=False, limits=limits, generation={"cpu_threads": 1}, storage=storage
+    )
     for platform, scope, settings in SCOPES:
         if settings:
             admin = Origin(platform, scope, "admin", is_admin=True)
             await app.service.update_scope_settings(admin, **settings)
 
     campaign = await run_campaign(app, arrivals(REQUESTS, USERS, WINDOW))
-    report("service load", campaign)
+    report(f"service load on {'postgresql' if storage else 'sqlite'}", campaign)
 
     outcomes = campaign.outcomes
     accepted = [o.accepted for o in outcomes if o.accepted is not None]
@@ -336,11 +348,12 @@ async def test_a_history_query_for_an_unknown_user_writes_nothing(
 
 
 async def test_concurrent_admissions_cannot_overshoot_the_queue_cap(
-    app_factory: AppFactory,
+    app_factory: AppFactory, storage: dict[str, str]
 ) -> None:
     """Regression: the global cap was checked before the job's row was written, so users
     admitted at the same moment all passed the check (302 queued with max_queue = 300)."""
-    app = await app_factory(worker=False, limits={**DEFAULTS.model_dump(), "max_queue": 5})
+    limits = {**DEFAULTS.model_dump(), "max_queue": 5}
+    app = await app_factory(worker=False, limits=limits, storage=storage)
     results = await asyncio.gather(
         *(app.service.draw(Origin("discord", "g", f"u{n}"), DrawRequest("x")) for n in range(40)),
         return_exceptions=True,

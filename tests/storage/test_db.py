@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, text
 
 from storage.db import Database
 from storage.models import Base
@@ -48,7 +48,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0004"
+            assert version.scalar() == "0005"
     finally:
         await db.close()
 
@@ -115,26 +115,20 @@ async def test_upgrade_makes_one_person_of_a_credential_on_both_http_apis(db_pat
         assert [job.id for job in await store.list_jobs(user_id=bob.id)] == [jobs[api_bob.id]]
 
 
-def test_migration_matches_models(tmp_path: Path) -> None:
-    """The hand-written migration and the ORM models describe the same schema."""
+async def test_migration_matches_models(database_url: str) -> None:
+    """The hand-written migrations and the ORM models describe the same schema, on both."""
 
-    async def migrate() -> None:
-        db = Database(db_url(tmp_path / "m.db"))
-        await db.connect()
-        await db.close()
+    def compare(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        return list(compare_metadata(context, Base.metadata))
 
-    asyncio.run(migrate())
-    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": False})
-            diff = compare_metadata(context, Base.metadata)
-    finally:
-        engine.dispose()
+    async with Database(database_url) as db, db.engine.connect() as connection:
+        diff = await connection.run_sync(compare)
     assert diff == []
 
 
-async def test_writes_begin_immediate_reads_deferred(db: Database) -> None:
+async def test_writes_begin_immediate_reads_deferred(sqlite_db: Database) -> None:
+    db = sqlite_db
     statements: list[str] = []
 
     def record(conn: object, cursor: object, statement: str, *args: object) -> None:
@@ -199,9 +193,12 @@ async def test_write_waits_for_another_writer_instead_of_failing(db_path: Path) 
         await b.close()
 
 
-def test_rejects_other_databases() -> None:
-    with pytest.raises(ValueError, match="SQLite"):
-        Database("postgresql+asyncpg://localhost/easel")
+def test_accepts_sqlite_and_postgresql_only() -> None:
+    with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
+        Database("mysql+aiomysql://localhost/easel")
+    assert Database("postgresql://u@h/db").url == "postgresql+asyncpg://u@h/db"
+    assert Database("sqlite:///x.db").url == "sqlite+aiosqlite:///x.db"
+    assert "secret" not in Database("postgresql://u:secret@h/db").describe()
 
 
 async def test_unconnected_database_says_so(db_path: Path) -> None:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
 from generation.errors import InvalidRequest, NotFound
 from storage.db import Database
 from storage.repository import Store
-from tests.storage.helpers import db_url
 
 
 async def test_first_model_becomes_default(store: Store) -> None:
@@ -83,12 +81,12 @@ async def test_update_revision(store: Store) -> None:
 
 
 async def test_registry_changes_from_another_process_are_seen_within_the_cache_time(
-    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("storage.registry.MODEL_CACHE_SECONDS", 0.2)
     await store.add_model("demo", source="builtin:demo", kind="builtin")
     assert await store.get_model("other") is None  # the registry is now remembered
-    async with Database(db_url(db_path)) as elsewhere:  # e.g. `easel models add` beside serve
+    async with Database(database_url) as elsewhere:  # e.g. `easel models add` beside serve
         await Store(elsewhere).add_model("other", source="/m", kind="folder", is_default=True)
     await asyncio.sleep(0.25)
     other = await store.get_model("other")

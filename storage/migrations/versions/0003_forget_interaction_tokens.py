@@ -23,6 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":  # PostgreSQL stores came after: none to remove
+        return
     op.execute("PRAGMA secure_delete = ON")  # zero the old cells, not only unlink them
     op.execute(
         "UPDATE jobs SET reply_target = json_remove(reply_target, '$.interaction_token') "
