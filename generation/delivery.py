@@ -82,9 +82,11 @@ class DeliveryDispatcher:
         retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         redact: Callable[[str], str] = lambda text: text,
+        on_failure: Callable[[str, bool], None] = lambda platform, permanent: None,
     ) -> None:
         self.store = store
         self.redact = redact
+        self.on_failure = on_failure  # (platform, permanent): counted for /metrics
         self.bus = bus
         self.retry_delays = tuple(retry_delays)
         self.max_attempts = max_attempts
@@ -224,6 +226,7 @@ class DeliveryDispatcher:
         self, front_end: FrontEnd, job: JobRecord, attempt: int, error: Exception
     ) -> None:
         permanent = isinstance(error, Undeliverable)
+        self.on_failure(front_end.platform, permanent)
         text = str(error) if permanent else f"{type(error).__name__}: {error}"
         reason = self.redact(text)[:MAX_REASON_LENGTH]
         try:

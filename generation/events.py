@@ -8,7 +8,8 @@ worker: progress events are dropped for it when its queue is full, state changes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from storage.records import JobRecord
@@ -113,3 +114,35 @@ class EventBus:
         if self._loop is None:
             raise RuntimeError("EventBus.bind(loop) was not called")
         self._loop.call_soon_threadsafe(self.publish, event)
+
+
+class Follower:
+    """Hands every event of ``bus`` to ``handle`` (on the loop) from :meth:`start` to
+    :meth:`stop`: what the progress tracker and the metrics keep up to date with."""
+
+    def __init__(
+        self, bus: EventBus, handle: Callable[[JobEvent], None], name: str, max_progress: int
+    ) -> None:
+        self._bus = bus
+        self._handle = handle
+        self._name = name
+        self._max_progress = max_progress
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        subscription = self._bus.subscribe(max_progress=self._max_progress)
+        self._task = asyncio.create_task(self._follow(subscription), name=self._name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _follow(self, subscription: Subscription) -> None:
+        try:
+            while True:
+                self._handle(await subscription.get())
+        finally:
+            subscription.close()

@@ -7,12 +7,10 @@ The engine keeps it (it follows the event bus while the worker runs); front ends
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 
-from generation.events import EventBus, JobFinished, JobProgress, JobStarted, Subscription
+from generation.events import EventBus, Follower, JobEvent, JobFinished, JobProgress, JobStarted
 from generation.visibility import Viewer
 from storage.records import JobRecord
 
@@ -28,39 +26,26 @@ class Running:
 
 class ProgressTracker:
     def __init__(self, bus: EventBus) -> None:
-        self._bus = bus
-        self._subscription: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._follower = Follower(bus, self._on_event, "easel-progress", max_progress=4096)
         self.running: dict[str, Running] = {}
 
     def start(self) -> None:
-        self._subscription = self._bus.subscribe(max_progress=4096)
-        self._task = asyncio.create_task(self._follow(), name="easel-progress")
+        self._follower.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._subscription is not None:
-            self._subscription.close()
-            self._subscription = None
+        await self._follower.stop()
 
-    async def _follow(self) -> None:
-        assert self._subscription is not None
-        while True:
-            event = await self._subscription.get()
-            if isinstance(event, JobStarted):
-                self.running[event.job.id] = Running(event.job, time.monotonic())
-            elif isinstance(event, JobProgress):
-                entry = self.running.get(event.job_id)
-                if entry is not None:
-                    entry.step, entry.total = event.step, event.total
-                    if event.preview_png is not None:
-                        entry.preview_png = event.preview_png
-            elif isinstance(event, JobFinished):
-                self.running.pop(event.job.id, None)
+    def _on_event(self, event: JobEvent) -> None:
+        if isinstance(event, JobStarted):
+            self.running[event.job.id] = Running(event.job, time.monotonic())
+        elif isinstance(event, JobProgress):
+            entry = self.running.get(event.job_id)
+            if entry is not None:
+                entry.step, entry.total = event.step, event.total
+                if event.preview_png is not None:
+                    entry.preview_png = event.preview_png
+        elif isinstance(event, JobFinished):
+            self.running.pop(event.job.id, None)
 
     def visible_to(self, viewer: Viewer) -> list[Running]:
         """The running jobs ``viewer`` may see, oldest first."""

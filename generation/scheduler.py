@@ -4,13 +4,15 @@ Fairness is round-robin across users and FIFO within a user. The *rotation* list
 with queued jobs; :meth:`FairQueue.pop` serves the user at the front and moves them to the back
 if they still have jobs; a user whose first job arrives joins at the back. So a user with 50
 queued jobs delays another user's single job by at most one job (one per other user ahead).
+Across a cluster, where many jobs are in flight at once, the caller passes how many each user
+has in flight and the user with the fewest goes first (ties: rotation order).
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 
 
@@ -28,6 +30,8 @@ class QueuedItem:
     seq: int
     batch_key: tuple[object, ...] | None = None
     cost: float = 1.0
+    model: str = ""  # what a worker must load for it (cluster routing)
+    scope: str = ""  # "<platform>:<scope number>" (queue depth per scope in /metrics)
 
 
 class FairQueue:
@@ -81,19 +85,39 @@ class FairQueue:
             del self._users[user_key]
         return item
 
-    def peek(self) -> QueuedItem | None:
+    def push_front(self, item: QueuedItem) -> None:
+        """Put a job taken earlier back at the head of its user's FIFO (it goes first again);
+        a user not in the rotation any more joins it at the back."""
+        if item.job_id in self._items:
+            raise ValueError(f"job {item.job_id!r} is already queued")
+        queue = self._users.get(item.user_key)
+        if queue is None:
+            queue = self._users[item.user_key] = deque()
+        queue.appendleft(item)
+        self._items[item.job_id] = item
+
+    def next_user(self, in_flight: Mapping[str, int] | None = None) -> str | None:
+        """Whose job :meth:`pop` takes next: the rotation's front, or, given the jobs each user
+        has in flight (on a cluster's workers), the first in rotation order with the fewest."""
+        if not self._users:
+            return None
+        if in_flight is None:
+            return next(iter(self._users))
+        return min(self._users, key=lambda user: in_flight.get(user, 0))
+
+    def peek(self, in_flight: Mapping[str, int] | None = None) -> QueuedItem | None:
         """The job :meth:`pop` would return, without taking it."""
-        if not self._users:
-            return None
-        return self._users[next(iter(self._users))][0]
+        user = self.next_user(in_flight)
+        return None if user is None else self._users[user][0]
 
-    def pop(self) -> QueuedItem | None:
-        """Take the next job by fairness, or ``None`` when empty."""
-        if not self._users:
-            return None
-        return self._take_head(next(iter(self._users)))
+    def pop(self, in_flight: Mapping[str, int] | None = None) -> QueuedItem | None:
+        """Take the next job by fairness, or ``None`` when empty (see :meth:`next_user`)."""
+        user = self.next_user(in_flight)
+        return None if user is None else self._take_head(user)
 
-    def pop_batch(self, max_size: float) -> list[QueuedItem]:
+    def pop_batch(
+        self, max_size: float, in_flight: Mapping[str, int] | None = None
+    ) -> list[QueuedItem]:
         """Take the next job by fairness plus compatible jobs to run in the same pipeline call.
 
         The first job is always taken (whatever its cost). Then the rotation is walked in order
@@ -102,9 +126,10 @@ class FairQueue:
         fit or match is skipped and keeps their place, which is then ahead of every user who
         contributed. Further rotations are walked only while nobody was skipped, so a skipped
         user waits for this one batch and is served next: batching never delays anyone by more
-        than one pipeline call beyond what :meth:`pop` order would.
+        than one pipeline call beyond what :meth:`pop` order would. ``in_flight`` as in
+        :meth:`next_user`.
         """
-        first = self.pop()
+        first = self.pop(in_flight)
         if first is None:
             return []
         batch = [first]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
 from generation.events import EventBus, JobFinished
 from generation.messages import MessageLog
 from generation.metadata import read_infotext_file
+from generation.metrics import EngineMetrics
 from generation.policy import (
     AdmissionPolicy,
     ScopeSettings,
@@ -50,6 +52,7 @@ from generation.requests import DrawRequest, Origin, Visibility
 from generation.spec import MAX_SEED, Action, GenerationSpec
 from generation.uploads import DEFAULT_MAX_BYTES, clean_upload
 from generation.visibility import EVERYONE, EventWatch, Viewer
+from generation.workers import WorkerStatus
 from storage.images import ImageStore
 from storage.records import JobRecord, ModelRecord
 from storage.repository import Store
@@ -102,6 +105,8 @@ class Service(Administration):
         )
         self.progress = ProgressTracker(bus)
         self.messages = MessageLog(store)
+        self._worker_statuses: Callable[[], list[WorkerStatus]] = list
+        self.metrics = EngineMetrics(bus, queue, lambda: self._worker_statuses())
 
     @property
     def accepting(self) -> bool:
@@ -318,6 +323,22 @@ class Service(Administration):
         if position is None:
             return None
         return position, self.queue.eta(job.id) or 0.0
+
+    # ------------------------------------------------------------------ operations
+
+    def attach_workers(self, statuses: Callable[[], list[WorkerStatus]]) -> None:
+        """Where :meth:`workers` and ``/metrics`` read the workers (the engine's renderer)."""
+        self._worker_statuses = statuses
+
+    def workers(self, origin: Origin) -> list[WorkerStatus]:
+        """The workers and what they do (admins only: job ids of everyone show here)."""
+        self._require_admin(origin)
+        return self._worker_statuses()
+
+    def metrics_text(self, origin: Origin) -> bytes:
+        """Prometheus' text format (admins only: it counts every community's jobs)."""
+        self._require_admin(origin)
+        return self.metrics.render()
 
     async def running(self, origin: Origin) -> list[Running]:
         """The jobs rendering now that the caller may see, oldest first, with their progress."""

@@ -20,19 +20,21 @@ import contextlib
 import io
 import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from PIL import Image
 
-from generation.errors import EaselError, JobInterrupted, OutOfMemory
-from generation.events import EventBus, JobFinished, JobProgress, JobStarted
-from generation.metadata import build_infotext, encode_png, short_hash
+from generation.errors import EaselError, JobInterrupted
+from generation.events import EventBus, JobProgress, JobStarted
 from generation.queue import JobQueue
+from generation.recording import Recorder
 from generation.render import Backend, ModelSource, RenderJob
+from generation.rendering import Outcome, Rendered, RenderMeta, job_pngs, render_all
 from generation.spec import Mode
+from generation.workers import WorkerStatus
 from storage.images import ImageStore
-from storage.records import JobRecord, ModelRecord, NewImage
+from storage.records import JobRecord, ModelRecord
 from storage.repository import Store
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,8 @@ log = logging.getLogger(__name__)
 MAX_PENDING_RECORDINGS = 2
 
 
-@dataclass(frozen=True)
-class EncodedImage:
-    sha256: str
-    width: int
-    height: int
-    seed: int
+def _count(ids: list[str]) -> tuple[int, list[str]]:
+    return len(ids), ids
 
 
 def model_source(record: ModelRecord) -> ModelSource:
@@ -68,6 +66,7 @@ class Worker:
         bus: EventBus,
         backend: Backend,
         max_batch: int,
+        max_attempts: int = 3,
         overlap_recording: bool = True,
     ) -> None:
         self.store = store
@@ -76,9 +75,13 @@ class Worker:
         self.bus = bus
         self.backend = backend
         self.max_batch = max_batch
+        self.max_attempts = max_attempts
         self.overlap_recording = overlap_recording
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-worker")
         self._recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-record")
+        self.recorder = Recorder(
+            store=store, images=images, queue=queue, bus=bus, executor=self._recorder
+        )
         self._recordings: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._busy = asyncio.Event()
@@ -86,11 +89,46 @@ class Worker:
         self._idle.set()
         self._abort = False
         self._draining = False
+        self._current: tuple[str, ...] = ()  # the batch rendering now
+        self._finished: deque[float] = deque(maxlen=10_000)  # when jobs finished (monotonic)
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def recover(self) -> None:
+        """At start-up: jobs a crash left running go back to the queue (or fail after
+        ``max_attempts``); every queued job joins the fair queue in order."""
+        requeued, failed = await self.store.recover_interrupted(self.max_attempts)
+        if requeued:
+            log.warning(
+                "re-queued %d job(s) interrupted by the last stop: %s", len(requeued), requeued
+            )
+        if failed:
+            log.error("gave up on %d job(s) after repeated interruptions: %s", *_count(failed))
+        for job in await self.store.queued_jobs():
+            await self.queue.put(job)
+        if len(self.queue):
+            log.info("%d job(s) waiting in the queue", len(self.queue))
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="easel-worker")
+
+    def statuses(self) -> list[WorkerStatus]:
+        """The engine's own worker thread, as ``easel workers`` shows it."""
+        now = time.monotonic()
+        while self._finished and now - self._finished[0] > 60:
+            self._finished.popleft()
+        loaded = getattr(self.backend, "loaded_models", None)
+        running = tuple(job_id for job_id in self._current)
+        return [
+            WorkerStatus(
+                name="local",
+                state="rendering" if running else "idle",
+                device=self.backend.device_name,
+                loaded=tuple(loaded()) if callable(loaded) else (),
+                current=running,
+                jobs_per_minute=float(len(self._finished)),
+            )
+        ]
 
     def preload(self, model: ModelSource) -> asyncio.Future[None]:
         """Load ``model`` on the worker thread ahead of the first job (jobs queue behind it)."""
@@ -128,13 +166,17 @@ class Worker:
             batch = await self.queue.take_batch(self.max_batch)
             self._idle.clear()
             job_ids = [item.job_id for item in batch]
+            self._current = tuple(job_ids)
             try:
                 await self._run_batch(job_ids)
             except Exception as error:  # never let one batch kill the worker, nor hang its jobs
                 log.exception("worker: unexpected error around batch %s", job_ids)
                 stuck = [job_id for job_id in job_ids if self.queue.is_running(job_id)]
-                await self._fail_ids(stuck, f"internal error: {type(error).__name__}: {error}")
+                await self.recorder.failed(
+                    stuck, f"internal error: {type(error).__name__}: {error}"
+                )
             finally:
+                self._current = ()
                 self._idle.set()
 
     async def _recorded(self, keep: int = 0) -> None:
@@ -152,10 +194,10 @@ class Worker:
                 job = await self.store.mark_running(job_id)
             except Exception as error:  # the store failed: the job must not hang in between
                 log.exception("worker: could not start job %s", job_id)
-                await self._fail_ids([job_id], f"could not start: {error}")
+                await self.recorder.failed([job_id], f"could not start: {error}")
                 continue
             if job is None:  # cancelled while it was being taken: it ends here
-                await self._taken_but_cancelled(job_id)
+                await self.recorder.taken_but_cancelled(job_id)
                 continue
             self.bus.publish(JobStarted(job))
             jobs.append(job)
@@ -164,56 +206,48 @@ class Worker:
         await self._render_and_record(jobs, started)
 
     async def _render_and_record(self, jobs: list[JobRecord], started: float) -> None:
+        job_ids = [job.id for job in jobs]
         try:
             models: dict[str, ModelSource] = {}  # a batch shares its model: look it up once
             render_jobs = [await self._render_job(job, models) for job in jobs]
             loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, self._render, jobs, render_jobs)
+            outcomes = await loop.run_in_executor(self._executor, self._render, jobs, render_jobs)
         except JobInterrupted:
-            await self._interrupted(jobs)
-            return
-        except OutOfMemory as error:
-            if len(jobs) == 1:
-                await self._fail(jobs, error.message)
-                return
-            # Together they did not fit in memory; each alone may. Each gets its own outcome.
-            log.warning("worker: batch of %d ran out of memory; rendering one by one", len(jobs))
-            for job in jobs:
-                await self._render_and_record([job], time.monotonic())
+            await self.recorder.interrupted(job_ids)
             return
         except EaselError as error:
-            await self._fail(jobs, error.message)
+            await self.recorder.failed(job_ids, error.message)
             return
         except Exception as error:
-            log.exception("worker: job(s) %s failed", [job.id for job in jobs])
-            await self._fail(jobs, f"{type(error).__name__}: {error}")
+            log.exception("worker: job(s) %s failed", job_ids)
+            await self.recorder.failed(job_ids, f"{type(error).__name__}: {error}")
             return
         seconds = (time.monotonic() - started) / len(jobs)
         if not self.overlap_recording:
-            await self._record(jobs, outputs, seconds)
+            await self._record(jobs, outcomes, seconds)
             return
         await self._recorded(keep=MAX_PENDING_RECORDINGS - 1)
-        task = asyncio.create_task(self._record(jobs, outputs, seconds), name="easel-record")
+        task = asyncio.create_task(self._record(jobs, outcomes, seconds), name="easel-record")
         self._recordings.add(task)
         task.add_done_callback(self._recordings.discard)
 
-    async def _record(
-        self, jobs: list[JobRecord], outputs: list[list[Image.Image]], seconds: float
-    ) -> None:
+    async def _record(self, jobs: list[JobRecord], outcomes: list[Outcome], seconds: float) -> None:
         """Encode and store a rendered batch's images, then mark its jobs succeeded."""
         loop = asyncio.get_running_loop()
-        for job, images in zip(jobs, outputs, strict=True):
-            try:
-                encoded = await loop.run_in_executor(self._recorder, self._encode, job, images)
-            except Exception as error:  # e.g. the disk is full: the job fails with the reason
-                log.exception("worker: could not store the images of job %s", job.id)
-                await self._fail([job], f"could not store the images: {error}")
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if not isinstance(outcome, Rendered):
+                await self.recorder.failed([job.id], outcome.reason)
                 continue
             try:
-                await self._succeed(job, encoded, seconds)
-            except Exception as error:  # e.g. the database is locked or gone
-                log.exception("worker: could not record job %s as succeeded", job.id)
-                await self._fail([job], f"could not record the result: {error}")
+                pngs = await loop.run_in_executor(
+                    self._recorder, job_pngs, RenderMeta.of(job), outcome.images
+                )
+            except Exception as error:
+                log.exception("worker: could not encode the images of job %s", job.id)
+                await self.recorder.failed([job.id], f"could not store the images: {error}")
+                continue
+            await self.recorder.succeeded(job, pngs, seconds)
+            self._finished.append(time.monotonic())
 
     async def _render_job(self, job: JobRecord, models: dict[str, ModelSource]) -> RenderJob:
         spec = job.spec
@@ -239,9 +273,7 @@ class Worker:
     def _load_image(self, sha256: str) -> Image.Image:
         return Image.open(io.BytesIO(self.images.read(sha256))).convert("RGB")
 
-    def _render(
-        self, jobs: list[JobRecord], render_jobs: list[RenderJob]
-    ) -> list[list[Image.Image]]:
+    def _render(self, jobs: list[JobRecord], render_jobs: list[RenderJob]) -> list[Outcome]:
         """Runs on the worker thread."""
         job_ids = [job.id for job in jobs]
 
@@ -260,103 +292,4 @@ class Worker:
         def should_stop() -> bool:
             return self._abort or all(self.queue.stop_requested(j) for j in job_ids)
 
-        if len(render_jobs) == 1:
-            return [self.backend.render(render_jobs[0], progress, should_stop)]
-        return self.backend.render_batch(render_jobs, progress, should_stop)
-
-    def _encode(self, job: JobRecord, images: list[Image.Image]) -> list[EncodedImage]:
-        """Runs on the recording thread."""
-        encoded = []
-        for seed, image in zip(job.spec.seeds, images, strict=True):
-            spec = job.spec
-            extra: dict[str, object] = {}
-            if spec.mode == Mode.UPSCALE:
-                extra["Hires upscaler"] = spec.upscaler or "hires"
-            if job.parent_id:
-                extra["Easel parent"] = f"{job.parent_id}/{(job.parent_index or 0) + 1}"
-            text = build_infotext(
-                prompt=spec.prompt,
-                negative_prompt=spec.negative_prompt,
-                steps=spec.steps,
-                sampler=spec.sampler,
-                cfg=spec.cfg,
-                seed=seed,
-                width=image.width,
-                height=image.height,
-                model=spec.model,
-                model_hash=short_hash(job.model_revision),
-                job_id=job.id,
-                strength=spec.strength,
-                extra=extra,
-            )
-            sha, _ = self.images.save(encode_png(image, text, job.id))
-            encoded.append(EncodedImage(sha, image.width, image.height, seed))
-        return encoded
-
-    # ------------------------------------------------------------------ outcomes
-    #
-    # Every job taken from the queue ends with exactly one JobFinished (succeeded, failed or
-    # cancelled) and leaves the queue's running set, whatever fails on the way; only a job the
-    # store cannot even mark failed stays "running" there, and the next start re-queues it.
-
-    async def _taken_but_cancelled(self, job_id: str) -> None:
-        """The job was cancelled between leaving the queue and starting: the cancel found it
-        neither queued (so it did not announce the end) nor running, so announce it here."""
-        try:
-            final = await self.store.get_job(job_id)
-        finally:
-            self.queue.finished(job_id, None)
-        if final is not None and final.is_terminal:
-            self.bus.publish(JobFinished(final))
-
-    async def _succeed(self, job: JobRecord, encoded: list[EncodedImage], seconds: float) -> None:
-        if self.queue.stop_requested(job.id):  # cancelled while its last steps ran
-            await self._announce_final(job.id)
-            return
-        new_images = [
-            NewImage(index, image.seed, image.sha256, image.width, image.height)
-            for index, image in enumerate(encoded)
-        ]
-        record = await self.store.mark_succeeded(job.id, new_images)
-        self.queue.finished(job.id, seconds)
-        self.bus.publish(JobFinished(record))
-
-    async def _fail(self, jobs: list[JobRecord], reason: str) -> None:
-        await self._fail_ids([job.id for job in jobs], reason)
-
-    async def _fail_ids(self, job_ids: list[str], reason: str) -> None:
-        for job_id in job_ids:
-            try:
-                record = await self.store.mark_failed(job_id, reason)
-            except Exception:
-                log.exception(
-                    "worker: could not record job %s as failed (%s); the next start takes it "
-                    "up again",
-                    job_id,
-                    reason,
-                )
-                continue
-            finally:
-                self.queue.finished(job_id, None)
-            self.bus.publish(JobFinished(record))
-
-    async def _announce_final(self, job_id: str) -> None:
-        """A cancelled job's final record (the cancel stored it) reaches the front ends."""
-        try:
-            final = await self.store.get_job(job_id)
-        finally:
-            self.queue.finished(job_id, None)
-        if final is not None:
-            self.bus.publish(JobFinished(final))
-
-    async def _interrupted(self, jobs: list[JobRecord]) -> None:
-        for job in jobs:
-            if self.queue.stop_requested(job.id):
-                await self._announce_final(job.id)
-                continue
-            self.queue.finished(job.id, None)
-            # The engine is stopping: put it back for the next start.
-            try:
-                await self.store.requeue(job.id)
-            except Exception:
-                log.exception("worker: could not re-queue job %s; the next start does", job.id)
+        return render_all(self.backend, render_jobs, progress, should_stop)

@@ -135,6 +135,18 @@ class DiffusersBackend:
     def device_name(self) -> str:
         return self._device
 
+    def loaded_models(self) -> list[str]:
+        """Names of the models resident now (any thread: a snapshot)."""
+        resident = self._pipes.keys()
+        return [name for name, _ in resident]
+
+    def memory_gb(self) -> tuple[float | None, float | None]:
+        """(total, free) memory of the CUDA device in GiB; (None, None) elsewhere."""
+        if self._device != "cuda":
+            return None, None
+        free, total = torch.cuda.mem_get_info()
+        return total / _GIB, free / _GIB
+
     # ----------------------------------------------------------------- loading
 
     def preload(self, model: ModelSource) -> None:

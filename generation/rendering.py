@@ -1,0 +1,112 @@
+"""Rendering a batch and turning images into Easel's PNG files: the part of a worker that does
+not care where it runs (the engine's own worker thread, or ``easel worker`` on another machine).
+
+    outcomes = render_all(backend, render_jobs, progress, should_stop)   # on a render thread
+    pngs = job_pngs(RenderMeta.of(job), outcome.images)                  # bytes with metadata
+
+A batch that runs out of memory together is rendered again job by job, and every job gets its
+own outcome (images, or the reason it failed); a stop or cancel raises ``JobInterrupted``.
+No torch here: the backend is whatever implements :class:`generation.render.Backend`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+
+from generation.errors import EaselError, OutOfMemory
+from generation.metadata import build_infotext, encode_png, short_hash
+from generation.render import Backend, ProgressFn, RenderJob, StopFn
+from generation.spec import GenerationSpec, Mode
+from storage.records import JobRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    images: list[Image.Image]
+
+
+@dataclass(frozen=True)
+class RenderFailure:
+    reason: str
+
+
+Outcome = Rendered | RenderFailure
+
+
+def render_all(
+    backend: Backend, jobs: Sequence[RenderJob], progress: ProgressFn, should_stop: StopFn
+) -> list[Outcome]:
+    """Each job's outcome, in order (blocking: call it on a render thread)."""
+    try:
+        if len(jobs) == 1:
+            return [Rendered(backend.render(jobs[0], progress, should_stop))]
+        return [
+            Rendered(images) for images in backend.render_batch(list(jobs), progress, should_stop)
+        ]
+    except OutOfMemory as error:
+        if len(jobs) == 1:
+            return [RenderFailure(error.message)]
+        # Together they did not fit in memory; each alone may. Each gets its own outcome.
+        log.warning("batch of %d ran out of memory; rendering one by one", len(jobs))
+        return [render_all(backend, [job], progress, should_stop)[0] for job in jobs]
+    except EaselError as error:
+        return [RenderFailure(error.message)] * len(jobs)
+
+
+@dataclass(frozen=True)
+class RenderMeta:
+    """What a job's PNG files say about it (A1111's ``parameters`` text and the job id)."""
+
+    job_id: str
+    spec: GenerationSpec
+    model_revision: str | None = None
+    parent_id: str | None = None
+    parent_index: int | None = None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> RenderMeta:
+        return cls(job.id, job.spec, job.model_revision, job.parent_id, job.parent_index)
+
+
+@dataclass(frozen=True)
+class EncodedPng:
+    data: bytes
+    width: int
+    height: int
+    seed: int
+
+
+def job_pngs(meta: RenderMeta, images: Sequence[Image.Image]) -> list[EncodedPng]:
+    """The job's images as Easel PNG files, image ``i`` with seed ``seed + i`` (blocking)."""
+    spec = meta.spec
+    extra: dict[str, object] = {}
+    if spec.mode == Mode.UPSCALE:
+        extra["Hires upscaler"] = spec.upscaler or "hires"
+    if meta.parent_id:
+        extra["Easel parent"] = f"{meta.parent_id}/{(meta.parent_index or 0) + 1}"
+    encoded = []
+    for seed, image in zip(spec.seeds, images, strict=True):
+        text = build_infotext(
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            steps=spec.steps,
+            sampler=spec.sampler,
+            cfg=spec.cfg,
+            seed=seed,
+            width=image.width,
+            height=image.height,
+            model=spec.model,
+            model_hash=short_hash(meta.model_revision),
+            job_id=meta.job_id,
+            strength=spec.strength,
+            extra=extra,
+        )
+        data = encode_png(image, text, meta.job_id)
+        encoded.append(EncodedPng(data, image.width, image.height, seed))
+    return encoded
