@@ -23,6 +23,7 @@ then the database closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -33,13 +34,14 @@ from bot.config import Config
 from bot.logsetup import redactor
 from generation.clock import Clock, SystemClock
 from generation.delivery import DeliveryDispatcher
-from generation.errors import EngineBusy
+from generation.errors import EngineBusy, InvalidRequest
 from generation.events import EventBus
 from generation.model_sources import inspect_source, inspect_upscaler
 from generation.queue import JobQueue
 from generation.render import Backend, ModelSource
 from generation.service import Service
 from generation.worker import Worker, model_source
+from generation.workers import EngineWorker
 from storage.db import Database
 from storage.images import ImageStore
 from storage.repository import Store
@@ -85,6 +87,55 @@ class EngineLock:
             self._file = None
 
 
+def diffusers_backend(config: Config) -> Backend:
+    """The diffusion backend ``[generation]`` describes (the engine's, or ``easel worker``'s)."""
+    from generation.backend import DiffusersBackend  # imports torch: only when needed
+
+    g = config.generation
+    return DiffusersBackend(
+        data_dir=config.data_dir,
+        device=g.device,
+        dtype=g.dtype,
+        resident_models=g.resident_models,
+        previews=g.previews,
+        allow_unsafe_weights=g.allow_unsafe_weights,
+        cpu_threads=g.cpu_threads,
+        compile_unet=g.compile,
+        max_batch_images=g.max_batch * g.max_count,
+        preview_decoder=g.preview_decoder.strip(),
+        resident_memory_gb=g.resident_memory_gb,
+    )
+
+
+async def copy_store(config: Config, target_url: str) -> tuple[dict[str, int], str, str]:
+    """``easel db copy``: everything in this Easel's database into another, empty one.
+    Returns rows per table and both databases' names (without passwords)."""
+    from sqlalchemy.exc import ArgumentError
+
+    from storage.copy import copy_database
+
+    try:
+        target = Database(target_url)
+    except (ValueError, ArgumentError) as error:
+        raise InvalidRequest(f"--to: {error}") from None
+    lock = EngineLock(config.data_dir)  # a running engine would go on writing the source
+    lock.acquire()
+    source = Database(config.database_url)
+    try:
+        for database in (source, target):
+            await database.connect()
+            if not await database.claim_engine():
+                raise EngineBusy(
+                    f"An Easel engine is running on {database.describe()}: stop it first."
+                )
+        counts = await copy_database(source, target)
+    finally:
+        await source.close()
+        await target.close()
+        lock.release()
+    return counts, source.describe(), target.describe()
+
+
 class App:
     def __init__(
         self, config: Config, *, backend: Backend | None = None, clock: Clock | None = None
@@ -98,9 +149,14 @@ class App:
         self.queue = JobQueue(self.clock, config.generation.initial_job_seconds)
         self._backend = backend
         self._lock = EngineLock(config.data_dir)
-        self.worker: Worker | None = None
+        self.worker: EngineWorker | None = None
         self.delivery = DeliveryDispatcher(
-            self.store, self.bus, redact=redactor(config.secret_env_vars)
+            self.store,
+            self.bus,
+            redact=redactor(config.secret_env_vars),
+            on_failure=lambda platform, permanent: self.service.metrics.delivery_failed(
+                platform, permanent
+            ),
         )
         self.service = Service(
             generation=config.generation,
@@ -127,22 +183,7 @@ class App:
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            from generation.backend import DiffusersBackend  # imports torch: only when needed
-
-            g = self.config.generation
-            self._backend = DiffusersBackend(
-                data_dir=self.config.data_dir,
-                device=g.device,
-                dtype=g.dtype,
-                resident_models=g.resident_models,
-                previews=g.previews,
-                allow_unsafe_weights=g.allow_unsafe_weights,
-                cpu_threads=g.cpu_threads,
-                compile_unet=g.compile,
-                max_batch_images=g.max_batch * g.max_count,
-                preview_decoder=g.preview_decoder.strip(),
-                resident_memory_gb=g.resident_memory_gb,
-            )
+            self._backend = diffusers_backend(self.config)
         return self._backend
 
     def _inspect_model(self, name: str, source: str, config: str | None) -> ModelSource:
@@ -167,10 +208,17 @@ class App:
         try:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             await self.db.connect()
+            if worker and not await self.db.claim_engine():
+                raise EngineBusy(
+                    f"Another Easel engine is already running on {self.db.describe()}. "
+                    "Stop it first: one engine per database (add GPUs with `easel worker`)."
+                )
             await self._register_demo_model()
             if worker:
                 await self._start_worker()
         except BaseException:
+            with contextlib.suppress(Exception):
+                await self.db.close()
             self._lock.release()
             raise
         self.started = True
@@ -208,29 +256,43 @@ class App:
         removed = await asyncio.to_thread(self.images.remove_temp_files)
         if removed:
             log.warning("removed %d half-written image file(s) left by the last stop", removed)
-        requeued, failed = await self.store.recover_interrupted(self.config.generation.max_attempts)
-        if requeued:
-            log.warning(
-                "re-queued %d job(s) interrupted by the last stop: %s", len(requeued), requeued
+        self.worker = self._make_worker()
+        self.service.attach_workers(self.worker.statuses)
+        await self.worker.recover()
+        self.worker.start()
+        self.service.progress.start()
+        self.service.metrics.start()
+        await self.delivery.start()
+
+    def _make_worker(self) -> EngineWorker:
+        """The engine's own worker thread, or, with ``[cluster]`` set, the dispatcher that
+        hands batches to ``easel worker`` processes through Redis (no torch here then)."""
+        g = self.config.generation
+        broker_url = self.config.cluster.broker()
+        if broker_url:
+            from cluster.broker import Broker
+            from cluster.dispatcher import ClusterWorker
+
+            return ClusterWorker(
+                store=self.store,
+                images=self.images,
+                queue=self.queue,
+                bus=self.bus,
+                broker=Broker(broker_url, self.config.cluster.prefix),
+                config=self.config.cluster,
+                max_batch=g.max_batch,
+                max_attempts=g.max_attempts,
             )
-        if failed:
-            log.error("gave up on %d job(s) after repeated interruptions: %s", len(failed), failed)
-        for job in await self.store.queued_jobs():
-            await self.queue.put(job)
-        if len(self.queue):
-            log.info("%d job(s) waiting in the queue", len(self.queue))
-        self.worker = Worker(
+        return Worker(
             store=self.store,
             images=self.images,
             queue=self.queue,
             bus=self.bus,
             backend=self.backend,
-            max_batch=self.config.generation.max_batch,
+            max_batch=g.max_batch,
+            max_attempts=g.max_attempts,
             overlap_recording=self.backend.device_name != "cpu",
         )
-        self.worker.start()
-        self.service.progress.start()
-        await self.delivery.start()
 
     async def _start_front_ends(self) -> None:
         from bot.discord import start_discord
@@ -276,6 +338,8 @@ class App:
         await self._stop_front_ends()
         await self.delivery.stop()  # unsent results stay undelivered: sent at the next start
         await self.service.progress.stop()
+        await self.service.metrics.stop()
+        self.service.attach_workers(list)
         try:
             await self.db.close()
         except Exception:

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -27,8 +28,9 @@ from bot.describe import describe_params, describe_queue, job_to_dict
 from bot.grammar import merge_fields, parse_draw
 from bot.logsetup import setup_logging
 from generation.actions import JobAction
-from generation.errors import EaselError, Rejected
+from generation.errors import ConfigError, EaselError, Rejected
 from generation.events import JobFinished, JobProgress
+from generation.render import Backend
 from generation.requests import DrawRequest, Origin, Visibility
 from generation.service import Accepted, Service
 from generation.sizing import parse_size
@@ -144,6 +146,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("dir", type=Path)
 
     sub.add_parser("serve", help="run the engine and the configured front ends")
+
+    worker = sub.add_parser(
+        "worker", help="render for the engine through Redis ([cluster] broker_url), on this GPU"
+    )
+    worker.add_argument(
+        "--name", help="this worker's name (default: cluster.worker_name, else the host name)"
+    )
+    worker.add_argument(
+        "--stand-in",
+        type=float,
+        metavar="SECONDS",
+        help="benchmarks and tests: no GPU, every image takes SECONDS and is a flat colour",
+    )
+    workers = sub.add_parser("workers", help="the workers the cluster's broker knows")
+    workers.add_argument("--json", action="store_true")
+
+    db = sub.add_parser("db", help="the database")
+    dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    copy = dbsub.add_parser(
+        "copy", help="copy this Easel's whole history into another (empty) database"
+    )
+    copy.add_argument(
+        "--to", required=True, metavar="URL", help="e.g. postgresql+asyncpg://easel@localhost/easel"
+    )
     return parser
 
 
@@ -404,6 +430,89 @@ async def serve(config: Config) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------- the cluster
+
+
+async def run_worker(config: Config, args: argparse.Namespace) -> int:
+    """``easel worker``: render batches from the broker until Ctrl-C or SIGTERM."""
+    from cluster.broker import Broker
+    from cluster.remote import RemoteWorker
+
+    url = config.cluster.broker()
+    if url is None:
+        raise ConfigError(
+            "easel worker needs the broker: set cluster.broker_url in the config, or "
+            f"${config.cluster.broker_url_env}"
+        )
+    name = args.name or config.cluster.worker_name or socket.gethostname()
+    if args.stand_in is not None:
+        from cluster.standin import StandInBackend
+
+        backend: Backend = StandInBackend(args.stand_in)
+    else:
+        from bot.app import diffusers_backend
+
+        backend = diffusers_backend(config)
+    broker = Broker(url, config.cluster.prefix)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    worker = RemoteWorker(
+        name=name,
+        broker=broker,
+        backend=backend,
+        config=config.cluster,
+        grace_seconds=config.generation.shutdown_grace_seconds,
+    )
+    try:
+        await worker.run(stop)
+    finally:
+        await broker.close()
+    log.info("worker %s stopped", name)
+    return EXIT_OK
+
+
+async def list_workers(config: Config, args: argparse.Namespace) -> int:
+    from cluster.broker import Broker
+
+    url = config.cluster.broker()
+    if url is None:
+        print("No [cluster] broker is configured: `easel serve` renders on this machine.")
+        return EXIT_OK
+    broker = Broker(url, config.cluster.prefix)
+    try:
+        workers = await broker.workers()
+    finally:
+        await broker.close()
+    if args.json:
+        emit({name: info.__dict__ if info else None for name, info in workers.items()})
+        return EXIT_OK
+    if not workers:
+        print("No worker has announced itself yet: start one with `easel worker`.")
+    for name, info in workers.items():
+        if info is None:
+            print(f"{name:<20} down (silent past cluster.heartbeat_timeout_seconds)")
+            continue
+        loaded = ", ".join(info.loaded) or "-"
+        doing = f" {', '.join(info.current)}" if info.current else ""
+        print(
+            f"{name:<20} {info.state:<9} {info.device:<8} {info.jobs_per_minute:5.1f} jobs/min"
+            f"  loaded: {loaded}{doing}"
+        )
+    return EXIT_OK
+
+
+async def copy_db(config: Config, args: argparse.Namespace) -> int:
+    from bot.app import copy_store
+
+    counts, source, target = await copy_store(config, args.to)
+    total = ", ".join(f"{count} {table}" for table, count in counts.items())
+    print(f"copied {total} from {source} to {target}")
+    print("set storage.database_url (or $EASEL_DATABASE_URL) to it to use it")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------- entry point
 
 
@@ -419,6 +528,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(config))
         if args.command == "demo-model":
             return cmd_demo_model(args)
+        if args.command == "worker":
+            return asyncio.run(run_worker(config, args))
+        if args.command == "workers":
+            return asyncio.run(list_workers(config, args))
+        if args.command == "db":
+            return asyncio.run(copy_db(config, args))
         handlers: dict[str, Callable[[App, argparse.Namespace], Awaitable[int]]] = {
             "history": cmd_history,
             "show": cmd_show,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from cluster.config import ClusterConfig
 from generation.config import GenerationConfig, LimitsConfig
 from generation.config import Section as _Section
 from generation.errors import ConfigError
@@ -98,6 +99,7 @@ class Config(_Section):
     discord: DiscordConfig = DiscordConfig()
     telegram: TelegramConfig = TelegramConfig()
     web: WebConfig = WebConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _check_web(self) -> Config:
@@ -107,9 +109,7 @@ class Config(_Section):
 
     @property
     def database_url(self) -> str:
-        if self.storage.database_url:
-            return self.storage.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'easel.db').resolve()}"
+        return self.storage.url() or f"sqlite+aiosqlite:///{(self.data_dir / 'easel.db').resolve()}"
 
     @property
     def secret_env_vars(self) -> tuple[str, ...]:
@@ -121,6 +121,8 @@ class Config(_Section):
             self.web.api_auth_env,
             self.web.api_token_env,
             self.web.admin_token_env,
+            self.storage.database_url_env,
+            self.cluster.broker_url_env,
         )
 
     def token(self, platform: Literal["discord", "telegram"]) -> str | None:

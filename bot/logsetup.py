@@ -12,11 +12,12 @@ given (the filter passes the values of the environment variables that hold Easel
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 from collections.abc import Callable, Iterable
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 6  # shorter values would redact ordinary words
@@ -51,9 +52,15 @@ def _keep_group(match: re.Match[str]) -> str:
 
 
 def secret_values(raw: str) -> list[str]:
-    """The secrets in one environment variable: the value, and for ``user:pass,...`` lists
-    each entry and each password."""
+    """The secrets in one environment variable: the value, for a URL its password, and for
+    ``user:pass,...`` lists each entry and each password."""
     values = [raw]
+    if "://" in raw:  # a database or broker URL: its password alone too
+        with contextlib.suppress(ValueError):
+            password = urlsplit(raw).password
+            if password:
+                values += [password, unquote(password)]
+        return [v for v in values if len(v) >= MIN_SECRET_LENGTH]
     for entry in raw.split(","):
         entry = entry.strip()
         values.append(entry)

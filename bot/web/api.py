@@ -9,13 +9,14 @@ stream (``GET /api/events``) is in ``bot.web.events``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
 from aiohttp import web
 
 from bot.grammar import merge_fields, parse_draw
-from bot.web.auth import principal
+from bot.web.auth import METRICS_PATH, principal
 from bot.web.common import (
     decode_image,
     http_origin,
@@ -27,6 +28,7 @@ from bot.web.common import (
 from bot.web.keys import app_of
 from generation.actions import JobAction
 from generation.errors import InvalidRequest
+from generation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from generation.policy import ScopeSettings
 from generation.requests import DrawRequest, Origin
 from generation.samplers import SAMPLERS, resolve_sampler
@@ -254,6 +256,18 @@ def _settings_json(scope: str, settings: ScopeSettings, request: web.Request) ->
     return {"scope": scope, "settings": settings.to_dict(), "server": server}
 
 
+async def list_workers(request: web.Request) -> web.Response:
+    """What renders: the engine's own thread, or the ``easel worker`` processes."""
+    service = app_of(request).service
+    statuses = service.workers(_admin_origin(request))
+    return web.json_response({"workers": [dataclasses.asdict(s) for s in statuses]})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = app_of(request).service.metrics_text(_admin_origin(request))
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 async def get_settings(request: web.Request) -> web.Response:
     origin = _admin_origin(request)
     settings = await app_of(request).service.scope_settings(origin)
@@ -328,6 +342,8 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_post("/api/jobs/{id}/actions", job_action)
     r.add_get("/api/images/{name}", get_image)
     r.add_get("/api/models", list_models)
+    r.add_get("/api/admin/workers", list_workers)
+    r.add_get(METRICS_PATH, metrics)
     r.add_get("/api/admin/settings", get_settings)
     r.add_post("/api/admin/settings", update_settings)
     r.add_post("/api/admin/blocklist", update_blocklist)

@@ -36,7 +36,8 @@ from generation.errors import ConfigError, EaselError, PermissionDenied
 LOCAL_USER = "local"
 TOKEN_USER = "token"
 ADMIN_USER = "admin"
-PROTECTED_PREFIXES = ("/api/", "/sdapi/")
+METRICS_PATH = "/metrics"  # Prometheus: an admin route (it counts every community's jobs)
+PROTECTED_PREFIXES = ("/api/", "/sdapi/", METRICS_PATH)
 ADMIN_PREFIX = "/api/admin/"
 
 
@@ -204,7 +205,7 @@ def auth_middleware(policy: AuthPolicy) -> Middleware:
         route = resource.canonical if resource is not None else ""
         local_peer = _remote_is_local(request.remote)
         if request.match_info.http_exception is None and route.startswith(PROTECTED_PREFIXES):
-            admin_route = route.startswith(ADMIN_PREFIX)
+            admin_route = route.startswith(ADMIN_PREFIX) or route == METRICS_PATH
             if policy.open and not local_peer:
                 raise PermissionDenied(
                     "This Easel answers only its own machine (web.host is a loopback address). "

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.web import a1111, a1111_info, api, events
-from bot.web.auth import AuthPolicy, auth_middleware, is_loopback
+from bot.web.auth import METRICS_PATH, AuthPolicy, auth_middleware, is_loopback
 from bot.web.errors import a1111_error_response, api_error_response, http_error_response
 from bot.web.keys import APP_KEY, STATE_KEY, WebState
 from generation.errors import ConfigError, EaselError
@@ -61,7 +61,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Shape every error of ``/api`` and ``/sdapi`` (see ``bot.web.errors``)."""
     path = request.path
     a1111_path = _is_a1111(path)
-    in_api = a1111_path or path.startswith("/api/") or path == "/api"
+    in_api = a1111_path or path.startswith("/api/") or path in ("/api", METRICS_PATH)
     started = time.perf_counter()
     response: web.StreamResponse
     try:

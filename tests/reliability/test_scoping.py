@@ -120,6 +120,9 @@ WEB_NO_JOB_ROUTES = {
     ("POST", "/api/admin/models"),
     ("DELETE", "/api/admin/models/{name}"),
     ("POST", "/api/admin/models/{name}/default"),
+    # Admin-only (tests/web/test_operations.py): the workers list names the jobs rendering.
+    ("GET", "/api/admin/workers"),
+    ("GET", "/metrics"),
     *(("GET", f"/sdapi/v1/{name}") for name in _A1111_LISTS),
     *(("POST", f"/sdapi/v1/{name}") for name in _A1111_POSTS),
 }

@@ -72,3 +72,34 @@ def test_relative_data_dir_becomes_absolute(tmp_path: Path, monkeypatch) -> None
     monkeypatch.delenv("EASEL_CONFIG", raising=False)
     assert load_config(None).data_dir == tmp_path / "data"
     assert load_config(None).database_url.endswith(f"{tmp_path}/data/easel.db")
+
+
+def test_database_and_broker_urls_are_checked_and_keep_passwords_out_of_the_file() -> None:
+    with pytest.raises(ConfigError, match=r"storage\.database_url must not hold a password"):
+        parse_config({"storage": {"database_url": "postgresql://easel:hunter2@db/easel"}})
+    with pytest.raises(ConfigError, match="sqlite:// or postgresql://"):
+        parse_config({"storage": {"database_url": "mysql://db/easel"}})
+    with pytest.raises(ConfigError, match=r"cluster\.broker_url must not hold a password"):
+        parse_config({"cluster": {"broker_url": "redis://:hunter2@redis:6379/0"}})
+    with pytest.raises(ConfigError, match="redis:// or rediss:// URL"):
+        parse_config({"cluster": {"broker_url": "amqp://rabbit"}})
+    with pytest.raises(ConfigError, match="at least twice heartbeat_seconds"):
+        parse_config({"cluster": {"heartbeat_seconds": 5, "heartbeat_timeout_seconds": 6}})
+    config = parse_config({"cluster": {"broker_url": "redis://redis-host:6379/0"}})
+    assert config.cluster.broker() == "redis://redis-host:6379/0"
+
+
+def test_urls_from_the_environment_win_and_their_passwords_are_redacted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.logsetup import redactor
+
+    monkeypatch.setenv("EASEL_DATABASE_URL", "postgresql+asyncpg://easel:pg%40Secret99@db/easel")
+    monkeypatch.setenv("EASEL_BROKER_URL", "redis://:redisSecret77@redis:6379/0")
+    config = parse_config({"cluster": {"broker_url": "redis://other:6379/0"}})
+    assert config.database_url.startswith("postgresql+asyncpg://easel:")
+    assert config.cluster.broker() == "redis://:redisSecret77@redis:6379/0"
+    redact = redactor(config.secret_env_vars)
+    line = "asyncpg: password authentication failed for pg@Secret99 (pg%40Secret99); redisSecret77"
+    cleaned = redact(line)
+    assert "Secret99" not in cleaned and "redisSecret77" not in cleaned

@@ -208,6 +208,18 @@ async def test_admin_blocklist_makes_a_draw_refused_inline(
         await page.context.close()
 
 
+async def test_admin_page_lists_the_workers(app_factory: AppFactory, browser: Browser) -> None:
+    app = await app_factory()
+    async with served(app) as url:
+        page, errors = await open_page(browser, f"{url}/admin")
+        row = page.locator('#workers tr[data-worker="local"]')
+        await expect(row).to_be_visible()
+        await expect(row).to_contain_text("idle")
+        await expect(row).to_contain_text("cpu")
+        assert errors == []
+        await page.context.close()
+
+
 async def test_admin_page_asks_for_the_token_when_not_on_loopback(
     app_factory: AppFactory, browser: Browser, monkeypatch: pytest.MonkeyPatch
 ) -> None:

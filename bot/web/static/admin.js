@@ -16,6 +16,7 @@
   let settings = {};
   let server = {};
   let models = [];
+  let workersTimer = null;
 
   const { ApiError, el, showError } = window.Easel;
 
@@ -138,6 +139,33 @@
       }))) : [el("li", { class: "hint", text: "Nothing blocked." })]));
   }
 
+  // ------------------------------------------------------------------ workers
+
+  const STATE_TEXT = { idle: "idle", rendering: "rendering", down: "down (silent; its jobs run elsewhere)" };
+
+  function renderWorkers(workers) {
+    if (!workers.length) {
+      $("workers").replaceChildren(el("tr", {}, el("td", { colspan: "6", text: "No worker yet: start one with easel worker." })));
+      return;
+    }
+    $("workers").replaceChildren(...workers.map((w) => {
+      const memory = w.memory_gb ? ` · ${w.memory_gb.toFixed(0)} GB` : "";
+      return el("tr", { "data-worker": w.name, "data-state": w.state },
+        el("td", { text: w.host ? `${w.name} (${w.host})` : w.name }),
+        el("td", { text: STATE_TEXT[w.state] || w.state }),
+        el("td", { text: (w.device || "") + memory }),
+        el("td", { text: (w.loaded || []).join(", ") || "–" }),
+        el("td", { text: (w.current || []).join(", ") || "–" }),
+        el("td", { text: (w.jobs_per_minute || 0).toFixed(1) }));
+    }));
+  }
+
+  async function refreshWorkers() {
+    try {
+      renderWorkers((await api("GET", "/api/admin/workers")).workers || []);
+    } catch (error) { /* the next refresh tries again; login errors show elsewhere */ }
+  }
+
   // ------------------------------------------------------------------ loading
 
   async function load() {
@@ -152,6 +180,8 @@
     renderModels();
     renderLimits();
     renderBlocklist();
+    await refreshWorkers();
+    if (!workersTimer) workersTimer = setInterval(refreshWorkers, 5000);
   }
 
   async function change(action, errorNode) {

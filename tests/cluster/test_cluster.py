@@ -1,0 +1,211 @@
+"""The cluster end to end: a real Redis, the engine, ``easel worker`` processes.
+
+Workers use the stand-in renderer (a fixed time per image) except where the real demo model is
+named; the broker, the store, the engine and the workers are the real code. Every test checks
+against the store that each job was recorded once, and counts its finished events (exactly 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from generation.metadata import job_id_from_png, parse_infotext, read_png_text
+from generation.requests import DrawRequest
+from storage.records import JobRecord
+from tests.cluster.conftest import ClusterFactory
+from tests.cluster.harness import Cluster, person
+from tests.servers import RedisServer
+
+
+def assert_each_recorded_once(cluster: Cluster, jobs: list[JobRecord], images: int = 1) -> None:
+    assert [job.status for job in jobs] == ["succeeded"] * len(jobs), [
+        (job.id, job.status, job.error) for job in jobs
+    ]
+    assert all(len(job.images) == images for job in jobs)
+    assert all(cluster.finished_events[job.id] == 1 for job in jobs), cluster.finished_events
+
+
+async def test_batches_render_on_workers_and_come_back_once(
+    cluster_factory: ClusterFactory,
+) -> None:
+    async with cluster_factory(seconds=0.05) as cluster:
+        cluster.watch_finished()
+        cluster.spawn("w1")
+        cluster.spawn("w2")
+        await cluster.wait_workers(2)
+        ids = await cluster.draw(users=4, per_user=5)
+        jobs = await cluster.finished(ids)
+        assert_each_recorded_once(cluster, jobs)
+        data = cluster.app.images.read(jobs[0].images[0].sha256)
+        assert job_id_from_png(data) == jobs[0].id  # the worker wrote Easel's metadata
+        info = parse_infotext(read_png_text(data)["parameters"])
+        assert info["Seed"] == str(jobs[0].seed) and info["Model"] == "demo"
+        assert {s.name for s in cluster.statuses()} == {"w1", "w2"}
+        assert all(job.attempt == 1 for job in jobs)
+
+
+async def test_the_real_demo_model_renders_on_a_worker(cluster_factory: ClusterFactory) -> None:
+    async with cluster_factory() as cluster:
+        cluster.watch_finished()
+        cluster.spawn("gpu", real=True)
+        await cluster.wait_workers(1)
+        request = DrawRequest("a castle at dusk", width=64, height=64, steps=3, seed=7, count=2)
+        job = (await cluster.app.service.draw(person("ada"), request)).job
+        (done,) = await cluster.finished([job.id])
+        assert_each_recorded_once(cluster, [done], images=2)
+        assert [image.seed for image in done.images] == [7, 8]
+        await cluster.until(  # its next heartbeat says the model stays loaded
+            lambda: any(s.name == "gpu" and "demo" in s.loaded for s in cluster.statuses()),
+            30,
+            "demo loaded on gpu",
+        )
+        assert next(s for s in cluster.statuses() if s.name == "gpu").device == "cpu"
+
+
+async def test_killed_workers_batches_run_elsewhere_once(cluster_factory: ClusterFactory) -> None:
+    """Ten times: SIGKILL one of four workers mid-render (no goodbye). After the heartbeat
+    timeout its batch runs on another worker, counting an attempt; the killed worker comes back
+    under its name and takes work again."""
+    names = ("w1", "w2", "w3", "w4")
+    async with cluster_factory(seconds=0.4) as cluster:
+        cluster.watch_finished()
+        for name in names:
+            cluster.spawn(name)
+        await cluster.wait_workers(4)
+        every: list[str] = []
+        for round_ in range(10):
+            ids = await cluster.draw(users=4, per_user=2, tag=f"round{round_}")
+            every += ids
+            await cluster.until(lambda: bool(cluster.rendering()), 60, "a worker rendering")
+            victim, lost = sorted(cluster.rendering().items())[round_ % len(cluster.rendering())]
+            cluster.kill(victim)
+            await cluster.until(
+                lambda v=victim: (
+                    any(s.name == v and s.state == "down" for s in cluster.statuses())
+                    or v not in {s.name for s in cluster.statuses()}
+                ),
+                60,
+                f"{victim} taken for dead",
+            )
+            jobs = await cluster.finished(ids)
+            assert_each_recorded_once(cluster, jobs)
+            again = [job for job in jobs if job.id in lost]
+            assert again and all(job.attempt == 2 for job in again), (lost, again)
+            cluster.spawn(victim)  # it comes back
+            await cluster.wait_workers(4)
+        jobs = [await cluster.app.store.get_job(job_id) for job_id in every]
+        assert all(job is not None for job in jobs)
+        assert_each_recorded_once(cluster, [job for job in jobs if job is not None])
+
+
+async def test_a_frozen_workers_late_result_is_ignored_and_it_resumes(
+    cluster_factory: ClusterFactory,
+) -> None:
+    async with cluster_factory(seconds=1.0) as cluster:
+        cluster.watch_finished()
+        cluster.spawn("w1")
+        cluster.spawn("w2")
+        await cluster.wait_workers(2)
+        (job_id,) = await cluster.draw(users=1, per_user=1, steps=8)
+        await cluster.until(lambda: bool(cluster.rendering()), 60, "a worker rendering")
+        frozen = next(iter(cluster.rendering()))
+        cluster.signal(frozen, signal.SIGSTOP)  # its "network disappears"
+        await cluster.until(
+            lambda: any(s.name == frozen and s.state == "down" for s in cluster.statuses()),
+            60,
+            f"{frozen} taken for dead",
+        )
+        cluster.signal(frozen, signal.SIGCONT)  # ... and comes back with a late result
+        (job,) = await cluster.finished([job_id])
+        await cluster.until(lambda: cluster.alive() == 2, 60, f"{frozen} back")
+        await cluster.until(lambda: cluster.late_results() >= 1, 60, "the late result")
+        assert job.attempt == 2  # it ran again on the other worker; the late copy was dropped
+        assert_each_recorded_once(cluster, [job])
+        # It resumed: new work reaches it again.
+        more = await cluster.draw(users=2, per_user=2, tag="after")
+        assert_each_recorded_once(cluster, await cluster.finished(more))
+
+
+async def test_a_cancelled_job_is_taken_back_or_stopped(cluster_factory: ClusterFactory) -> None:
+    async with cluster_factory(seconds=2.0) as cluster:
+        cluster.watch_finished()
+        cluster.spawn("w1")
+        await cluster.wait_workers(1)
+        first, waiting = await cluster.draw(users=1, per_user=2, steps=20)
+        await cluster.until(lambda: first in cluster.rendering().get("w1", ()), 60, "first")
+        owner = person("u0")
+        # The waiting batch (assigned to w1 behind the first) is taken back: never started.
+        cancelled = await cluster.app.service.cancel(owner, waiting)
+        assert cancelled.status == "cancelled"
+        # The running one stops at the worker's next step.
+        await cluster.app.service.cancel(owner, first)
+        jobs = await cluster.finished([first, waiting])
+        assert [job.status for job in jobs] == ["cancelled", "cancelled"]
+        assert jobs[1].started_at is None and jobs[1].attempt == 0  # never rendered
+        assert cluster.finished_events[first] == 1 and cluster.finished_events[waiting] == 1
+        await cluster.until(lambda: not cluster.rendering(), 60, "w1 idle")
+
+
+async def test_fairness_holds_across_the_cluster(cluster_factory: ClusterFactory) -> None:
+    """One user fills every worker; another's single job starts ahead of the first user's
+    queued jobs: only the batches already waiting on the other workers may start before it."""
+    workers = 3
+    async with cluster_factory(seconds=0.5) as cluster:
+        for index in range(workers):
+            cluster.spawn(f"w{index}")
+        await cluster.wait_workers(workers)
+        busy = await cluster.draw(users=1, per_user=30, tag="busy")
+        await cluster.until(lambda: len(cluster.rendering()) == workers, 60, "every worker busy")
+
+        async def all_marked_running() -> bool:  # so no start of theirs counts below
+            return await cluster.running_in_store() == workers
+
+        await cluster.until(all_marked_running, 60, "the engine recording their start")
+        newcomer = (
+            await cluster.app.service.draw(
+                person("newcomer"), DrawRequest("just one", width=64, height=64, steps=4)
+            )
+        ).job
+        (mine,) = await cluster.finished([newcomer.id])
+        assert mine.started_at is not None
+        started_between = [
+            job
+            for job in await cluster.finished(busy[: workers * 4])
+            if job.started_at and newcomer.created_at < job.started_at < mine.started_at
+        ]
+        assert len(started_between) <= workers - 1, [j.id for j in started_between]
+        await cluster.finished(busy)
+
+
+async def test_results_wait_in_redis_while_the_engine_restarts(
+    cluster_factory: ClusterFactory,
+) -> None:
+    async with cluster_factory(seconds=0.3) as cluster:
+        cluster.watch_finished()
+        for name in ("w1", "w2"):
+            cluster.spawn(name)
+        await cluster.wait_workers(2)
+        ids = await cluster.draw(users=2, per_user=5)
+        await cluster.until(lambda: len(cluster.rendering()) == 2, 60, "both rendering")
+        # Batches stay with the workers, which finish them while the engine is away: their
+        # results wait in Redis for the next engine.
+        await cluster.restart_engine(down_seconds=1.0)
+        jobs = await cluster.finished(ids)
+        assert_each_recorded_once(cluster, jobs)
+        assert all(job.attempt == 1 for job in jobs)  # nothing was rendered twice
+
+
+async def test_redis_restarting_mid_run_loses_nothing(
+    cluster_factory: ClusterFactory, redis_server: RedisServer
+) -> None:
+    async with cluster_factory(seconds=0.2) as cluster:
+        cluster.watch_finished()
+        for name in ("w1", "w2"):
+            cluster.spawn(name)
+        await cluster.wait_workers(2)
+        ids = await cluster.draw(users=3, per_user=6)
+        await cluster.until(lambda: bool(cluster.rendering()), 60, "rendering")
+        await asyncio.to_thread(redis_server.restart)  # append-only file on: data survives
+        jobs = await cluster.finished(ids)
+        assert_each_recorded_once(cluster, jobs)

@@ -1,0 +1,61 @@
+"""What travels through Redis comes back as it went (pure: no Redis here)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cluster.protocol import (
+    BatchOrder,
+    Outcome,
+    Started,
+    Ticket,
+    WorkerInfo,
+    decode_result,
+    parse_progress,
+    progress_message,
+    started_fields,
+)
+from generation.render import ModelSource
+from generation.rendering import EncodedPng, RenderMeta
+from tests.records import job_record
+
+DEMO = ModelSource("demo", "builtin:demo", "builtin", "r1")
+
+
+def _bytes_keys(fields: dict[str, bytes]) -> dict[bytes, bytes]:
+    return {key.encode(): value for key, value in fields.items()}  # as Redis returns them
+
+
+def test_a_batch_keeps_every_ticket_field_and_the_starting_image() -> None:
+    job = job_record("abcd2345", prompt="a castle", seed=42, parent_id="zzzz2345", parent_index=1)
+    upscaler = ModelSource("4x", "/models/4x.pth", "upscaler", None)
+    ticket = Ticket(RenderMeta.of(job), DEMO, upscaler, init_png=b"\x89PNG...")
+    order = BatchOrder("b1", (ticket, Ticket(RenderMeta.of(job_record("efgh2345")), DEMO)))
+    back = BatchOrder.decode(_bytes_keys(order.encode()))
+    assert back == order
+    assert back.tickets[0].meta.spec.prompt == "a castle" and back.tickets[0].job_id == "abcd2345"
+
+
+def test_an_outcome_carries_its_png_bytes_and_a_failure_its_reason() -> None:
+    pngs = (EncodedPng(b"one", 64, 64, 7), EncodedPng(b"two", 64, 64, 8))
+    done = Outcome("b1", "abcd2345", "gpu1", "succeeded", 1.5, pngs=pngs)
+    assert decode_result(_bytes_keys(done.encode())) == done
+    failed = Outcome("b1", "abcd2345", "gpu1", "failed", error="CUDA out of memory")
+    assert decode_result(_bytes_keys(failed.encode())) == failed
+    assert decode_result(_bytes_keys(started_fields("b1", "gpu1"))) == Started("b1", "gpu1")
+
+
+def test_a_heartbeat_round_trips_and_a_newer_workers_fields_do_not_break_it() -> None:
+    info = WorkerInfo(
+        "gpu1", "cuda", 24.0, 20.5, ("demo",), ("demo",), "rendering", ("abcd2345",), 12.0
+    )
+    assert WorkerInfo.decode(info.encode()) == info
+    newer = WorkerInfo.decode(info.encode()[:-1] + ', "temperature_c": 71}')
+    assert dataclasses.replace(newer, extra={}) == info
+    assert newer.extra == {"temperature_c": 71}
+
+
+def test_progress_messages_round_trip_with_and_without_a_preview() -> None:
+    message = progress_message("b1", ["abcd2345"], 3, 20, b"\xff\xd8jpeg")
+    assert parse_progress(message) == ("b1", ["abcd2345"], 3, 20, b"\xff\xd8jpeg")
+    assert parse_progress(progress_message("b1", ["x"], 20, 20, None))[4] is None
