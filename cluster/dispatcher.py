@@ -435,8 +435,15 @@ class ClusterWorker:
         batch.pending.discard(outcome.job_id)
         try:
             await self._record(outcome)
-        finally:
+        except asyncio.CancelledError:
+            # The engine is stopping mid-record: the batch stays (here and in Redis) and the
+            # unacknowledged result is taken up again by the next engine.
+            batch.pending.add(outcome.job_id)
+            raise
+        except Exception:
             await self._maybe_finished(batch)
+            raise
+        await self._maybe_finished(batch)
 
     async def _record(self, outcome: Outcome) -> None:
         job = await self.store.get_job(outcome.job_id)

@@ -32,7 +32,7 @@ from storage.records import JobRecord
 from tests.reliability.crash_harness import REPO_ROOT, easel_command
 
 HEARTBEAT = 0.2
-TIMEOUT = 1.5  # seconds of silence before a worker is taken for dead
+TIMEOUT = 2.5  # seconds of silence before a worker is taken for dead (a loaded CI box)
 
 
 def person(user: str) -> Origin:
@@ -106,6 +106,27 @@ class Cluster:
     def kill(self, name: str) -> None:
         self.signal(name, signal.SIGKILL)
         self.workers[name].wait(timeout=30)
+
+    async def kill_mid_render(self, name: str) -> set[str]:
+        """SIGKILL ``name`` while it renders; returns the jobs it had started and not
+        reported. It is frozen (SIGSTOP) first and the engine takes up whatever it sent
+        before, so which jobs were lost is known exactly, whatever the machine's load."""
+        self.signal(name, signal.SIGSTOP)
+
+        async def results_taken_up() -> bool:
+            broker = self.app.worker.broker  # type: ignore[union-attr]
+            return int(await broker.redis.xlen(broker.keys.results)) == 0
+
+        await self.until(results_taken_up, 60, "the engine to take up every result")
+        worker: Any = self.app.worker
+        lost = {
+            job_id
+            for batch in worker.batches.values()
+            if batch.worker == name and batch.started
+            for job_id in batch.pending
+        }
+        self.kill(name)
+        return lost
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")

@@ -81,7 +81,10 @@ def test_the_engine_killed_mid_run_loses_nothing_and_repeats_nothing(
             return all(jobs.get(i) is not None and jobs[i].status == "succeeded" for i in ids)
 
         until(all_done, 180, "every job to succeed after the restart")
-        assert engine.stop(60) == 0
+        try:
+            assert engine.stop(60) == 0
+        except AssertionError:
+            raise AssertionError(engine.log_text()[-4000:]) from None
         jobs = read_jobs(db)
         assert [jobs[i].status for i in ids] == ["succeeded"] * JOBS
         assert all(len(jobs[i].images) == 1 for i in ids)  # recorded once
