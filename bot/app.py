@@ -36,6 +36,7 @@ from generation.clock import Clock, SystemClock
 from generation.delivery import DeliveryDispatcher
 from generation.errors import EngineBusy, InvalidRequest
 from generation.events import EventBus
+from generation.lazy_backend import LazyBackend
 from generation.model_sources import inspect_source, inspect_upscaler
 from generation.queue import JobQueue
 from generation.render import Backend, ModelSource
@@ -182,8 +183,10 @@ class App:
 
     @property
     def backend(self) -> Backend:
+        """The diffusion backend, built on first use on the worker's thread (torch and
+        diffusers import there, in the background: the front ends answer at once)."""
         if self._backend is None:
-            self._backend = diffusers_backend(self.config)
+            self._backend = LazyBackend(lambda: diffusers_backend(self.config))
         return self._backend
 
     def _inspect_model(self, name: str, source: str, config: str | None) -> ModelSource:
@@ -291,7 +294,6 @@ class App:
             backend=self.backend,
             max_batch=g.max_batch,
             max_attempts=g.max_attempts,
-            overlap_recording=self.backend.device_name != "cpu",
         )
 
     async def _start_front_ends(self) -> None:

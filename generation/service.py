@@ -335,6 +335,11 @@ class Service(Administration):
         self._require_admin(origin)
         return self._worker_statuses()
 
+    def loading(self) -> bool:
+        """Whether a worker is loading a model (at start-up: importing torch too). Anyone may
+        ask: the page and ``/sdapi/v1/progress`` say so while jobs wait."""
+        return any(status.state == "loading" for status in self._worker_statuses())
+
     def metrics_text(self, origin: Origin) -> bytes:
         """Prometheus' text format (admins only: it counts every community's jobs)."""
         self._require_admin(origin)

@@ -17,7 +17,7 @@ from generation.render import ModelSource
 @dataclass(frozen=True)
 class WorkerStatus:
     name: str
-    state: str  # "idle", "rendering" or "down" (silent past the heartbeat timeout)
+    state: str  # "idle", "loading" (a model), "rendering" or "down" (silent past the timeout)
     device: str = ""
     loaded: tuple[str, ...] = ()  # models loaded now
     can_load: tuple[str, ...] | None = None  # registered models it can load; None = any

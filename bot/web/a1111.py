@@ -271,7 +271,7 @@ async def progress(request: web.Request) -> web.Response:
         "eta_relative": 0.0,
         "state": state_json,
         "current_image": None,
-        "textinfo": None,
+        "textinfo": "Loading model" if not running and app.service.loading() else None,
     }
     if running:
         current = running[0]

@@ -223,6 +223,11 @@ async def list_models(request: web.Request) -> web.Response:
     )
 
 
+async def engine_status(request: web.Request) -> web.Response:
+    """Whether the engine is loading its model (the page shows it while jobs wait)."""
+    return web.json_response({"loading": app_of(request).service.loading()})
+
+
 # ---------------------------------------------------------------------- admin
 
 
@@ -342,6 +347,7 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_post("/api/jobs/{id}/actions", job_action)
     r.add_get("/api/images/{name}", get_image)
     r.add_get("/api/models", list_models)
+    r.add_get("/api/status", engine_status)
     r.add_get("/api/admin/workers", list_workers)
     r.add_get(METRICS_PATH, metrics)
     r.add_get("/api/admin/settings", get_settings)

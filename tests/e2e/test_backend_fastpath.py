@@ -331,7 +331,9 @@ def test_app_hands_the_settings_to_the_backend(tmp_path: Path) -> None:
             },
         }
     )
-    backend: Any = App.from_config(config).backend
+    lazy: Any = App.from_config(config).backend
+    assert not lazy.ready  # built on the worker's thread at first use, not here
+    backend = lazy.get()
     assert backend._tiny.source == "madebyollin/taesd"
     assert backend._pipes.budget_bytes == int(2.5 * 1024**3)
     assert backend._max_batch_images == 6 and not backend._compile

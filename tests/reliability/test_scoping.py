@@ -114,6 +114,7 @@ _A1111_POSTS = [
 WEB_NO_JOB_ROUTES = {
     ("POST", "/api/jobs"),
     ("GET", "/api/models"),
+    ("GET", "/api/status"),
     ("GET", "/api/admin/settings"),
     ("POST", "/api/admin/settings"),
     ("POST", "/api/admin/blocklist"),

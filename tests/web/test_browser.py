@@ -7,6 +7,7 @@ that browser, nothing is downloaded. Every wait is bounded (``browser_helpers.TI
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import threading
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import pytest
 
+from generation.requests import DrawRequest, Origin
 from tests.conftest import AppFactory
 from tests.web.browser_helpers import (
     RENDER_TIMEOUT_MS,
@@ -208,14 +210,56 @@ async def test_admin_blocklist_makes_a_draw_refused_inline(
         await page.context.close()
 
 
+async def test_the_page_says_the_model_is_loading_until_it_is_ready(
+    data_dir: Path, browser: Browser
+) -> None:
+    from bot.app import App, diffusers_backend
+    from generation.lazy_backend import LazyBackend
+    from generation.render import Backend, ModelSource
+    from tests.conftest import make_config
+
+    release = threading.Event()
+    config = make_config(data_dir, generation={"cpu_threads": 1})
+
+    def slow_build() -> Backend:
+        release.wait(timeout=120)
+        return diffusers_backend(config)
+
+    app = App.from_config(config, backend=LazyBackend(slow_build))
+    await app.start()
+    try:
+        assert app.worker is not None
+        preload = app.worker.preload(ModelSource("demo", "builtin:demo", "builtin", None))
+        async with served(app) as url:
+            page, errors = await open_page(browser, url)
+            banner = page.locator("#loading-banner")
+            await expect(banner).to_be_visible()
+            await expect(banner).to_contain_text("Loading the model")
+            release.set()
+            await preload
+            await expect(banner).to_be_hidden()
+            assert errors == []
+            await page.context.close()
+    finally:
+        release.set()
+        await app.stop()
+
+
 async def test_admin_page_lists_the_workers(app_factory: AppFactory, browser: Browser) -> None:
     app = await app_factory()
+    drawn = await app.service.draw(
+        Origin("web", "web", "ann"), DrawRequest("x", width=64, height=64, steps=2)
+    )
+    async with asyncio.timeout(RENDER_TIMEOUT_MS / 1000):
+        while not (job := await app.store.get_job(drawn.job.id)) or not job.is_terminal:
+            await asyncio.sleep(0.05)
     async with served(app) as url:
         page, errors = await open_page(browser, f"{url}/admin")
         row = page.locator('#workers tr[data-worker="local"]')
         await expect(row).to_be_visible()
         await expect(row).to_contain_text("idle")
         await expect(row).to_contain_text("cpu")
+        await expect(row).to_contain_text("demo")  # loaded by the job
         assert errors == []
         await page.context.close()
 

@@ -106,8 +106,16 @@ async def test_the_workers_list_says_what_renders(web_factory: WebFactory) -> No
     response = await client.get("/api/admin/workers")
     assert response.status == 200
     (local,) = (await response.json())["workers"]
-    assert local["name"] == "local" and local["device"] == "cpu"
-    assert local["state"] in ("idle", "rendering")
+    assert local["name"] == "local" and local["state"] == "idle"
+    assert local["device"] == "" and local["loaded"] == []  # nothing built before a job
+    app = client_app(client)
+    accepted = await app.service.draw(Origin("web", "web", "ann"), DrawRequest("x", **SMALL))
+    async with asyncio.timeout(60):
+        while not (job := await app.store.get_job(accepted.job.id)) or not job.is_terminal:
+            await asyncio.sleep(0.05)
+    (local,) = (await (await client.get("/api/admin/workers")).json())["workers"]
+    assert local["device"] == "cpu" and local["loaded"] == ["demo"]
+    assert local["jobs_per_minute"] == 1.0
 
 
 async def test_metrics_and_workers_are_for_admins_only(

@@ -54,6 +54,19 @@
     samplerDefault.textContent = model.default_sampler ? `Default (${model.default_sampler})` : "Model default";
   }
 
+  // While the engine loads its model (at start-up), say so; look again until it is ready.
+  async function watchLoading() {
+    let loading;
+    try {
+      loading = !!(await api("GET", "/api/status")).loading;
+    } catch (error) {  // unreachable for a moment (restarting): the connection line says so
+      setTimeout(watchLoading, 3000);
+      return;
+    }
+    $("loading-banner").hidden = !loading;
+    if (loading) setTimeout(watchLoading, 1500);
+  }
+
   async function loadModels() {
     try {
       const data = await api("GET", "/api/models");
@@ -630,4 +643,5 @@
   loadModels();
   loadQueue();
   restoreMine();
+  watchLoading();
 })();
