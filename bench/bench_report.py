@@ -12,6 +12,7 @@ LABELS = {
     "a": "(a) plain diffusers loop",
     "b": "(b) Easel, 1 user, max_batch 1",
     "c": "(c) Easel, M users, batching",
+    "d": "(d) A1111 HTTP, 1 client",
 }
 
 
@@ -34,10 +35,14 @@ def print_table(r: dict[str, Any]) -> list[str]:
             f"{'path':34} {'images/s':>9} {'seconds':>8}  admission p50/p99   "
             "first progress p50/p99"
         )
-        for key in ("a", "b", "c"):
+        for key in ("a", "b", "c", "d"):
+            if key not in r:
+                continue
             row = r[key]
             text = f"{LABELS[key]:34} {row['images_per_s']:9.3f} {row['seconds']:8.2f}"
-            if key != "a":
+            if key == "d":
+                text += f"  call p50/p99 {_ms(row['call_p50_ms'])} / {_ms(row['call_p99_ms'])}"
+            elif key != "a":
                 text += (
                     f"  {_ms(row['admission_p50_ms'])} / {_ms(row['admission_p99_ms'])}"
                     f"   {_ms(row['first_progress_p50_ms'])} / "
@@ -47,7 +52,10 @@ def print_table(r: dict[str, Any]) -> list[str]:
                 text += f"  MFU unet {row['mfu_unet_pct']:.1f}% all {row['mfu_pipeline_pct']:.1f}%"
             lines.append(text)
         lines.append(f"(c) batch sizes taken: {r['c']['batch_sizes']}")
-        lines.append(f"ratios: (b)/(a) = {r['b_over_a']:.3f}   (c)/(a) = {r['c_over_a']:.3f}")
+        ratios = f"ratios: (b)/(a) = {r['b_over_a']:.3f}   (c)/(a) = {r['c_over_a']:.3f}"
+        if "d_over_a" in r:
+            ratios += f"   (d)/(a) = {r['d_over_a']:.3f}"
+        lines.append(ratios)
         if "flops" in r:
             f = r["flops"]
             lines.append(
@@ -86,13 +94,14 @@ def draw_plot(r: dict[str, Any], lines: list[str], path: Path) -> None:
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     if "a" in r:
-        values = [r[k]["images_per_s"] for k in ("a", "b", "c")]
+        keys = [k for k in ("a", "b", "c", "d") if k in r]
+        values = [r[k]["images_per_s"] for k in keys]
         top = max(values) or 1.0
-        colours = ["#4477aa", "#ee6677", "#228833"]
-        for i, (key, value) in enumerate(zip(("a", "b", "c"), values, strict=True)):
-            x0 = 60 + i * 300
+        colours = ["#4477aa", "#ee6677", "#228833", "#ccbb44"]
+        for i, (key, value) in enumerate(zip(keys, values, strict=True)):
+            x0 = 40 + i * 240
             h = int((bar_area - 40) * value / top)
-            draw.rectangle([x0, bar_area - h, x0 + 200, bar_area], fill=colours[i])
+            draw.rectangle([x0, bar_area - h, x0 + 180, bar_area], fill=colours[i])
             draw.text((x0, bar_area - h - 14), f"{value:.3f} images/s", fill="black")
             draw.text((x0, bar_area + 6), LABELS[key], fill="black")
     y = bar_area + 40

@@ -12,6 +12,8 @@ Paths, each over the same N images (same model, size, steps, sampler "Euler a", 
       store -> queue -> worker (max_batch 1) -> PNG with metadata -> store; timed from the first
       submit to the last ``JobFinished``.
   (c) Easel, M users submitting concurrently, batching on (max_batch 8).
+  (d) the AUTOMATIC1111 HTTP API: N ``POST /sdapi/v1/txt2img`` calls, one at a time, from one
+      client (in this process), each answered with its PNG in base64.
 Admission = time for ``service.draw`` to return; first progress = submit -> first JobProgress.
 Results go to ``--out`` (default bench/results/) as benchmark-<profile>.json and .png.
 """
@@ -62,8 +64,8 @@ class Profile:
 
 
 PROFILES = {
-    "cpu": Profile("cpu", 64, 4, 48, 8, 8, {"b_over_a": 0.95, "c_over_a": 1.2}),
-    "gpu": Profile("gpu", 512, 20, 32, 8, 8, {"b_over_a": 0.98, "c_over_a": 1.5}),
+    "cpu": Profile("cpu", 64, 4, 48, 8, 8, {"b_over_a": 0.95, "c_over_a": 1.2, "d_over_a": 0.95}),
+    "gpu": Profile("gpu", 512, 20, 32, 8, 8, {"b_over_a": 0.98, "c_over_a": 2.5, "d_over_a": 0.98}),
 }
 
 
@@ -212,6 +214,46 @@ async def easel_run(
     }
 
 
+async def a1111_run(url: str, p: Profile, model: str, seed0: int) -> dict[str, Any]:
+    """(d): N images through ``POST /sdapi/v1/txt2img``, one client, one call at a time, as
+    an AUTOMATIC1111 client would (the reply carries the PNG in base64; the client decodes it).
+    The client shares this process and its event loop with the server."""
+    import base64
+
+    import aiohttp
+
+    seconds: list[float] = []
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as http:
+        for seed in range(seed0, seed0 + p.n):
+            body = {
+                "prompt": PROMPT,
+                "negative_prompt": NEGATIVE,
+                "seed": seed,
+                "steps": p.steps,
+                "cfg_scale": CFG,
+                "width": p.size,
+                "height": p.size,
+                "sampler_name": SAMPLER,
+                "batch_size": 1,
+                "override_settings": {"sd_model_checkpoint": model},
+            }
+            t0 = time.perf_counter()
+            async with http.post(f"{url}/sdapi/v1/txt2img", json=body) as response:
+                reply = await response.json()
+                if response.status != 200:
+                    raise SystemExit(f"/sdapi/v1/txt2img answered {response.status}: {reply}")
+            base64.b64decode(reply["images"][0])
+            seconds.append(time.perf_counter() - t0)
+    total = time.perf_counter() - started
+    return {
+        "seconds": total,
+        "images_per_s": p.n / total,
+        "call_p50_ms": statistics.median(seconds) * 1000,
+        "call_p99_ms": percentile([s * 1000 for s in seconds], 99),
+    }
+
+
 def _batches(app: App) -> list[int]:
     return list(getattr(app.worker, "bench_batch_sizes", []))
 
@@ -259,6 +301,9 @@ async def run_paths(args: argparse.Namespace, p: Profile, tmp: Path) -> dict[str
     config = parse_config(big_limits(str(tmp / "data"), max_batch=p.max_batch, device=device))
     app = App.from_config(config)
     await app.start()
+    from bot.web.server import start_web
+
+    server = await start_web(app, host="127.0.0.1", port=0)
     flops: dict[str, float] = {}
     try:
         demo_folder = await on_worker_thread(app, ensure_demo_model, config.data_dir)
@@ -285,7 +330,7 @@ async def run_paths(args: argparse.Namespace, p: Profile, tmp: Path) -> dict[str
             flops = await on_worker_thread(app, count_flops, plain.pipe, p.size, p.size)
         _track_batches(app)
         rec = Recorder(app)
-        rounds: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": []}
+        rounds: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": [], "d": []}
         try:
             warm = await app.service.draw(
                 Origin("cli", "bench", "warm"),
@@ -315,15 +360,19 @@ async def run_paths(args: argparse.Namespace, p: Profile, tmp: Path) -> dict[str
                         app, rec, p, model, users=p.users, max_batch=p.max_batch, seed0=seed0
                     )
                 )
+                print(f"round {r + 1}: (d) A1111 HTTP, one client, one call at a time")
+                app.worker.max_batch = 1  # as for (b)
+                rounds["d"].append(await a1111_run(server.url, p, model, seed0))
         finally:
             await rec.close()
             del plain
             if cuda:
                 torch.cuda.empty_cache()
     finally:
+        await server.stop()
         await app.stop()
-    a, b, c = (median_round(rounds[k]) for k in ("a", "b", "c"))
-    return {"a": a, "b": b, "c": c, "flops": flops, "device": device, "dtype": str(dtype)}
+    a, b, c, d = (median_round(rounds[k]) for k in ("a", "b", "c", "d"))
+    return {"a": a, "b": b, "c": c, "d": d, "flops": flops, "device": device, "dtype": str(dtype)}
 
 
 def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -384,11 +433,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if not args.scale_only:
         with tempfile.TemporaryDirectory(prefix="easel-bench-") as tmp:
             paths = await run_paths(args, p, Path(tmp))
-        a, b, c = paths["a"], paths["b"], paths["c"]
-        result.update(device=paths["device"], dtype=paths["dtype"], a=a, b=b, c=c)
+        a, b, c, d = paths["a"], paths["b"], paths["c"], paths["d"]
+        result.update(device=paths["device"], dtype=paths["dtype"], a=a, b=b, c=c, d=d)
         result["b_over_a"] = b["images_per_s"] / a["images_per_s"]
         result["c_over_a"] = c["images_per_s"] / a["images_per_s"]
-        for key in ("b_over_a", "c_over_a"):
+        result["d_over_a"] = d["images_per_s"] / a["images_per_s"]
+        for key in ("b_over_a", "c_over_a", "d_over_a"):
             targets[key] = {
                 "value": result[key],
                 "target": f">= {p.targets[key]}",
