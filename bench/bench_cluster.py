@@ -45,9 +45,7 @@ async def cluster_of(redis: RedisServer, root: Path, workers: int, seconds: floa
     app = App.from_config(load_config(path))
     await app.start()
     cluster = Cluster(app, path, logs, seconds)
-    for index in range(workers):
-        cluster.spawn(f"w{index}")
-    await cluster.wait_workers(workers, timeout=180)
+    await cluster.start_workers(*(f"w{index}" for index in range(workers)), timeout=180)
     return cluster
 
 

@@ -451,8 +451,10 @@ async def run_worker(config: Config, args: argparse.Namespace) -> int:
         backend: Backend = StandInBackend(args.stand_in)
     else:
         from bot.app import diffusers_backend
+        from generation.lazy_backend import LazyBackend
 
-        backend = diffusers_backend(config)
+        # Built on the render thread at the first batch: the worker announces itself at once.
+        backend = LazyBackend(lambda: diffusers_backend(config))
     broker = Broker(url, config.cluster.prefix)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

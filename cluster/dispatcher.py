@@ -60,7 +60,7 @@ from generation.recording import Recorder
 from generation.render import ModelSource
 from generation.rendering import RenderMeta
 from generation.scheduler import QueuedItem
-from generation.worker import model_source
+from generation.worker import model_source, render_sources
 from generation.workers import WorkerStatus
 from storage.images import ImageStore
 from storage.records import JobRecord
@@ -119,7 +119,6 @@ class ClusterWorker:
         self._order = itertools.count()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
         self._warned_models: set[str] = set()
         self.late_results = 0  # results ignored: their batch was taken back or re-run
         self._models_sent = 0.0
@@ -153,16 +152,7 @@ class ClusterWorker:
             kept |= batch.pending
             for job in live:
                 self.queue.mark_taken(job.id)
-        requeued, failed = await self.store.recover_interrupted(
-            self.max_attempts, keep=frozenset(kept)
-        )
-        if requeued:
-            log.warning("re-queued %d job(s) nobody renders any more: %s", len(requeued), requeued)
-        if failed:
-            log.error("gave up on %d job(s) after repeated interruptions: %s", len(failed), failed)
-        for job in await self.store.queued_jobs():
-            if job.id not in kept:
-                await self.queue.put(job)
+        await self.recorder.requeue_at_start(self.max_attempts, keep=frozenset(kept))
         if self.batches:
             log.info("%d batch(es) still with their workers", len(self.batches))
 
@@ -179,7 +169,6 @@ class ClusterWorker:
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop handing out work; batches stay with their workers (results wait in Redis)."""
-        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -195,7 +184,6 @@ class ClusterWorker:
 
     def statuses(self) -> list[WorkerStatus]:
         out = []
-        held = Counter(batch.worker for batch in self.batches.values())
         for name, info in sorted(self.workers.items()):
             if info is None:
                 out.append(WorkerStatus(name=name, state="down"))
@@ -203,7 +191,7 @@ class ClusterWorker:
             out.append(
                 WorkerStatus(
                     name=name,
-                    state=info.state if held[name] or info.state != "idle" else "idle",
+                    state=info.state,
                     device=info.device,
                     loaded=info.loaded,
                     can_load=info.can_load,
@@ -298,7 +286,8 @@ class ClusterWorker:
         if not jobs:
             return
         try:
-            tickets = tuple([await self._ticket(job) for job in jobs])
+            models: dict[str, ModelSource] = {}  # a batch shares its model: look it up once
+            tickets = tuple([await self._ticket(job, models) for job in jobs])
         except Exception as error:  # a model removed meanwhile, an unreadable init image
             await self.recorder.failed([job.id for job in jobs], str(error))
             return
@@ -321,21 +310,13 @@ class ClusterWorker:
             raise
         log.debug("cluster: batch %s (%s) to %s", batch.batch_id, batch.job_ids, worker)
 
-    async def _ticket(self, job: JobRecord) -> Ticket:
+    async def _ticket(self, job: JobRecord, models: dict[str, ModelSource]) -> Ticket:
         spec = job.spec
-        model = await self.store.get_model(spec.model)
-        if model is None:
-            raise ValueError(f"Model {spec.model!r} is no longer registered.")
-        upscaler = None
-        if spec.upscaler not in (None, "hires"):
-            record = await self.store.get_model(str(spec.upscaler))
-            if record is None:
-                raise ValueError(f"Upscaler {spec.upscaler!r} is no longer registered.")
-            upscaler = model_source(record)
+        model, upscaler = await render_sources(self.store, spec, models)
         init = None
         if spec.init_image is not None:
             init = await asyncio.to_thread(self.images.read, spec.init_image)
-        return Ticket(RenderMeta.of(job), model_source(model), upscaler, init)
+        return Ticket(RenderMeta.of(job), model, upscaler, init)
 
     async def _maybe_recall(self) -> None:
         next_user = self.queue.next_user(self._in_flight())

@@ -28,7 +28,6 @@ from typing import Any
 
 from generation.render import ModelSource
 from generation.rendering import EncodedPng, RenderMeta
-from generation.spec import GenerationSpec
 
 ASSIGNED, STARTED = "assigned", "started"
 WORKER_GROUP, ENGINE_GROUP = "worker", "engine"
@@ -100,11 +99,7 @@ class Ticket:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "job_id": self.meta.job_id,
-            "spec": self.meta.spec.to_dict(),
-            "model_revision": self.meta.model_revision,
-            "parent_id": self.meta.parent_id,
-            "parent_index": self.meta.parent_index,
+            "meta": self.meta.to_dict(),
             "model": asdict(self.model),
             "upscaler": asdict(self.upscaler) if self.upscaler else None,
             "init_png": _b64(self.init_png),
@@ -112,16 +107,9 @@ class Ticket:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Ticket:
-        meta = RenderMeta(
-            job_id=data["job_id"],
-            spec=GenerationSpec.from_dict(data["spec"]),
-            model_revision=data.get("model_revision"),
-            parent_id=data.get("parent_id"),
-            parent_index=data.get("parent_index"),
-        )
         upscaler = data.get("upscaler")
         return cls(
-            meta=meta,
+            meta=RenderMeta.from_dict(data["meta"]),
             model=ModelSource(**data["model"]),
             upscaler=ModelSource(**upscaler) if upscaler else None,
             init_png=_unb64(data.get("init_png")),

@@ -29,7 +29,6 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -42,9 +41,10 @@ from cluster.broker import REDIS_DOWN, RETRY_PAUSE, Broker, until_redis
 from cluster.config import ClusterConfig
 from cluster.protocol import BatchOrder, Outcome, Ticket, WorkerInfo, progress_message
 from generation.errors import JobInterrupted
-from generation.render import Backend, ModelSource, RenderJob
+from generation.render import Backend, ModelSource, RenderJob, loaded_models, memory_gb
 from generation.rendering import Outcome as RenderOutcome
 from generation.rendering import Rendered, job_pngs, render_all
+from generation.workers import FinishedJobs
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RemoteWorker:
         self._encode_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-encode")
         self._cancelled: set[str] = set()
         self._current: tuple[str, ...] = ()
-        self._finished: deque[float] = deque(maxlen=10_000)  # monotonic times of finished jobs
+        self._finished = FinishedJobs()
         self._abort = False  # interrupt the running batch now
         self._started_at = time.time()
         self._beat = 0
@@ -138,22 +138,17 @@ class RemoteWorker:
     # ------------------------------------------------------------------ heartbeats
 
     def info(self) -> WorkerInfo:
-        now = time.monotonic()
-        while self._finished and now - self._finished[0] > 60:
-            self._finished.popleft()
-        loaded_models = getattr(self.backend, "loaded_models", None)
-        memory = getattr(self.backend, "memory_gb", None)
-        total, free = memory() if callable(memory) else (None, None)
+        total, free = memory_gb(self.backend)
         return WorkerInfo(
             name=self.name,
             device=self.backend.device_name,
             memory_gb=total,
             free_memory_gb=free,
             can_load=self._can_load,
-            loaded=tuple(loaded_models()) if callable(loaded_models) else (),
+            loaded=loaded_models(self.backend),
             state="rendering" if self._current else "idle",
             current=self._current,
-            jobs_per_minute=float(len(self._finished)),
+            jobs_per_minute=self._finished.per_minute(),
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=self._started_at,
@@ -234,7 +229,7 @@ class RemoteWorker:
         seconds = (time.monotonic() - started) / len(job_ids)
         for ticket, outcome in zip(order.tickets, outcomes, strict=True):
             await self._send(await self._outcome(order.batch_id, ticket, outcome, seconds))
-            self._finished.append(time.monotonic())
+            self._finished.add()
 
     async def _outcome(
         self, batch_id: str, ticket: Ticket, outcome: RenderOutcome, seconds: float

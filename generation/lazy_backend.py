@@ -17,7 +17,15 @@ from collections.abc import Callable
 
 from PIL import Image
 
-from generation.render import Backend, ModelSource, ProgressFn, RenderJob, StopFn
+from generation.render import (
+    Backend,
+    ModelSource,
+    ProgressFn,
+    RenderJob,
+    StopFn,
+    loaded_models,
+    memory_gb,
+)
 
 LOADING = "loading"
 
@@ -55,12 +63,10 @@ class LazyBackend:
         return LOADING if self._building else ""
 
     def loaded_models(self) -> list[str]:
-        loaded = getattr(self._backend, "loaded_models", None)
-        return list(loaded()) if callable(loaded) else []
+        return list(loaded_models(self._backend))
 
     def memory_gb(self) -> tuple[float | None, float | None]:
-        memory = getattr(self._backend, "memory_gb", None)
-        return memory() if callable(memory) else (None, None)
+        return memory_gb(self._backend)
 
     def render(
         self, job: RenderJob, progress: ProgressFn, should_stop: StopFn

@@ -15,16 +15,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from generation.events import EventBus, Follower, JobEvent, JobFinished, JobStarted
 from generation.queue import JobQueue
 from generation.workers import WorkerStatus
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: a demo job on a CPU takes 0.1 s, an SDXL image on a small GPU a minute; queues of
 # busy communities wait many minutes.
 WAIT_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -109,9 +109,11 @@ class EngineMetrics:
         )
         self._follower = Follower(bus, self._on_event, "easel-metrics", max_progress=1)
 
-    def render(self) -> bytes:
-        """The text exposition format Prometheus scrapes."""
-        return generate_latest(self.registry)
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """(body, content type) in the format the scraper's ``Accept`` header asks for: the
+        Prometheus text format, or OpenMetrics."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
     def delivery_failed(self, platform: str, permanent: bool) -> None:
         self.deliveries_failed.labels(platform, "yes" if permanent else "no").inc()

@@ -92,6 +92,21 @@ class Recorder:
         self.queue.finished(job.id, seconds)
         self.bus.publish(JobFinished(record))
 
+    async def requeue_at_start(self, max_attempts: int, keep: frozenset[str] = frozenset()) -> None:
+        """At start-up: jobs a crash left running go back to the queue (or fail after
+        ``max_attempts``), except those in ``keep`` (a cluster worker still renders them);
+        every other queued job joins the fair queue in order."""
+        requeued, failed = await self.store.recover_interrupted(max_attempts, keep=keep)
+        if requeued:
+            log.warning("re-queued %d interrupted job(s): %s", len(requeued), requeued)
+        if failed:
+            log.error("gave up on %d job(s) after repeated interruptions: %s", len(failed), failed)
+        for job in await self.store.queued_jobs():
+            if job.id not in keep:
+                await self.queue.put(job)
+        if len(self.queue):
+            log.info("%d job(s) waiting in the queue", len(self.queue))
+
     async def failed(self, job_ids: Sequence[str], reason: str) -> None:
         for job_id in job_ids:
             try:

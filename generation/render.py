@@ -36,6 +36,18 @@ class RenderJob:
     upscaler: ModelSource | None = None
 
 
+def loaded_models(backend: object) -> tuple[str, ...]:
+    """The models ``backend`` holds loaded now, if it says (``loaded_models()`` is optional)."""
+    report = getattr(backend, "loaded_models", None)
+    return tuple(report()) if callable(report) else ()
+
+
+def memory_gb(backend: object) -> tuple[float | None, float | None]:
+    """(total, free) device memory in GiB, if ``backend`` says (``memory_gb()`` is optional)."""
+    report = getattr(backend, "memory_gb", None)
+    return report() if callable(report) else (None, None)
+
+
 class Backend(Protocol):
     """Renders jobs on one thread. ``render_batch`` takes jobs with equal ``spec.batch_key()``."""
 

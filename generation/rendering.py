@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from PIL import Image
 
@@ -72,6 +73,14 @@ class RenderMeta:
     @classmethod
     def of(cls, job: JobRecord) -> RenderMeta:
         return cls(job.id, job.spec, job.model_revision, job.parent_id, job.parent_index)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what a cluster batch carries to ``easel worker``)."""
+        return {**asdict(self), "spec": self.spec.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RenderMeta:
+        return cls(**{**data, "spec": GenerationSpec.from_dict(data["spec"])})
 
 
 @dataclass(frozen=True)

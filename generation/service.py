@@ -340,10 +340,11 @@ class Service(Administration):
         ask: the page and ``/sdapi/v1/progress`` say so while jobs wait."""
         return any(status.state == "loading" for status in self._worker_statuses())
 
-    def metrics_text(self, origin: Origin) -> bytes:
-        """Prometheus' text format (admins only: it counts every community's jobs)."""
+    def metrics_text(self, origin: Origin, accept: str = "") -> tuple[bytes, str]:
+        """(body, content type) for Prometheus (admins only: it counts every community's jobs);
+        ``accept``: the scraper's Accept header."""
         self._require_admin(origin)
-        return self.metrics.render()
+        return self.metrics.render(accept)
 
     async def running(self, origin: Origin) -> list[Running]:
         """The jobs rendering now that the caller may see, oldest first, with their progress."""

@@ -20,7 +20,6 @@ import contextlib
 import io
 import logging
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
@@ -30,10 +29,10 @@ from generation.events import EventBus, JobProgress, JobStarted
 from generation.lazy_backend import LOADING
 from generation.queue import JobQueue
 from generation.recording import Recorder
-from generation.render import Backend, ModelSource, RenderJob
+from generation.render import Backend, ModelSource, RenderJob, loaded_models
 from generation.rendering import Outcome, Rendered, RenderMeta, job_pngs, render_all
-from generation.spec import Mode
-from generation.workers import WorkerStatus
+from generation.spec import GenerationSpec, Mode
+from generation.workers import FinishedJobs, WorkerStatus
 from storage.images import ImageStore
 from storage.records import JobRecord, ModelRecord
 from storage.repository import Store
@@ -41,10 +40,6 @@ from storage.repository import Store
 log = logging.getLogger(__name__)
 
 MAX_PENDING_RECORDINGS = 2
-
-
-def _count(ids: list[str]) -> tuple[int, list[str]]:
-    return len(ids), ids
 
 
 def model_source(record: ModelRecord) -> ModelSource:
@@ -55,6 +50,27 @@ def model_source(record: ModelRecord) -> ModelSource:
         revision=record.revision,
         config=record.config,
     )
+
+
+async def render_sources(
+    store: Store, spec: GenerationSpec, known: dict[str, ModelSource]
+) -> tuple[ModelSource, ModelSource | None]:
+    """The job's model and, for an upscale with a registered upscaler, that upscaler, as the
+    registry has them now; ``known`` caches them across a batch. Refused (``EaselError``) when
+    one was removed since the job was queued."""
+
+    async def registered(name: str, what: str) -> ModelSource:
+        if name not in known:
+            record = await store.get_model(name)
+            if record is None:
+                raise EaselError(f"{what} {name!r} is no longer registered.")
+            known[name] = model_source(record)
+        return known[name]
+
+    upscaler = None
+    if spec.mode == Mode.UPSCALE and spec.upscaler not in (None, "hires"):
+        upscaler = await registered(str(spec.upscaler), "Upscaler")
+    return await registered(spec.model, "Model"), upscaler
 
 
 class Worker:
@@ -91,45 +107,30 @@ class Worker:
         self._abort = False
         self._draining = False
         self._current: tuple[str, ...] = ()  # the batch rendering now
-        self._finished: deque[float] = deque(maxlen=10_000)  # when jobs finished (monotonic)
+        self._finished = FinishedJobs()
         self._preloading = 0  # models being loaded ahead of jobs (on the worker thread)
         self._preloads: set[asyncio.Future[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def recover(self) -> None:
-        """At start-up: jobs a crash left running go back to the queue (or fail after
-        ``max_attempts``); every queued job joins the fair queue in order."""
-        requeued, failed = await self.store.recover_interrupted(self.max_attempts)
-        if requeued:
-            log.warning(
-                "re-queued %d job(s) interrupted by the last stop: %s", len(requeued), requeued
-            )
-        if failed:
-            log.error("gave up on %d job(s) after repeated interruptions: %s", *_count(failed))
-        for job in await self.store.queued_jobs():
-            await self.queue.put(job)
-        if len(self.queue):
-            log.info("%d job(s) waiting in the queue", len(self.queue))
+        """At start-up: see :meth:`generation.recording.Recorder.requeue_at_start`."""
+        await self.recorder.requeue_at_start(self.max_attempts)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="easel-worker")
 
     def statuses(self) -> list[WorkerStatus]:
         """The engine's own worker thread, as ``easel workers`` shows it."""
-        now = time.monotonic()
-        while self._finished and now - self._finished[0] > 60:
-            self._finished.popleft()
-        loaded = getattr(self.backend, "loaded_models", None)
-        running = tuple(job_id for job_id in self._current)
+        running = self._current
         return [
             WorkerStatus(
                 name="local",
                 state="rendering" if running else "loading" if self._preloading else "idle",
                 device=self.backend.device_name,
-                loaded=tuple(loaded()) if callable(loaded) else (),
+                loaded=loaded_models(self.backend),
                 current=running,
-                jobs_per_minute=float(len(self._finished)),
+                jobs_per_minute=self._finished.per_minute(),
             )
         ]
 
@@ -172,12 +173,10 @@ class Worker:
 
     async def _loop(self) -> None:
         while not self._draining:
-            if self._preloads:  # jobs wait in the queue (with their place) while a model loads
-                await asyncio.wait(set(self._preloads))
-                continue
             batch = await self.queue.take_batch(self.max_batch)
-            if self._preloads:  # a model began loading meanwhile: back to the queue's front
+            if self._preloads:  # a model is loading: the jobs wait in the queue, in their place
                 await self.queue.return_items(batch)
+                await asyncio.wait(set(self._preloads))
                 continue
             self._idle.clear()
             job_ids = [item.job_id for item in batch]
@@ -270,28 +269,15 @@ class Worker:
                 await self.recorder.failed([job.id], f"could not store the images: {error}")
                 continue
             await self.recorder.succeeded(job, pngs, seconds)
-            self._finished.append(time.monotonic())
+            self._finished.add()
 
     async def _render_job(self, job: JobRecord, models: dict[str, ModelSource]) -> RenderJob:
         spec = job.spec
         init_image = None
         if spec.init_image is not None:
             init_image = await asyncio.to_thread(self._load_image, spec.init_image)
-        upscaler = None
-        if spec.mode == Mode.UPSCALE and spec.upscaler not in (None, "hires"):
-            upscaler = await self._registered(str(spec.upscaler), models, "Upscaler")
-        model = await self._registered(spec.model, models, "Model")
+        model, upscaler = await render_sources(self.store, spec, models)
         return RenderJob(spec=spec, model=model, init_image=init_image, upscaler=upscaler)
-
-    async def _registered(
-        self, name: str, models: dict[str, ModelSource], what: str
-    ) -> ModelSource:
-        if name not in models:
-            record = await self.store.get_model(name)
-            if record is None:
-                raise EaselError(f"{what} {name!r} is no longer registered.")
-            models[name] = model_source(record)
-        return models[name]
 
     def _load_image(self, sha256: str) -> Image.Image:
         return Image.open(io.BytesIO(self.images.read(sha256))).convert("RGB")

@@ -8,6 +8,8 @@ workers``, the web admin page and ``/metrics``.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +28,22 @@ class WorkerStatus:
     memory_gb: float | None = None
     free_memory_gb: float | None = None
     host: str = ""
+
+
+class FinishedJobs:
+    """When jobs finished, over the last minute: a worker's "jobs per minute"."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def add(self) -> None:
+        self._times.append(time.monotonic())
+
+    def per_minute(self) -> float:
+        now = time.monotonic()
+        while self._times and now - self._times[0] > 60:
+            self._times.popleft()
+        return float(len(self._times))
 
 
 class EngineWorker(Protocol):

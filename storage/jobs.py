@@ -255,12 +255,6 @@ class Jobs(Repository):
                 row.attempt = max(0, row.attempt - 1)
                 row.started_at = None
 
-    async def running_jobs(self) -> list[JobRecord]:
-        """Every running job, oldest (lowest ``seq``) first."""
-        stmt = select(JobRow).where(JobRow.status == JobStatus.RUNNING.value).order_by(JobRow.seq)
-        async with self.db.read() as session:
-            return await load_jobs(session, stmt)
-
     async def recover_interrupted(
         self, max_attempts: int, *, keep: frozenset[str] = frozenset()
     ) -> tuple[list[str], list[str]]:

@@ -28,7 +28,6 @@ from bot.web.common import (
 from bot.web.keys import app_of
 from generation.actions import JobAction
 from generation.errors import InvalidRequest
-from generation.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from generation.policy import ScopeSettings
 from generation.requests import DrawRequest, Origin
 from generation.samplers import SAMPLERS, resolve_sampler
@@ -269,8 +268,9 @@ async def list_workers(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = app_of(request).service.metrics_text(_admin_origin(request))
-    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+    accept = request.headers.get("Accept", "")
+    body, content_type = app_of(request).service.metrics_text(_admin_origin(request), accept)
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def get_settings(request: web.Request) -> web.Response:

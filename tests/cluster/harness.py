@@ -100,6 +100,12 @@ class Cluster:
             command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT
         )
 
+    async def start_workers(self, *names: str, timeout: float = 90.0) -> None:
+        """Spawn stand-in workers ``names`` and wait until the engine sees them all beat."""
+        for name in names:
+            self.spawn(name)
+        await self.wait_workers(len(self.workers), timeout)
+
     def signal(self, name: str, signum: int) -> None:
         os.kill(self.workers[name].pid, signum)
 
@@ -146,7 +152,7 @@ class Cluster:
         return int(getattr(self.app.worker, "late_results", 0))
 
     async def running_in_store(self) -> int:
-        return len(await self.app.store.running_jobs())
+        return len(await self.app.store.list_jobs(statuses=["running"], limit=10_000))
 
     def rendering(self) -> dict[str, tuple[str, ...]]:
         return {s.name: s.current for s in self.statuses() if s.current}
@@ -203,7 +209,7 @@ class Cluster:
         }
         jobs = {
             job.id: (job.status.value, job.attempt)
-            for job in [*await self.app.store.running_jobs(), *await self.app.store.queued_jobs()]
+            for job in await self.app.store.list_jobs(statuses=["queued", "running"], limit=10_000)
         }
         logs = {name: self.log(name)[-1500:] for name in self.workers}
         return (

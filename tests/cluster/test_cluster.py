@@ -32,9 +32,7 @@ async def test_batches_render_on_workers_and_come_back_once(
 ) -> None:
     async with cluster_factory(seconds=0.05) as cluster:
         cluster.watch_finished()
-        cluster.spawn("w1")
-        cluster.spawn("w2")
-        await cluster.wait_workers(2)
+        await cluster.start_workers("w1", "w2")
         ids = await cluster.draw(users=4, per_user=5)
         jobs = await cluster.finished(ids)
         assert_each_recorded_once(cluster, jobs)
@@ -71,9 +69,7 @@ async def test_killed_workers_batches_run_elsewhere_once(cluster_factory: Cluste
     names = ("w1", "w2", "w3", "w4")
     async with cluster_factory(seconds=0.4) as cluster:
         cluster.watch_finished()
-        for name in names:
-            cluster.spawn(name)
-        await cluster.wait_workers(4)
+        await cluster.start_workers(*names)
         every: list[str] = []
         for round_ in range(10):
             ids = await cluster.draw(users=4, per_user=2, tag=f"round{round_}")
@@ -107,9 +103,7 @@ async def test_a_frozen_workers_late_result_is_ignored_and_it_resumes(
 ) -> None:
     async with cluster_factory(seconds=1.0) as cluster:
         cluster.watch_finished()
-        cluster.spawn("w1")
-        cluster.spawn("w2")
-        await cluster.wait_workers(2)
+        await cluster.start_workers("w1", "w2")
         (job_id,) = await cluster.draw(users=1, per_user=1, steps=8)
         await cluster.until(lambda: bool(cluster.rendering()), 60, "a worker rendering")
         frozen = next(iter(cluster.rendering()))
@@ -133,8 +127,7 @@ async def test_a_frozen_workers_late_result_is_ignored_and_it_resumes(
 async def test_a_cancelled_job_is_taken_back_or_stopped(cluster_factory: ClusterFactory) -> None:
     async with cluster_factory(seconds=2.0) as cluster:
         cluster.watch_finished()
-        cluster.spawn("w1")
-        await cluster.wait_workers(1)
+        await cluster.start_workers("w1")
         first, waiting = await cluster.draw(users=1, per_user=2, steps=20)
         await cluster.until(lambda: first in cluster.rendering().get("w1", ()), 60, "first")
         owner = person("u0")
@@ -155,9 +148,7 @@ async def test_fairness_holds_across_the_cluster(cluster_factory: ClusterFactory
     queued jobs: only the batches already waiting on the other workers may start before it."""
     workers = 3
     async with cluster_factory(seconds=0.5) as cluster:
-        for index in range(workers):
-            cluster.spawn(f"w{index}")
-        await cluster.wait_workers(workers)
+        await cluster.start_workers(*(f"w{index}" for index in range(workers)))
         busy = await cluster.draw(users=1, per_user=30, tag="busy")
         await cluster.until(lambda: len(cluster.rendering()) == workers, 60, "every worker busy")
 
@@ -186,9 +177,7 @@ async def test_results_wait_in_redis_while_the_engine_restarts(
 ) -> None:
     async with cluster_factory(seconds=0.3) as cluster:
         cluster.watch_finished()
-        for name in ("w1", "w2"):
-            cluster.spawn(name)
-        await cluster.wait_workers(2)
+        await cluster.start_workers("w1", "w2")
         ids = await cluster.draw(users=2, per_user=5)
         await cluster.until(lambda: len(cluster.rendering()) == 2, 60, "both rendering")
         # Batches stay with the workers, which finish them while the engine is away: their
@@ -204,9 +193,7 @@ async def test_redis_restarting_mid_run_loses_nothing(
 ) -> None:
     async with cluster_factory(seconds=0.2) as cluster:
         cluster.watch_finished()
-        for name in ("w1", "w2"):
-            cluster.spawn(name)
-        await cluster.wait_workers(2)
+        await cluster.start_workers("w1", "w2")
         ids = await cluster.draw(users=3, per_user=6)
         await cluster.until(lambda: bool(cluster.rendering()), 60, "rendering")
         await asyncio.to_thread(redis_server.restart)  # append-only file on: data survives
