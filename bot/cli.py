@@ -498,8 +498,9 @@ async def list_workers(config: Config, args: argparse.Namespace) -> int:
             continue
         loaded = ", ".join(info.loaded) or "-"
         doing = f" {', '.join(info.current)}" if info.current else ""
+        device = info.device or "-"  # "-": not chosen yet (it loads at the first batch)
         print(
-            f"{name:<20} {info.state:<9} {info.device:<8} {info.jobs_per_minute:5.1f} jobs/min"
+            f"{name:<20} {info.state:<9} {device:<8} {info.jobs_per_minute:5.1f} jobs/min"
             f"  loaded: {loaded}{doing}"
         )
     return EXIT_OK

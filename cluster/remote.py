@@ -109,7 +109,8 @@ class RemoteWorker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set; then finish (or, past the grace, interrupt) the batch."""
         await self._until_redis(lambda: self.broker.join(self.name))
-        log.info("worker %s: ready on %s", self.name, self.backend.device_name)
+        device = self.backend.device_name or "the device chosen at the first batch"
+        log.info("worker %s: ready on %s", self.name, device)
         beats = asyncio.create_task(self._heartbeats(), name="easel-heartbeat")
         cancels = asyncio.create_task(self._cancels(), name="easel-cancels")
         work = asyncio.create_task(self._work(stop), name="easel-work")
