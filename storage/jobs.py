@@ -2,8 +2,8 @@
 
 Writes run in ``BEGIN IMMEDIATE`` transactions (see :mod:`storage.db`), so check-then-write
 sequences inside one method (the next ``seq``, a fresh job id, "only if still queued") cannot
-race another writer. The hot paths (adding a job, starting and finishing one) are single Core
-statements.
+race another writer. The hot paths (adding a job, starting and finishing one) are Core
+statements in ``Database.write_sync`` transactions (one thread hop each on SQLite).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,10 +95,12 @@ class Jobs(Repository):
         statement = _INSERT_JOB_NEXT_SEQ if self.db.is_sqlite else _INSERT_JOB_SEQUENCE
         for _ in range(_ID_TRIES):
             job_id = new_job_id()
+
+            def insert_job(connection: Connection, job_id: str = job_id) -> int:
+                return int(connection.execute(statement, {"id": job_id, **values}).scalar_one())
+
             try:
-                async with self.db.write_statement() as connection:
-                    result = await connection.execute(statement, {"id": job_id, **values})
-                    seq = result.scalar_one()
+                seq = await self.db.write_sync(insert_job)
             except IntegrityError as error:
                 if _id_taken(error):  # the id is taken: draw another
                     continue
@@ -172,8 +174,7 @@ class Jobs(Repository):
             )
             .returning(*_JOBS.c)
         )
-        async with self.db.write_statement() as connection:
-            row = (await connection.execute(statement)).first()
+        row = await self.db.write_sync(lambda connection: connection.execute(statement).first())
         if row is None:
             await self._existing_job(job_id)  # unknown: NotFound; else not queued: None
             return None
@@ -188,32 +189,31 @@ class Jobs(Repository):
         """
         job_key = normalize_job_id(job_id)
         now = self.now()
-        async with self.db.write() as session:
-            connection = await session.connection()
-            row = (
-                await connection.execute(
-                    update(_JOBS)
-                    .where(_JOBS.c.id == job_key, _JOBS.c.status.not_in(_TERMINAL))
-                    .values(status=JobStatus.SUCCEEDED.value, error=None, finished_at=now)
-                    .returning(*_JOBS.c)
-                )
+        image_rows = [
+            {
+                "job_id": job_key,
+                "index": image.index,
+                "seed": image.seed,
+                "sha256": image.sha256,
+                "width": image.width,
+                "height": image.height,
+                "created_at": now,
+            }
+            for image in images
+        ]
+
+        def succeed(connection: Connection) -> Row[Any] | None:
+            row = connection.execute(
+                update(_JOBS)
+                .where(_JOBS.c.id == job_key, _JOBS.c.status.not_in(_TERMINAL))
+                .values(status=JobStatus.SUCCEEDED.value, error=None, finished_at=now)
+                .returning(*_JOBS.c)
             ).first()
-            if row is not None and images:
-                await connection.execute(
-                    insert(_IMAGES),
-                    [
-                        {
-                            "job_id": job_key,
-                            "index": image.index,
-                            "seed": image.seed,
-                            "sha256": image.sha256,
-                            "width": image.width,
-                            "height": image.height,
-                            "created_at": now,
-                        }
-                        for image in images
-                    ],
-                )
+            if row is not None and image_rows:
+                connection.execute(insert(_IMAGES), image_rows)
+            return row
+
+        row = await self.db.write_sync(succeed)
         if row is None:  # unknown (NotFound) or already terminal: the stored truth
             return await self._existing_job(job_id)
         stored = tuple(

@@ -161,6 +161,60 @@ async def test_write_rolls_back_on_error(db: Database) -> None:
         assert (await session.execute(text("SELECT count(*) FROM users"))).scalar() == 0
 
 
+_ADD_USER = text(
+    "INSERT INTO users (platform, platform_user_id, display_name, created_at) "
+    "VALUES ('cli', :name, '', '2025-01-01 00:00:00')"
+)
+
+
+async def test_write_sync_commits_what_returns_and_rolls_back_what_raises(db: Database) -> None:
+    def add_two(connection: Connection) -> int:
+        connection.execute(_ADD_USER, {"name": "a"})
+        connection.execute(_ADD_USER, {"name": "b"})
+        return 2
+
+    def add_then_fail(connection: Connection) -> None:
+        connection.execute(_ADD_USER, {"name": "c"})
+        raise RuntimeError("boom")
+
+    assert await db.write_sync(add_two) == 2
+    with pytest.raises(RuntimeError, match="boom"):
+        await db.write_sync(add_then_fail)
+    async with db.read() as session:  # the async side sees the committed rows, not "c"
+        names = (await session.execute(text("SELECT platform_user_id FROM users"))).scalars()
+        assert sorted(names) == ["a", "b"]
+    with pytest.raises(RuntimeError, match="inside write"):
+        async with db.write():
+            await db.write_sync(add_two)
+
+
+async def test_write_sync_on_sqlite_begins_immediate_and_queues_behind_this_process_writers(
+    sqlite_db: Database,
+) -> None:
+    db = sqlite_db
+    order: list[str] = []
+    entered = asyncio.Event()
+
+    async def long_write() -> None:
+        async with db.write() as session:
+            await session.execute(_ADD_USER, {"name": "first"})
+            entered.set()
+            await asyncio.sleep(0.2)  # write_sync must wait, not meet "database is locked"
+            order.append("async write committed")
+
+    def hot_write(connection: Connection) -> str:
+        connection.execute(_ADD_USER, {"name": "second"})
+        order.append("write_sync ran")
+        return str(connection.exec_driver_sql("PRAGMA journal_mode").scalar())
+
+    async def after() -> str:
+        await entered.wait()
+        return await db.write_sync(hot_write)
+
+    _, mode = await asyncio.gather(long_write(), after())
+    assert order == ["async write committed", "write_sync ran"] and mode == "wal"
+
+
 async def test_write_waits_for_another_writer_instead_of_failing(db_path: Path) -> None:
     """A second engine's write waits for the lock (busy_timeout) rather than erroring at once."""
     a, b = Database(db_url(db_path)), Database(db_url(db_path))
