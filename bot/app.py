@@ -27,6 +27,7 @@ import contextlib
 import fcntl
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -88,17 +89,22 @@ class EngineLock:
             self._file = None
 
 
-def diffusers_backend(config: Config) -> Backend:
-    """The diffusion backend ``[generation]`` describes (the engine's, or ``easel worker``'s)."""
+def diffusers_backend(config: Config, previews_wanted: Callable[[], bool] | None = None) -> Backend:
+    """The diffusion backend ``[generation]`` describes (the engine's, or ``easel worker``'s).
+    ``previews_wanted``: whether anyone looks at step previews now (None: always make them,
+    when ``generation.previews`` is on)."""
     from generation.backend import DiffusersBackend  # imports torch: only when needed
 
     g = config.generation
+    previews: bool | Callable[[], bool] = g.previews
+    if g.previews and previews_wanted is not None:
+        previews = previews_wanted
     return DiffusersBackend(
         data_dir=config.data_dir,
         device=g.device,
         dtype=g.dtype,
         resident_models=g.resident_models,
-        previews=g.previews,
+        previews=previews,
         allow_unsafe_weights=g.allow_unsafe_weights,
         cpu_threads=g.cpu_threads,
         compile_unet=g.compile,
@@ -186,7 +192,9 @@ class App:
         """The diffusion backend, built on first use on the worker's thread (torch and
         diffusers import there, in the background: the front ends answer at once)."""
         if self._backend is None:
-            self._backend = LazyBackend(lambda: diffusers_backend(self.config))
+            self._backend = LazyBackend(
+                lambda: diffusers_backend(self.config, self.bus.previews_wanted)
+            )
         return self._backend
 
     def _inspect_model(self, name: str, source: str, config: str | None) -> ModelSource:

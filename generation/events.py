@@ -3,12 +3,17 @@
 Publishing is thread-safe (the worker thread calls :meth:`EventBus.publish_threadsafe`);
 subscribers are asyncio queues read on the event loop. A slow subscriber never blocks the
 worker: progress events are dropped for it when its queue is full, state changes never are.
+
+Step previews cost the renderer time (a device copy and a PNG encode per preview), so they are
+made only while someone looks at them: a subscriber that asked for previews (the web page's
+event stream) or a recent ``/sdapi/v1/progress`` poll (:meth:`EventBus.want_previews`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -56,10 +61,13 @@ class Subscription:
     progress events wait at once, and newer ones are dropped for a slow reader.
     """
 
-    def __init__(self, bus: EventBus, job_id: str | None, max_progress: int) -> None:
+    def __init__(
+        self, bus: EventBus, job_id: str | None, max_progress: int, previews: bool
+    ) -> None:
         self._bus = bus
         self.job_id = job_id
         self.max_progress = max_progress
+        self.previews = previews
         self.queue: asyncio.Queue[JobEvent] = asyncio.Queue()
         self._progress_waiting = 0
 
@@ -84,7 +92,7 @@ class Subscription:
         return self._took(self.queue.get_nowait())
 
     def close(self) -> None:
-        self._bus._subscriptions.discard(self)
+        self._bus._unsubscribe(self)
 
     async def __aiter__(self) -> AsyncIterator[JobEvent]:
         while True:
@@ -95,14 +103,33 @@ class EventBus:
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._preview_watchers = 0  # open subscriptions that asked for previews
+        self._previews_until = 0.0  # monotonic time until which a poller wants them
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
-    def subscribe(self, job_id: str | None = None, max_progress: int = 256) -> Subscription:
-        subscription = Subscription(self, job_id, max_progress)
+    def subscribe(
+        self, job_id: str | None = None, max_progress: int = 256, previews: bool = False
+    ) -> Subscription:
+        """``previews``: this reader shows step previews (they are made while one is open)."""
+        subscription = Subscription(self, job_id, max_progress, previews)
         self._subscriptions.add(subscription)
+        self._preview_watchers += previews
         return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.discard(subscription)
+            self._preview_watchers -= subscription.previews
+
+    def want_previews(self, seconds: float) -> None:
+        """A poller looks at previews (``/sdapi/v1/progress``): make them for ``seconds``."""
+        self._previews_until = max(self._previews_until, time.monotonic() + seconds)
+
+    def previews_wanted(self) -> bool:
+        """Whether anyone looks at step previews now (any thread: the renderer asks)."""
+        return self._preview_watchers > 0 or time.monotonic() < self._previews_until
 
     def publish(self, event: JobEvent) -> None:
         """Deliver on the event loop's thread."""

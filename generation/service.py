@@ -59,6 +59,10 @@ from storage.repository import Store
 
 __all__ = ["Accepted", "QueueStatus", "Service"]
 
+# A client polling /sdapi/v1/progress for previews asks about once a second; A1111's own page
+# every 0.5-1 s. Previews stay on this long after a poll.
+PREVIEW_POLL_SECONDS = 10.0
+
 
 @dataclass(frozen=True)
 class QueueStatus:
@@ -346,20 +350,27 @@ class Service(Administration):
         self._require_admin(origin)
         return self.metrics.render(accept)
 
-    async def running(self, origin: Origin) -> list[Running]:
-        """The jobs rendering now that the caller may see, oldest first, with their progress."""
+    async def running(self, origin: Origin, *, previews: bool = False) -> list[Running]:
+        """The jobs rendering now that the caller may see, oldest first, with their progress.
+        ``previews``: the caller shows step previews, so the renderer makes them for a while
+        (a poller asks again within ``PREVIEW_POLL_SECONDS``)."""
+        if previews:
+            self.bus.want_previews(PREVIEW_POLL_SECONDS)
         return self.progress.visible_to(await self.viewer(origin))
 
     # ------------------------------------------------------------------ events
 
-    async def watch(self, origin: Origin, *, max_progress: int = 256) -> EventWatch:
-        """Live events of every job the caller may see, from now on (``async with`` it)."""
+    async def watch(
+        self, origin: Origin, *, max_progress: int = 256, previews: bool = False
+    ) -> EventWatch:
+        """Live events of every job the caller may see, from now on (``async with`` it);
+        ``previews``: the caller shows step previews (they are made only while someone does)."""
         viewer = await self.viewer(origin)
 
         async def refresh() -> Viewer:
             return await self.viewer(origin)
 
-        subscription = self.bus.subscribe(None, max_progress=max_progress)
+        subscription = self.bus.subscribe(None, max_progress=max_progress, previews=previews)
         return EventWatch(subscription, viewer, lookup=self.store.get_job, refresh=refresh)
 
     def watch_job(self, job: JobRecord, *, max_progress: int = 256) -> EventWatch:

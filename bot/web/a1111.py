@@ -251,7 +251,8 @@ async def progress(request: web.Request) -> web.Response:
     """§4.5, for the caller's own jobs (an admin's, so everyone's on loopback: every job)."""
     app = app_of(request)
     origin = api_origin(principal(request))
-    running = await app.service.running(origin)
+    skip_image = request.query.get("skip_current_image", "false").lower() in ("true", "1")
+    running = await app.service.running(origin, previews=not skip_image)
     queue = await app.service.queue_status(origin)
     queued = queue.length if origin.is_admin else len(queue.your_jobs)
     job_count = queued + len(running)
@@ -286,7 +287,6 @@ async def progress(request: web.Request) -> web.Response:
             sampling_step=current.step,
             sampling_steps=current.total,
         )
-        skip_image = request.query.get("skip_current_image", "false").lower() in ("true", "1")
         if current.preview_png is not None and not skip_image:
             body["current_image"] = base64.b64encode(current.preview_png).decode("ascii")
     elif queue.your_jobs:

@@ -82,7 +82,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         job = await app.service.job_for(origin, request.query["job"])  # 404 before the stream
         events = app.service.watch_job(job, max_progress=1024)
     else:
-        events = await app.service.watch(origin, max_progress=1024)
+        events = await app.service.watch(origin, max_progress=1024, previews=True)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",

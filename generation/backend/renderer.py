@@ -91,7 +91,7 @@ class DiffusersBackend:
         device: str = "auto",
         dtype: str = "auto",
         resident_models: int = 2,
-        previews: bool = True,
+        previews: bool | Callable[[], bool] = True,
         allow_unsafe_weights: bool = False,
         cpu_threads: int = 0,
         compile_unet: bool = False,
@@ -100,14 +100,16 @@ class DiffusersBackend:
         resident_memory_gb: float = 0.0,
         pad_batches: bool | None = None,
     ) -> None:
-        """``max_batch_images``: the most images one pipeline call can hold (max_batch x
+        """``previews``: make step previews (a callable: asked at every step, so previews are
+        made only while someone looks at them). ``max_batch_images``: the most images one
+        pipeline call can hold (max_batch x
         max_count), the largest padding bucket. ``pad_batches``: pad pipeline calls to
         ``batch_bucket`` sizes; None = only when the UNet is compiled (tests force it on)."""
         if cpu_threads > 0:  # torch's own default is every core, which starves a shared box
             torch.set_num_threads(cpu_threads)
         self._device = pick_device(device)
         self._dtype = pick_dtype(self._device, dtype)
-        self._previews = previews
+        self._previews: Callable[[], bool] = previews if callable(previews) else lambda: previews
         self._loader = PipelineLoader(
             data_dir, dtype=self._dtype, allow_unsafe_weights=allow_unsafe_weights
         )
@@ -127,7 +129,7 @@ class DiffusersBackend:
         source = preview_decoder.strip()
         self._tiny = (
             TinyDecoder(source, self._device, self._dtype, allow_unsafe_weights)
-            if source and previews
+            if source and previews is not False
             else None
         )
 
@@ -380,7 +382,7 @@ class DiffusersBackend:
     def _callback(
         self, entry: _Resident, progress: ProgressFn, should_stop: Callable[[], bool]
     ) -> Callable[..., dict[str, Any]]:
-        previews = self._previews
+        previews_wanted = self._previews
         last_preview = [-PREVIEW_INTERVAL_S]  # monotonic time of the last preview sent
 
         def on_step_end(
@@ -389,8 +391,13 @@ class DiffusersBackend:
             total = int(getattr(pipe, "num_timesteps", 0) or step + 1)
             preview = None
             now = time.monotonic()
-            # A preview costs a GPU->CPU copy and a PNG encode: a few per second is plenty.
-            if previews and "latents" in kwargs and now - last_preview[0] >= PREVIEW_INTERVAL_S:
+            # A preview costs a GPU->CPU copy and a PNG encode: a few per second is plenty,
+            # and none while nobody looks (the device is not synchronised then either).
+            if (
+                "latents" in kwargs
+                and now - last_preview[0] >= PREVIEW_INTERVAL_S
+                and previews_wanted()
+            ):
                 last_preview[0] = now
                 preview = self._preview(entry, kwargs["latents"])
             progress(step + 1, total, preview)

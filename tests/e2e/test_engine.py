@@ -58,6 +58,36 @@ async def test_progress_events_reach_subscribers_in_order(app_factory) -> None:
     assert all(e.total == 5 for e in events if isinstance(e, JobProgress))
 
 
+async def _previews_of(app, subscription: Subscription, job_id: str) -> list[bytes | None]:
+    await wait_finished(app, job_id)
+    previews = []
+    while not subscription.queue.empty():
+        event = subscription.get_nowait()
+        if isinstance(event, JobProgress) and event.job_id == job_id:
+            previews.append(event.preview_png)
+    return previews
+
+
+async def test_step_previews_are_made_only_while_someone_looks_at_them(app_factory) -> None:
+    app = await app_factory(generation={"previews": True})
+    nobody_looks = app.bus.subscribe()  # e.g. a chat bot: step numbers, no pictures
+    first = await app.service.draw(origin(), small(steps=3))
+    previews = await _previews_of(app, nobody_looks, first.job.id)
+    assert len(previews) == 3 and previews == [None, None, None]
+
+    async with await app.service.watch(origin(), previews=True):  # the web page's stream
+        second = await app.service.draw(origin(), small(steps=3, seed=2))
+        previews = await _previews_of(app, nobody_looks, second.job.id)
+    assert previews[0] is not None and previews[0].startswith(b"\x89PNG")
+
+    third = await app.service.draw(origin(), small(steps=3, seed=3))  # the page closed
+    assert await _previews_of(app, nobody_looks, third.job.id) == [None, None, None]
+
+    await app.service.running(origin(), previews=True)  # a /sdapi/v1/progress poll
+    fourth = await app.service.draw(origin(), small(steps=3, seed=4))
+    assert (await _previews_of(app, nobody_looks, fourth.job.id))[0] is not None
+
+
 async def test_rerun_reproduces_pixels_and_negative_prompt_matters(app_factory) -> None:
     app = await app_factory()
     first = await wait_finished(app, (await app.service.draw(origin(), small())).job.id)

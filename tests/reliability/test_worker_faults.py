@@ -114,8 +114,9 @@ async def test_a_fault_in_progress_reporting_or_previews_does_not_fail_the_job(
 
     monkeypatch.setattr(app.bus, "publish_threadsafe", broken_publish)
     monkeypatch.setattr("generation.backend.renderer.projection_png", broken_preview)
-    accepted = await app.service.draw(origin(), small("progress faults", steps=3))
-    job = await wait_finished(app, accepted.job.id)
+    async with await app.service.watch(origin(), previews=True):  # someone looks at previews
+        accepted = await app.service.draw(origin(), small("progress faults", steps=3))
+        job = await wait_finished(app, accepted.job.id)
     assert faults["progress"] >= 1 and faults["preview"] >= 1  # both faults really happened
     assert job.status == "succeeded" and len(job.images) == 1, job.error
 

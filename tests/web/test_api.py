@@ -76,7 +76,8 @@ async def test_submit_follow_events_fetch_and_act(web_client: Client) -> None:
     steps = [data["step"] for name, data in events if name == "progress"]
     assert steps and steps == sorted(steps)
     previews = [data["preview"] for name, data in events if name == "progress" and data["preview"]]
-    assert all(p.startswith("data:image/png;base64,") for p in previews)
+    # the page's stream shows previews, so they are made (a few per second, and the first step)
+    assert previews and all(p.startswith("data:image/png;base64,") for p in previews)
     finished = events[-1][1]["job"]
     assert finished["status"] == "succeeded"
 
