@@ -3,11 +3,15 @@
 The registry is read on every draw. It can also be changed by another process (``easel models
 add`` while ``easel serve`` runs), so reads come from a snapshot that is dropped after
 ``MODEL_CACHE_SECONDS``; changes made through this Store are seen at once (a generation counter
-stops a read that raced a registry write from keeping stale data).
+stops a read that raced a registry write from keeping stale data). Under steady traffic the
+snapshot is read again in the background once it is half that old, so no request waits for it
+(a reload on the request path put a few-ms stall into every draw arriving meanwhile).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +27,7 @@ from storage.db import Database
 from storage.models import MODEL_KINDS, ModelRow
 from storage.records import ModelRecord
 
+log = logging.getLogger(__name__)
 MODEL_CACHE_SECONDS = 2.0
 
 
@@ -32,6 +37,7 @@ class ModelRegistry(Repository):
         self._models: dict[str, ModelRecord] | None = None
         self._models_read_at = 0.0
         self._models_generation = 0
+        self._models_refresh: asyncio.Task[None] | None = None
 
     async def list_models(self) -> list[ModelRecord]:
         async with self.db.read() as session:
@@ -46,14 +52,29 @@ class ModelRegistry(Repository):
 
     async def _model_snapshot(self) -> dict[str, ModelRecord]:
         models = self._models
-        if models is None or time.monotonic() - self._models_read_at > MODEL_CACHE_SECONDS:
-            read_at, generation = time.monotonic(), self._models_generation
-            async with self.db.read() as session:
-                rows = (await session.execute(select(ModelRow))).scalars()
-                models = {row.name: model_record(row) for row in rows}
-            if generation == self._models_generation:  # no registry write ended meanwhile
-                self._models, self._models_read_at = models, read_at
+        age = time.monotonic() - self._models_read_at
+        if models is None or age > MODEL_CACHE_SECONDS:
+            return await self._read_models()
+        if age > MODEL_CACHE_SECONDS / 2 and self._models_refresh is None:
+            self._models_refresh = asyncio.create_task(self._refresh_models())
         return models
+
+    async def _read_models(self) -> dict[str, ModelRecord]:
+        read_at, generation = time.monotonic(), self._models_generation
+        async with self.db.read() as session:
+            rows = (await session.execute(select(ModelRow))).scalars()
+            models = {row.name: model_record(row) for row in rows}
+        if generation == self._models_generation:  # no registry write ended meanwhile
+            self._models, self._models_read_at = models, read_at
+        return models
+
+    async def _refresh_models(self) -> None:
+        try:
+            await self._read_models()
+        except Exception as error:  # e.g. the database is closing: the next request reads
+            log.debug("background read of the model registry failed: %s", error)
+        finally:
+            self._models_refresh = None
 
     @asynccontextmanager
     async def _model_write(self) -> AsyncIterator[AsyncSession]:
