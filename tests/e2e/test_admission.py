@@ -145,6 +145,27 @@ async def test_daily_quota_resets_at_utc_midnight(data_dir) -> None:
         await app.stop()
 
 
+async def test_daily_quota_counts_the_jobs_made_before_a_restart(data_dir) -> None:
+    clock = ManualClock(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+    config = make_config(data_dir, limits={"daily_quota": 3, "burst": 10})
+    first = App.from_config(config, clock=clock)
+    await first.start(worker=False)
+    try:
+        await first.service.draw(origin(), small())
+        await first.service.draw(origin(), small())
+    finally:
+        await first.stop()
+    again = App.from_config(config, clock=clock)  # counts from the store, then in memory
+    await again.start(worker=False)
+    try:
+        await again.service.draw(origin(), small())
+        with pytest.raises(QuotaExceeded):
+            await again.service.draw(origin(), small())
+        await again.service.draw(origin("bob"), small())  # another user's count is their own
+    finally:
+        await again.stop()
+
+
 async def test_unknown_job_and_bad_image_index(app: App) -> None:
     with pytest.raises(NotFound, match="No job with id 'zzzzzzzz'"):
         await app.service.reroll(origin(), "zzzzzzzz")
