@@ -225,6 +225,7 @@ class App:
                     "Stop it first: one engine per database (add GPUs with `easel worker`)."
                 )
             await self._register_demo_model()
+            await self.store.warm_up()  # the first requests do not compile the hot statements
             if worker:
                 await self._start_worker()
         except BaseException:

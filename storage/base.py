@@ -21,6 +21,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def upsert(table: Any, is_sqlite: bool) -> Any:
+    """An INSERT with ``on_conflict_do_nothing``/``_update`` in the database's dialect."""
+    return sqlite.insert(table) if is_sqlite else postgresql.insert(table)
+
+
 class Repository:
     """The base of every Store part. ``now`` is the clock (aware UTC)."""
 
@@ -30,4 +35,4 @@ class Repository:
 
     def upsert(self, table: Any) -> Any:
         """An INSERT with ``on_conflict_do_nothing``/``_update`` in this database's dialect."""
-        return sqlite.insert(table) if self.db.is_sqlite else postgresql.insert(table)
+        return upsert(table, self.db.is_sqlite)

@@ -1,8 +1,14 @@
-"""Rows -> frozen records. Everything is read inside the session; nothing loads lazily."""
+"""Rows -> frozen records. Everything is read inside the session; nothing loads lazily.
+
+The record builders take ORM objects, or Core rows through :func:`columns` (the hot paths skip
+the ORM: building a ``JobRow`` costs ~0.15 ms)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from generation.spec import Action, Mode
@@ -42,6 +48,12 @@ async def load_jobs(session: AsyncSession, stmt: Select[JobRow]) -> list[JobReco
             )
         )
     return [job_record(row, tuple(images[row.id])) for row in rows]
+
+
+def columns(row: Row[Any]) -> Any:
+    """A Core row as an object with one attribute per column, like the ORM class has (a Row's
+    own ``count`` and ``index`` are tuple methods, not the columns of those names)."""
+    return SimpleNamespace(**row._mapping)
 
 
 def job_record(row: JobRow, images: tuple[ImageRecord, ...]) -> JobRecord:

@@ -174,8 +174,12 @@ class Database:
         self._read_sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
         if self.is_sqlite and self.path is not None:
-            self._sync_writer = _sqlite_sync_writer(self.url)
-            self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="easel-db-writer")
+            writer = self._sync_writer = _sqlite_sync_writer(self.url)
+            thread = self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="easel-db-writer")
+            # Opened now, not by the first request after a start (the pragmas cost ~2 ms).
+            await asyncio.get_running_loop().run_in_executor(
+                thread, lambda: writer.connect().close()
+            )
 
     async def close(self) -> None:
         """Close every pooled connection once this process's writes under way have ended (so
@@ -250,10 +254,28 @@ class Database:
                     return await connection.run_sync(fn)
 
             def transaction() -> T:
-                with writer.begin() as connection:
+                with writer.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
                     return fn(connection)
 
             return await asyncio.get_running_loop().run_in_executor(thread, transaction)
+
+    async def read_sync(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(connection)`` in one read transaction, like :meth:`write_sync` (on a SQLite
+        file: the writer thread's connection, a deferred BEGIN, not after this process's
+        writers): for reads on the hot path, ~0.2 ms instead of ~1.5 ms through aiosqlite."""
+        writer, thread = self._sync_writer, self._sync_thread
+        if writer is None or thread is None:
+            async with self.engine.connect() as connection:
+                return await connection.run_sync(fn)
+
+        def transaction() -> T:
+            with writer.connect() as connection:
+                try:
+                    return fn(connection)
+                finally:
+                    connection.rollback()
+
+        return await asyncio.get_running_loop().run_in_executor(thread, transaction)
 
     # ------------------------------------------------------------------ one engine per database
 
@@ -290,7 +312,7 @@ class Database:
 
 def _sqlite_sync_writer(async_url: str) -> Engine:
     """A synchronous engine on the same SQLite file (the standard library's driver) holding
-    one connection, with the same pragmas; every transaction starts with BEGIN IMMEDIATE."""
+    one connection, with the same pragmas and BEGINs (IMMEDIATE for writes)."""
     url = make_url(async_url).set(drivername="sqlite")
     engine = create_engine(
         url,
@@ -298,7 +320,7 @@ def _sqlite_sync_writer(async_url: str) -> Engine:
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
     event.listen(engine, "connect", _on_connect)
-    event.listen(engine, "begin", lambda c: c.exec_driver_sql("BEGIN IMMEDIATE"))
+    event.listen(engine, "begin", _on_begin)
     return engine
 
 

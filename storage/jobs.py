@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from generation.errors import NotFound
 from generation.spec import Action, Mode
 from storage.base import Repository
-from storage.convert import job_record, load_jobs
+from storage.convert import columns, job_record, load_jobs
 from storage.models import ImageRow, JobRow
 from storage.records import (
     TERMINAL_STATUSES,
@@ -62,48 +62,20 @@ class Jobs(Repository):
         id — about one in 10^6 even with a million jobs stored — by the primary key, and
         retried with a new id.
         """
-        spec = new.spec
-        parent_id = None if new.parent_id is None else normalize_job_id(new.parent_id)
-        values: dict[str, Any] = {
-            "mode": Mode(spec.mode).value,
-            "action": Action(new.action).value,
-            "prompt": spec.prompt,
-            "negative_prompt": spec.negative_prompt,
-            "model": spec.model,
-            "model_revision": new.model_revision,
-            "sampler": spec.sampler,
-            "width": spec.width,
-            "height": spec.height,
-            "steps": spec.steps,
-            "cfg": float(spec.cfg),
-            "seed": spec.seed,
-            "count": spec.count,
-            "strength": spec.strength,
-            "init_image": spec.init_image,
-            "upscaler": spec.upscaler,
-            "parent_id": parent_id,
-            "parent_index": new.parent_index,
-            "user_id": new.user_id,
-            "scope_id": new.scope_id,
-            "platform": new.platform,
-            "reply_target": dict(new.reply_target),
-            "status": JobStatus.QUEUED.value,
-            "attempt": 0,
-            "created_at": self.now(),
-            "delivery_attempts": 0,
-        }
-        statement = _INSERT_JOB_NEXT_SEQ if self.db.is_sqlite else _INSERT_JOB_SEQUENCE
+        values = job_values(new, self.now())
+        is_sqlite = self.db.is_sqlite
         for _ in range(_ID_TRIES):
             job_id = new_job_id()
 
-            def insert_job(connection: Connection, job_id: str = job_id) -> int:
-                return int(connection.execute(statement, {"id": job_id, **values}).scalar_one())
+            def insert(connection: Connection, job_id: str = job_id) -> int:
+                return insert_job(connection, is_sqlite, job_id, values)
 
             try:
-                seq = await self.db.write_sync(insert_job)
+                seq = await self.db.write_sync(insert)
             except IntegrityError as error:
                 if _id_taken(error):  # the id is taken: draw another
                     continue
+                parent_id = values["parent_id"]
                 if parent_id is not None and await self.get_job(parent_id) is None:
                     raise NotFound(f"no job with id {new.parent_id!r}") from None
                 raise
@@ -166,19 +138,12 @@ class Jobs(Repository):
 
         One UPDATE .. RETURNING: it runs between two renders, while the GPU waits.
         """
-        statement = (
-            update(_JOBS)
-            .where(_JOBS.c.id == normalize_job_id(job_id), _JOBS.c.status == JobStatus.QUEUED.value)
-            .values(
-                status=JobStatus.RUNNING.value, attempt=_JOBS.c.attempt + 1, started_at=self.now()
-            )
-            .returning(*_JOBS.c)
-        )
-        row = await self.db.write_sync(lambda connection: connection.execute(statement).first())
+        job_key, now = normalize_job_id(job_id), self.now()
+        row = await self.db.write_sync(lambda connection: start_job(connection, job_key, now))
         if row is None:
             await self._existing_job(job_id)  # unknown: NotFound; else not queued: None
             return None
-        return job_record(JobRow(**row._mapping), ())
+        return job_record(columns(row), ())
 
     async def mark_succeeded(self, job_id: str, images: Sequence[NewImage]) -> JobRecord:
         """queued/running -> succeeded, inserting the images in the same transaction.
@@ -202,25 +167,14 @@ class Jobs(Repository):
             for image in images
         ]
 
-        def succeed(connection: Connection) -> Row[Any] | None:
-            row = connection.execute(
-                update(_JOBS)
-                .where(_JOBS.c.id == job_key, _JOBS.c.status.not_in(_TERMINAL))
-                .values(status=JobStatus.SUCCEEDED.value, error=None, finished_at=now)
-                .returning(*_JOBS.c)
-            ).first()
-            if row is not None and image_rows:
-                connection.execute(insert(_IMAGES), image_rows)
-            return row
-
-        row = await self.db.write_sync(succeed)
+        row = await self.db.write_sync(lambda c: finish_job(c, job_key, now, image_rows))
         if row is None:  # unknown (NotFound) or already terminal: the stored truth
             return await self._existing_job(job_id)
         stored = tuple(
             ImageRecord(job_key, i.index, i.seed, i.sha256, i.width, i.height)
             for i in sorted(images, key=lambda i: i.index)
         )
-        return job_record(JobRow(**row._mapping), stored)
+        return job_record(columns(row), stored)
 
     async def mark_failed(self, job_id: str, error: str) -> JobRecord:
         """queued/running -> failed with ``error``. An already terminal job is left unchanged."""
@@ -351,9 +305,7 @@ class Jobs(Repository):
 
     async def count_jobs_since(self, user_id: int, since: datetime) -> int:
         """Jobs the user created at or after ``since`` (any status)."""
-        stmt = select(func.count()).where(JobRow.user_id == user_id, JobRow.created_at >= since)
-        async with self.db.read() as session:
-            return (await session.execute(stmt)).scalar_one()
+        return await self.db.read_sync(lambda c: jobs_since(c, user_id, since))
 
     async def count_queued(
         self, user_id: int | None = None, *, include_running: bool = False
@@ -406,3 +358,77 @@ async def _get_row(session: AsyncSession, job_id: str) -> JobRow:
     if row is None:
         raise NotFound(f"no job with id {job_id.strip()!r}")
     return row
+
+
+# The hot transactions' bodies (run by Database.write_sync / read_sync; Store.warm_up
+# rehearses them, so the first requests after a start do not pay for compiling them).
+
+
+def job_values(new: NewJob, now: datetime) -> dict[str, Any]:
+    """The columns of a new queued job, all but ``id`` and ``seq``."""
+    spec = new.spec
+    return {
+        "mode": Mode(spec.mode).value,
+        "action": Action(new.action).value,
+        "prompt": spec.prompt,
+        "negative_prompt": spec.negative_prompt,
+        "model": spec.model,
+        "model_revision": new.model_revision,
+        "sampler": spec.sampler,
+        "width": spec.width,
+        "height": spec.height,
+        "steps": spec.steps,
+        "cfg": float(spec.cfg),
+        "seed": spec.seed,
+        "count": spec.count,
+        "strength": spec.strength,
+        "init_image": spec.init_image,
+        "upscaler": spec.upscaler,
+        "parent_id": None if new.parent_id is None else normalize_job_id(new.parent_id),
+        "parent_index": new.parent_index,
+        "user_id": new.user_id,
+        "scope_id": new.scope_id,
+        "platform": new.platform,
+        "reply_target": dict(new.reply_target),
+        "status": JobStatus.QUEUED.value,
+        "attempt": 0,
+        "created_at": now,
+        "delivery_attempts": 0,
+    }
+
+
+def insert_job(connection: Connection, is_sqlite: bool, job_id: str, values: dict[str, Any]) -> int:
+    """Insert the job; its ``seq``."""
+    statement = _INSERT_JOB_NEXT_SEQ if is_sqlite else _INSERT_JOB_SEQUENCE
+    return int(connection.execute(statement, {"id": job_id, **values}).scalar_one())
+
+
+def start_job(connection: Connection, job_key: str, now: datetime) -> Row[Any] | None:
+    """queued -> running; the row, or None if it was not queued."""
+    return connection.execute(
+        update(_JOBS)
+        .where(_JOBS.c.id == job_key, _JOBS.c.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.RUNNING.value, attempt=_JOBS.c.attempt + 1, started_at=now)
+        .returning(*_JOBS.c)
+    ).first()
+
+
+def finish_job(
+    connection: Connection, job_key: str, now: datetime, image_rows: list[dict[str, Any]]
+) -> Row[Any] | None:
+    """-> succeeded with its images; the row, or None if it was already terminal (or unknown)."""
+    row = connection.execute(
+        update(_JOBS)
+        .where(_JOBS.c.id == job_key, _JOBS.c.status.not_in(_TERMINAL))
+        .values(status=JobStatus.SUCCEEDED.value, error=None, finished_at=now)
+        .returning(*_JOBS.c)
+    ).first()
+    if row is not None and image_rows:
+        connection.execute(insert(_IMAGES), image_rows)
+    return row
+
+
+def jobs_since(connection: Connection, user_id: int, since: datetime) -> int:
+    """Jobs the user created at or after ``since``."""
+    statement = select(func.count()).where(_JOBS.c.user_id == user_id, _JOBS.c.created_at >= since)
+    return int(connection.execute(statement).scalar_one())

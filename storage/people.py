@@ -2,26 +2,29 @@
 scopes' admin settings.
 
 Both are read on every request and almost never change, so they are remembered here: admission
-does not pay two write transactions for them. Only the engine's Store writes them (other
-processes only read), so the memory cannot go stale.
+does not pay two write transactions for them (first sight is one ``write_sync``). Only the
+engine's Store writes them (other processes only read), so the memory cannot go stale.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, select, update
 
 from generation.errors import NotFound
-from storage.base import Repository
-from storage.convert import scope_record, user_record
+from storage.base import Repository, upsert
+from storage.convert import columns, scope_record, user_record
 from storage.db import Database
 from storage.models import ScopeRow, UserRow
 from storage.records import ScopeRecord, UserRecord
 
 SettingsChange = Callable[[dict[str, Any]], dict[str, Any]]
+_USERS = cast(Table, UserRow.__table__)
+_SCOPES = cast(Table, ScopeRow.__table__)
 
 
 class People(Repository):
@@ -41,27 +44,10 @@ class People(Repository):
         known = self._users.get(key)
         if known is not None and (not display_name or known.display_name == display_name):
             return known
-        async with self.db.write() as session:
-            await session.execute(
-                self.upsert(UserRow)
-                .values(
-                    platform=platform,
-                    platform_user_id=platform_user_id,
-                    display_name=display_name,
-                    created_at=self.now(),
-                )
-                .on_conflict_do_nothing(index_elements=["platform", "platform_user_id"])
-            )
-            row = (
-                await session.execute(
-                    select(UserRow).where(
-                        UserRow.platform == platform, UserRow.platform_user_id == platform_user_id
-                    )
-                )
-            ).scalar_one()
-            if display_name and row.display_name != display_name:
-                row.display_name = display_name
-            record = user_record(row)
+        now, is_sqlite = self.now(), self.db.is_sqlite
+        record = await self.db.write_sync(
+            lambda c: user_in(c, is_sqlite, platform, platform_user_id, display_name, now)
+        )
         self._users[key] = record  # only once the transaction committed
         return record
 
@@ -94,29 +80,10 @@ class People(Repository):
         if known is not None and (not name or known.name == name):
             return known
         generation = self._scopes_generation
-        async with self.db.write() as session:
-            await session.execute(
-                self.upsert(ScopeRow)
-                .values(
-                    platform=platform,
-                    platform_scope_id=platform_scope_id,
-                    name=name,
-                    settings={},
-                    created_at=self.now(),
-                )
-                .on_conflict_do_nothing(index_elements=["platform", "platform_scope_id"])
-            )
-            row = (
-                await session.execute(
-                    select(ScopeRow).where(
-                        ScopeRow.platform == platform,
-                        ScopeRow.platform_scope_id == platform_scope_id,
-                    )
-                )
-            ).scalar_one()
-            if name and row.name != name:
-                row.name = name
-            record = scope_record(row)
+        now, is_sqlite = self.now(), self.db.is_sqlite
+        record = await self.db.write_sync(
+            lambda c: scope_in(c, is_sqlite, platform, platform_scope_id, name, now)
+        )
         if generation == self._scopes_generation:  # no settings change ended meanwhile
             self._scopes[key] = record
         return record
@@ -164,3 +131,61 @@ class People(Repository):
     async def update_scope_settings(self, scope_id: int, settings: dict[str, Any]) -> ScopeRecord:
         """Replace the scope's settings dict."""
         return await self.change_scope_settings(scope_id, lambda _: dict(settings))
+
+
+# The first-sight transactions' bodies (run by Database.write_sync; Store.warm_up rehearses them).
+
+
+def user_in(
+    connection: Connection,
+    is_sqlite: bool,
+    platform: str,
+    platform_user_id: str,
+    display_name: str,
+    now: datetime,
+) -> UserRecord:
+    """The user's record, the row created if missing and the display name updated if new."""
+    connection.execute(
+        upsert(_USERS, is_sqlite)
+        .values(
+            platform=platform,
+            platform_user_id=platform_user_id,
+            display_name=display_name,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["platform", "platform_user_id"])
+    )
+    where = (_USERS.c.platform == platform, _USERS.c.platform_user_id == platform_user_id)
+    record = user_record(columns(connection.execute(select(_USERS).where(*where)).one()))
+    if display_name and record.display_name != display_name:
+        connection.execute(update(_USERS).where(*where).values(display_name=display_name))
+        record = replace(record, display_name=display_name)
+    return record
+
+
+def scope_in(
+    connection: Connection,
+    is_sqlite: bool,
+    platform: str,
+    platform_scope_id: str,
+    name: str,
+    now: datetime,
+) -> ScopeRecord:
+    """The scope's record, the row created (with empty settings) if missing, the name updated."""
+    connection.execute(
+        upsert(_SCOPES, is_sqlite)
+        .values(
+            platform=platform,
+            platform_scope_id=platform_scope_id,
+            name=name,
+            settings={},
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["platform", "platform_scope_id"])
+    )
+    where = (_SCOPES.c.platform == platform, _SCOPES.c.platform_scope_id == platform_scope_id)
+    record = scope_record(columns(connection.execute(select(_SCOPES).where(*where)).one()))
+    if name and record.name != name:
+        connection.execute(update(_SCOPES).where(*where).values(name=name))
+        record = replace(record, name=name)
+    return record

@@ -215,6 +215,28 @@ async def test_write_sync_on_sqlite_begins_immediate_and_queues_behind_this_proc
     assert order == ["async write committed", "write_sync ran"] and mode == "wal"
 
 
+async def test_read_sync_sees_committed_writes_and_changes_nothing(db: Database) -> None:
+    await db.write_sync(lambda connection: connection.execute(_ADD_USER, {"name": "a"}))
+
+    def count_then_try_to_write(connection: Connection) -> int:
+        count = int(connection.execute(text("SELECT count(*) FROM users")).scalar_one())
+        connection.execute(_ADD_USER, {"name": "not kept"})  # a read transaction rolls back
+        return count
+
+    assert await db.read_sync(count_then_try_to_write) == 1
+    async with db.read() as session:
+        assert (await session.execute(text("SELECT count(*) FROM users"))).scalar() == 1
+
+
+async def test_warm_up_leaves_no_trace(store: Store) -> None:
+    await store.warm_up()
+    assert await store.list_jobs(limit=10) == []
+    assert await store.find_user("easel", "warm-up") is None
+    assert await store.find_scope("easel", "warm-up") is None
+    user = await store.get_or_create_user("cli", "alice")  # and writing works as before
+    assert user.platform_user_id == "alice"
+
+
 async def test_write_waits_for_another_writer_instead_of_failing(db_path: Path) -> None:
     """A second engine's write waits for the lock (busy_timeout) rather than erroring at once."""
     a, b = Database(db_url(db_path)), Database(db_url(db_path))
