@@ -113,6 +113,23 @@ class World:
         await self.env.settle()
         return job
 
+    def status_texts(self, result: Any) -> list[str]:
+        """Every text the requester's status message showed after the first answer, in order
+        (its edits). What ``result.response.content`` says now is only the latest."""
+        status_id = result.response.id
+        return [
+            r.json["content"]
+            for r in self.env.http_requests
+            if r.method == "PATCH" and r.path.endswith(f"/messages/{status_id}")
+        ]
+
+    def accepted(self, result: Any) -> str:
+        """The job id of a draw that was accepted: its status first said queued (⏳) or, when
+        the job had already started by then, drawing (🎨); never a refusal."""
+        texts = self.status_texts(result) or [result.response.content]
+        assert texts[0][0] in "⏳🎨", texts
+        return job_id_in(texts[0])
+
     async def finished(self, job_id: str, timeout: float = 60.0) -> JobRecord:
         async with asyncio.timeout(timeout):
             while True:

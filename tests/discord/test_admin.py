@@ -127,7 +127,7 @@ async def test_nsfw_policy_per_channel(world_factory) -> None:
         assert refused.ephemeral and "NSFW" in refused.response.content
         # Only the prompt is checked: "--no nsfw" is a common negative prompt.
         fine = await alice.slash(general, "draw", prompt="a statue --no nsfw", steps=1)
-        assert "⏳" in fine.response.content
+        world.accepted(fine)
 
         result = await alice.slash(world.channel, "draw", prompt="a nude statue", steps=1)
         job = await world.delivered(job_id_in(result.response.content))

@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -82,13 +82,14 @@ async def test_draw_progress_gallery_reroll_history_and_info(
     # The first job's render waits until the page has shown its own job's place in line, so
     # the queue is never empty by luck on a fast machine (or a slow one).
     page_job_waited = threading.Event()
-    real_render_batch = app.backend.render_batch
+    for method in ("render", "render_batch"):  # a single job goes to render()
+        real = getattr(app.backend, method)
 
-    def held_render_batch(*args: object, **kwargs: object) -> object:
-        page_job_waited.wait(timeout=RENDER_TIMEOUT_MS / 1000)
-        return real_render_batch(*args, **kwargs)  # type: ignore[arg-type]
+        def held(*args: object, real: Any = real, **kwargs: object) -> object:
+            page_job_waited.wait(timeout=RENDER_TIMEOUT_MS / 1000)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(app.backend, "render_batch", held_render_batch)
+        monkeypatch.setattr(app.backend, method, held)
     async with served(app) as url:
         page, errors = await open_page(browser, url)
         await expect(page.locator("#demo-banner")).to_be_visible()
