@@ -267,10 +267,16 @@ class Jobs(Repository):
     # -- delivery --------------------------------------------------------------------------
 
     async def mark_delivered(self, job_id: str) -> None:
-        async with self.db.write() as session:
-            row = await _get_row(session, job_id)
-            row.delivered_at = self.now()
-            row.delivery_error = None
+        """The result was handed out (NotFound for an unknown job). One UPDATE: the A1111
+        API's synchronous calls make it before each reply."""
+        statement = (
+            update(_JOBS)
+            .where(_JOBS.c.id == normalize_job_id(job_id))
+            .values(delivered_at=self.now(), delivery_error=None)
+        )
+        changed = await self.db.write_sync(lambda c: c.execute(statement).rowcount)
+        if not changed:
+            raise NotFound(f"no job with id {job_id.strip()!r}")
 
     async def record_delivery_failure(
         self, job_id: str, error: str, *, give_up: bool = False, max_attempts: int | None = None

@@ -35,7 +35,7 @@ from bot.web.common import api_origin, decode_image, read_json, wait_for_job
 from bot.web.errors import A1111HTTPError, A1111Validation, JobFailed, JobTimeout
 from bot.web.keys import app_of, state_of
 from generation.errors import InvalidRequest
-from generation.metadata import short_hash
+from generation.metadata import PARAMETERS_KEY, read_png_text, short_hash
 from generation.requests import DrawRequest
 from storage.records import JobRecord, ModelRecord
 
@@ -208,13 +208,15 @@ async def run_sync(request: web.Request, req: GenerationRequest, draw: DrawReque
         events.close()
     if job.status == "failed":
         raise JobFailed(job.error or f"Job {job_id} failed.")
-    images: list[str] = []
-    if req.send_images is not False:
-        pngs = await app.service.read_images(job)
-        images = await asyncio.to_thread(
-            lambda: [base64.b64encode(data).decode("ascii") for data in pngs]
-        )
-    texts = await app.service.infotexts(job)
+    pngs = await app.service.read_images(job)
+
+    def encode() -> tuple[list[str], list[str]]:  # in a thread: base64 of MBs takes a while
+        texts = [read_png_text(data).get(PARAMETERS_KEY, "") for data in pngs]
+        if req.send_images is False:
+            return [], texts
+        return [base64.b64encode(data).decode("ascii") for data in pngs], texts
+
+    images, texts = await asyncio.to_thread(encode)
     body = {
         "images": images,
         "parameters": echo_parameters(req, job),
