@@ -55,7 +55,14 @@ def print_table(r: dict[str, Any]) -> list[str]:
         ratios = f"ratios: (b)/(a) = {r['b_over_a']:.3f}   (c)/(a) = {r['c_over_a']:.3f}"
         if "d_over_a" in r:
             ratios += f"   (d)/(a) = {r['d_over_a']:.3f}"
-        lines.append(ratios)
+        lines.append(ratios + "   (median over rounds of each round's ratio)")
+        if "b_over_a_rounds" in r:
+            lines.append(
+                "per round: (b)/(a) "
+                + " ".join(f"{x:.3f}" for x in r["b_over_a_rounds"])
+                + "   (d)/(a) "
+                + " ".join(f"{x:.3f}" for x in r["d_over_a_rounds"])
+            )
         if "flops" in r:
             f = r["flops"]
             lines.append(

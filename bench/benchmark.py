@@ -435,9 +435,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             paths = await run_paths(args, p, Path(tmp))
         a, b, c, d = paths["a"], paths["b"], paths["c"], paths["d"]
         result.update(device=paths["device"], dtype=paths["dtype"], a=a, b=b, c=c, d=d)
-        result["b_over_a"] = b["images_per_s"] / a["images_per_s"]
-        result["c_over_a"] = c["images_per_s"] / a["images_per_s"]
-        result["d_over_a"] = d["images_per_s"] / a["images_per_s"]
+        for path, row in (("b", b), ("c", c), ("d", d)):
+            # Paired: each round's path against that round's plain loop (they ran seconds
+            # apart), then the median over rounds; steadier than a ratio of two medians when
+            # the load of a shared machine drifts between rounds.
+            paired = [
+                easel / plain
+                for easel, plain in zip(
+                    row["rounds_images_per_s"], a["rounds_images_per_s"], strict=True
+                )
+            ]
+            result[f"{path}_over_a"] = statistics.median(paired)
+            result[f"{path}_over_a_rounds"] = [round(x, 3) for x in paired]
         for key in ("b_over_a", "c_over_a", "d_over_a"):
             targets[key] = {
                 "value": result[key],
@@ -493,7 +502,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, help="image side in pixels (cpu 64, gpu 512)")
     parser.add_argument("--steps", type=int, help="sampling steps (cpu 4, gpu 20)")
     parser.add_argument(
-        "--repeat", type=int, default=3, help="interleaved rounds of (a), (b), (c); median kept"
+        "--repeat",
+        type=int,
+        default=5,
+        help="interleaved rounds of (a)-(d); the median of each round's ratio is kept",
     )
     parser.add_argument(
         "--peak-tflops",
