@@ -62,6 +62,7 @@ SQLITE, POSTGRESQL = "sqlite", "postgresql"
 _MIGRATION_LOCK = 0x45A5E101
 _ENGINE_LOCK = 0x45A5E102
 _WRITE_OPTION = "easel_write"
+_READ_OPTION = "easel_read"
 _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("easel_in_write", default=False)
 T = TypeVar("T")
 
@@ -174,7 +175,7 @@ class Database:
         self._read_sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
         if self.is_sqlite and self.path is not None:
-            writer = self._sync_writer = _sqlite_sync_writer(self.url)
+            writer = self._sync_writer = _sqlite_sync_writer(self.url)  # its begin() writes
             thread = self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="easel-db-writer")
             # Opened now, not by the first request after a start (the pragmas cost ~2 ms).
             await asyncio.get_running_loop().run_in_executor(
@@ -254,7 +255,7 @@ class Database:
                     return await connection.run_sync(fn)
 
             def transaction() -> T:
-                with writer.execution_options(**{_WRITE_OPTION: True}).begin() as connection:
+                with writer.begin() as connection:
                     return fn(connection)
 
             return await asyncio.get_running_loop().run_in_executor(thread, transaction)
@@ -271,7 +272,7 @@ class Database:
         def transaction() -> T:
             with writer.connect() as connection:
                 try:
-                    return fn(connection)
+                    return fn(connection.execution_options(**{_READ_OPTION: True}))
                 finally:
                     connection.rollback()
 
@@ -312,7 +313,8 @@ class Database:
 
 def _sqlite_sync_writer(async_url: str) -> Engine:
     """A synchronous engine on the same SQLite file (the standard library's driver) holding
-    one connection, with the same pragmas and BEGINs (IMMEDIATE for writes)."""
+    one connection, with the same pragmas; its transactions write (BEGIN IMMEDIATE) unless
+    the connection is marked as reading (``read_sync``)."""
     url = make_url(async_url).set(drivername="sqlite")
     engine = create_engine(
         url,
@@ -320,7 +322,12 @@ def _sqlite_sync_writer(async_url: str) -> Engine:
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
     event.listen(engine, "connect", _on_connect)
-    event.listen(engine, "begin", _on_begin)
+
+    def begin(connection: Connection) -> None:
+        reading = connection.get_execution_options().get(_READ_OPTION)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
+
+    event.listen(engine, "begin", begin)
     return engine
 
 

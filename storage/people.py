@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 
 from generation.errors import NotFound
 from storage.base import Repository, upsert
@@ -145,20 +145,14 @@ def user_in(
     now: datetime,
 ) -> UserRecord:
     """The user's record, the row created if missing and the display name updated if new."""
+    row = {"platform": platform, "platform_user_id": platform_user_id}
     connection.execute(
-        upsert(_USERS, is_sqlite)
-        .values(
-            platform=platform,
-            platform_user_id=platform_user_id,
-            display_name=display_name,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["platform", "platform_user_id"])
+        _ADD_USER[is_sqlite], {**row, "display_name": display_name, "created_at": now}
     )
-    where = (_USERS.c.platform == platform, _USERS.c.platform_user_id == platform_user_id)
-    record = user_record(columns(connection.execute(select(_USERS).where(*where)).one()))
+    key = {"key_platform": platform, "key_id": platform_user_id}
+    record = user_record(columns(connection.execute(_USER, key).one()))
     if display_name and record.display_name != display_name:
-        connection.execute(update(_USERS).where(*where).values(display_name=display_name))
+        connection.execute(_RENAME_USER, {**key, "display_name": display_name})
         record = replace(record, display_name=display_name)
     return record
 
@@ -172,20 +166,39 @@ def scope_in(
     now: datetime,
 ) -> ScopeRecord:
     """The scope's record, the row created (with empty settings) if missing, the name updated."""
-    connection.execute(
-        upsert(_SCOPES, is_sqlite)
-        .values(
-            platform=platform,
-            platform_scope_id=platform_scope_id,
-            name=name,
-            settings={},
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["platform", "platform_scope_id"])
-    )
-    where = (_SCOPES.c.platform == platform, _SCOPES.c.platform_scope_id == platform_scope_id)
-    record = scope_record(columns(connection.execute(select(_SCOPES).where(*where)).one()))
+    row = {"platform": platform, "platform_scope_id": platform_scope_id, "name": name}
+    connection.execute(_ADD_SCOPE[is_sqlite], {**row, "settings": {}, "created_at": now})
+    key = {"key_platform": platform, "key_id": platform_scope_id}
+    record = scope_record(columns(connection.execute(_SCOPE, key).one()))
     if name and record.name != name:
-        connection.execute(update(_SCOPES).where(*where).values(name=name))
+        connection.execute(_RENAME_SCOPE, {**key, "name": name})
         record = replace(record, name=name)
     return record
+
+
+# Built once (values bound per call, the inserts' by column name), so SQLAlchemy reuses their
+# compiled form; the inserts per dialect (is_sqlite -> statement).
+_ADD_USER = {
+    is_sqlite: upsert(_USERS, is_sqlite).on_conflict_do_nothing(
+        index_elements=["platform", "platform_user_id"]
+    )
+    for is_sqlite in (True, False)
+}
+_USER_KEY = (
+    _USERS.c.platform == bindparam("key_platform"),
+    _USERS.c.platform_user_id == bindparam("key_id"),
+)
+_USER = select(_USERS).where(*_USER_KEY)
+_RENAME_USER = update(_USERS).where(*_USER_KEY)
+_ADD_SCOPE = {
+    is_sqlite: upsert(_SCOPES, is_sqlite).on_conflict_do_nothing(
+        index_elements=["platform", "platform_scope_id"]
+    )
+    for is_sqlite in (True, False)
+}
+_SCOPE_KEY = (
+    _SCOPES.c.platform == bindparam("key_platform"),
+    _SCOPES.c.platform_scope_id == bindparam("key_id"),
+)
+_SCOPE = select(_SCOPES).where(*_SCOPE_KEY)
+_RENAME_SCOPE = update(_SCOPES).where(*_SCOPE_KEY)
