@@ -40,9 +40,9 @@ class ModelRegistry(Repository):
         self._models_refresh: asyncio.Task[None] | None = None
 
     async def list_models(self) -> list[ModelRecord]:
-        async with self.db.read() as session:
-            rows = (await session.execute(select(ModelRow).order_by(ModelRow.name))).scalars()
-            return [model_record(row) for row in rows]
+        """Every registered model by name, from the snapshot (A1111 clients name a checkpoint
+        in every call: no query per call)."""
+        return sorted((await self._model_snapshot()).values(), key=lambda model: model.name)
 
     async def get_model(self, name: str) -> ModelRecord | None:
         return (await self._model_snapshot()).get(name.strip())

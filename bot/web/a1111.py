@@ -193,7 +193,7 @@ async def run_sync(request: web.Request, req: GenerationRequest, draw: DrawReque
     accepted = await app.service.draw(origin, draw, max_upload_bytes=limit)
     job_id = accepted.job.id
     # No await since the job was queued: nothing of it can have been missed.
-    events = app.service.watch_job(accepted.job)
+    events = app.service.watch_job(accepted.job, max_progress=0)  # only its end matters here
     timeout = app.config.web.sync_timeout_seconds
     try:
         job = await wait_for_job(
