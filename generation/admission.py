@@ -120,8 +120,10 @@ class Admission:
             raise Rejected("Easel is shutting down; try again in a minute.")
         settings = ScopeSettings.from_dict(caller.scope.settings)
         self._policy.check_prompt(spec.prompt, settings)
+        exempt = origin.is_admin and self._limits.exempt_admins
         async with self._lock_for(caller.user.id):
-            await self._check_limits(caller.user, settings)  # on success, a slot is reserved
+            # on success, a queue slot is reserved
+            await self._check_limits(caller.user, settings, exempt=exempt)
             try:
                 job = await self._store.add_job(
                     NewJob(
@@ -145,23 +147,27 @@ class Admission:
         self._bus.publish(JobQueued(job, position, eta))
         return Accepted(job, position, eta)
 
-    async def _check_limits(self, user: UserRecord, settings: ScopeSettings) -> None:
-        """Refuse over a limit; else reserve a queue slot (the caller releases it).
+    async def _check_limits(
+        self, user: UserRecord, settings: ScopeSettings, *, exempt: bool
+    ) -> None:
+        """Refuse over a limit; else reserve a queue slot (the caller releases it). ``exempt``
+        (an admin, with ``limits.exempt_admins``): only the global queue cap applies.
 
         Nothing awaits between the queue check and the reservation, so admissions of different
         users running concurrently cannot together overshoot ``max_queue``.
         """
         limits = settings.limits(self._limits)
-        if limits.daily_quota:
+        if limits.daily_quota and not exempt:
             now = self._clock.now()
             used = await self._daily.used(self._store, user.id, self._policy.day_start(now))
             self._policy.check_quota(used, limits.daily_quota, now)
         self._policy.check_queue(
             queued_total=len(self._queue) + self._admitting,
-            queued_for_user=self._queue.user_count(str(user.id)),
+            queued_for_user=0 if exempt else self._queue.user_count(str(user.id)),
             limits=limits,
         )
-        key = (limits.rate_per_minute, limits.burst)
-        limiter = self._rate_limiters.setdefault(key, RateLimiter(*key))
-        self._policy.check_rate(limiter, str(user.id), self._clock.monotonic())
+        if not exempt:
+            key = (limits.rate_per_minute, limits.burst)
+            limiter = self._rate_limiters.setdefault(key, RateLimiter(*key))
+            self._policy.check_rate(limiter, str(user.id), self._clock.monotonic())
         self._admitting += 1

@@ -63,3 +63,6 @@ class LimitsConfig(Section):
     max_queued_per_user: int = Field(5, ge=1)
     daily_quota: int = Field(0, ge=0)  # 0 = unlimited
     max_queue: int = Field(1000, ge=1)
+    # Admins skip the per-user limits above (rate, burst, waiting cap, daily quota); the global
+    # queue cap and the size/steps limits still hold for them.
+    exempt_admins: bool = True

@@ -108,6 +108,29 @@ async def test_global_queue_cap(app_factory) -> None:
         await app.service.draw(origin("c"), small())
 
 
+async def test_admins_skip_the_per_user_limits_but_not_the_queue_cap(app_factory) -> None:
+    tight = {"burst": 1, "rate_per_minute": 1, "max_queued_per_user": 1, "daily_quota": 1}
+    app = await app_factory(worker=False, limits={**tight, "max_queue": 5})
+    owner = origin("owner", admin=True)
+    for n in range(4):  # past the burst, the waiting cap and the daily quota
+        await app.service.draw(owner, small(seed=n))
+    await app.service.draw(origin("carol"), small())
+    with pytest.raises((RateLimited, TooManyQueued, QuotaExceeded)):
+        await app.service.draw(origin("carol"), small(seed=2))  # everyone else is held
+    with pytest.raises(TooManyQueued, match="The queue is full"):
+        await app.service.draw(owner, small(seed=9))  # 5 waiting: the global cap holds
+
+
+async def test_admins_are_held_like_everyone_when_exempt_admins_is_off(app_factory) -> None:
+    app = await app_factory(
+        worker=False, limits={"burst": 1, "rate_per_minute": 1, "exempt_admins": False}
+    )
+    owner = origin("owner", admin=True)
+    await app.service.draw(owner, small())
+    with pytest.raises(RateLimited):
+        await app.service.draw(owner, small(seed=2))
+
+
 async def test_rate_limit_with_an_injected_clock(data_dir) -> None:
     clock = ManualClock()
     config = make_config(

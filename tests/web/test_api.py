@@ -190,15 +190,50 @@ async def test_bad_requests_are_clear_4xx_and_queue_nothing(web_factory: WebFact
     assert models["models"][0]["is_default"] and "DPM++ 2M Karras" in models["samplers"]
 
 
-async def test_rate_limit_answers_429_with_retry_after(web_factory: WebFactory) -> None:
-    client = await web_factory(worker=False, limits={"burst": 1, "rate_per_minute": 1})
-    first = await client.post("/api/jobs", json={"prompt": "one", **SMALL})
+async def test_rate_limit_answers_429_with_retry_after(
+    web_factory: WebFactory, credentials: None
+) -> None:
+    limits = {"burst": 1, "rate_per_minute": 1, "max_queued_per_user": 2}
+    client = await web_factory(worker=False, limits=limits, web={"host": "0.0.0.0"})
+    alice = aiohttp.BasicAuth("alice", "wonderland")
+    first = await client.post("/api/jobs", json={"prompt": "one", **SMALL}, auth=alice)
     assert first.status == 202
-    second = await client.post("/api/jobs", json={"prompt": "two", **SMALL})
+    second = await client.post("/api/jobs", json={"prompt": "two", **SMALL}, auth=alice)
     assert second.status == 429
     assert 1 <= int(second.headers["Retry-After"]) <= 60
     assert (await second.json())["type"] == "RateLimited"
-    assert len(client_app(client).queue) == 1
+    # The admin is not held to the per-user limits (rate, burst, waiting cap): 3 in a row.
+    admin = {"Authorization": "Bearer admin-token-123456"}
+    for n in range(3):
+        answer = await client.post(
+            "/api/jobs", json={"prompt": f"admin {n}", **SMALL}, headers=admin
+        )
+        assert answer.status == 202, await answer.text()
+    assert len(client_app(client).queue) == 4
+
+
+async def test_the_owner_on_loopback_is_not_rate_limited_unless_configured(
+    web_factory: WebFactory,
+) -> None:
+    tight = {"burst": 1, "rate_per_minute": 1, "max_queued_per_user": 1, "daily_quota": 1}
+    client = await web_factory(worker=False, limits=tight)  # loopback: everyone is the owner
+    for n in range(4):
+        answer = await client.post("/api/jobs", json={"prompt": f"mine {n}", **SMALL})
+        assert answer.status == 202, await answer.text()
+
+    held_limits = {"burst": 1, "rate_per_minute": 1, "exempt_admins": False}
+    held = await web_factory(worker=False, limits=held_limits)  # same data dir, fresh limiter
+    assert (await held.post("/api/jobs", json={"prompt": "one", **SMALL})).status == 202
+    refused = await held.post("/api/jobs", json={"prompt": "two", **SMALL})
+    assert refused.status == 429
+
+
+async def test_the_global_queue_cap_holds_for_admins_too(web_factory: WebFactory) -> None:
+    client = await web_factory(worker=False, limits={"max_queue": 2})
+    for n in range(2):
+        assert (await client.post("/api/jobs", json={"prompt": f"{n}", **SMALL})).status == 202
+    full = await client.post("/api/jobs", json={"prompt": "one too many", **SMALL})
+    assert full.status == 429 and "queue is full" in (await full.json())["error"]
 
 
 async def test_admin_settings_blocklist_and_models(idle_client: Client, data_dir: Path) -> None:
