@@ -295,10 +295,46 @@ async def test_admin_page_asks_for_the_token_when_not_on_loopback(
         await page.context.close()
 
 
+async def test_a_refused_card_action_is_said_under_the_buttons_that_asked(
+    app_factory: AppFactory, browser: Browser
+) -> None:
+    # A user held to the per-user rate (on loopback only with exempt_admins off): two requests
+    # go through, the third (Upscale on the first card) is refused where it was clicked.
+    limits = {"burst": 2, "rate_per_minute": 0.5, "exempt_admins": False}
+    app = await app_factory(limits=limits)
+    async with served(app) as url:
+        page, errors = await open_page(browser, url)
+        await page.fill("#prompt", "a lighthouse --steps 2")
+        await page.click("#generate")
+        done = 'article.job[data-status="succeeded"]'
+        await page.wait_for_selector(done, timeout=RENDER_TIMEOUT_MS)
+        job_id = await page.locator(done).first.get_attribute("data-job")
+        original = page.locator(f'article.job[data-job="{job_id}"]')
+        await original.get_by_role("button", name="Reroll").click()
+        await expect(page.locator("article.job")).to_have_count(2)
+
+        figure = original.locator("figure").first
+        upscale = figure.get_by_role("button", name="Upscale")
+        await upscale.click()
+        refusal = figure.locator(".action-error")
+        await expect(refusal).to_be_visible()
+        await expect(refusal).to_contain_text(re.compile(r"too fast|try again", re.I))
+        await expect(page.locator("#form-error")).to_be_hidden()
+        button_box, refusal_box = await upscale.bounding_box(), await refusal.bounding_box()
+        assert button_box and refusal_box
+        below = refusal_box["y"] - (button_box["y"] + button_box["height"])
+        assert 0 <= below < 120, (button_box, refusal_box)  # right under the buttons
+        await expect(page.locator("article.job")).to_have_count(2)  # nothing was queued
+        assert errors == []
+        await page.context.close()
+
+
 async def test_rate_limit_message_says_when_to_retry(
     app_factory: AppFactory, browser: Browser
 ) -> None:
-    app = await app_factory(worker=False, limits={"burst": 1, "rate_per_minute": 1.0})
+    # On loopback the page's user is the owner: exempt unless the admin turned that off.
+    limits = {"burst": 1, "rate_per_minute": 1.0, "exempt_admins": False}
+    app = await app_factory(worker=False, limits=limits)
     async with served(app) as url:
         page, errors = await open_page(browser, url)
         await page.fill("#prompt", "a cat")

@@ -16,6 +16,7 @@
     lastSeed: null,
     queued: new Set(), // every queued job the server told us about (footer)
     running: new Set(),
+    ranks: new Map(), // job id -> the furthest status seen (RANK), so a stale answer cannot undo it
     history: { offset: 0, q: "" },
   };
 
@@ -271,8 +272,10 @@
     }
   }
 
-  function figure(job, url, index, errorNode) {
+  function figure(job, url, index) {
     const seed = job.image_seeds && job.image_seeds[index] !== undefined ? job.image_seeds[index] : null;
+    // A refused action (too fast, quota, ...) is said right under the buttons that asked for it.
+    const errorNode = el("p", { class: "error action-error", role: "alert", hidden: true });
     const info = el("pre", { class: "info", hidden: true });
     const copy = el("button", { type: "button", text: "Copy", hidden: true });
     info.textContent = infoText(job, index);
@@ -303,6 +306,7 @@
           text: "Download", class: "download",
         }),
         copy),
+      errorNode,
       info);
   }
 
@@ -318,7 +322,7 @@
       nodes.push(el("img", { class: "preview", alt: "Preview", hidden: true }));
     }
     if (job.images && job.images.length) {
-      nodes.push(el("div", { class: "images" }, job.images.map((url, i) => figure(job, url, i, errorNode))));
+      nodes.push(el("div", { class: "images" }, job.images.map((url, i) => figure(job, url, i))));
     }
     nodes.push(errorNode);
     return nodes;
@@ -427,6 +431,11 @@
   // ------------------------------------------------------------------ live events
 
   function noteStatus(job) {
+    // A list fetched before a job finished can arrive after its "finished" event: keep the end.
+    const known = state.ranks.get(job.id);
+    if (known !== undefined && RANK[job.status] < known) return;
+    state.ranks.set(job.id, RANK[job.status]);
+    if (state.ranks.size > 1000) state.ranks.delete(state.ranks.keys().next().value);
     state.queued.delete(job.id);
     state.running.delete(job.id);
     if (job.status === "queued") state.queued.add(job.id);
@@ -537,7 +546,7 @@
       buttons,
       errorNode,
       job.images && job.images.length
-        ? el("div", { class: "images" }, job.images.map((url, i) => figure(job, url, i, errorNode)))
+        ? el("div", { class: "images" }, job.images.map((url, i) => figure(job, url, i)))
         : null,
       params(job));
     if (typeof dialog.showModal === "function") dialog.showModal(); else dialog.setAttribute("open", "");
