@@ -41,6 +41,8 @@ SAMPLERS: dict[str, SchedulerChoice] = {
     "DDIM": SchedulerChoice("DDIMScheduler"),
     "UniPC": SchedulerChoice("UniPCMultistepScheduler"),
     "LCM": SchedulerChoice("LCMScheduler"),
+    # A1111's PLMS (from the original CompVis code) is PNDM without its Runge-Kutta warm-up.
+    "PLMS": SchedulerChoice("PNDMScheduler", {"skip_prk_steps": True}),
 }
 
 # Aliases A1111 accepts when pasting infotexts (k-diffusion names), matched case-insensitively.
@@ -56,6 +58,7 @@ _ALIASES: dict[str, str] = {
     "ddim": "DDIM",
     "unipc": "UniPC",
     "lcm": "LCM",
+    "plms": "PLMS",
 }
 
 _BY_LOWER: dict[str, str] = {name.lower(): name for name in SAMPLERS} | _ALIASES

@@ -74,6 +74,10 @@ def _refuse_unsupported(req: GenerationRequest) -> None:
         )
     if isinstance(req, Img2ImgRequest) and req.mask:
         raise InvalidRequest("Easel does not inpaint: send img2img without a mask.")
+    if req.restore_faces:
+        raise InvalidRequest(
+            "Easel has no face restorers (GFPGAN, CodeFormer): send restore_faces false."
+        )
 
 
 async def _checkpoint(app: App, wanted: object, loc: list[str]) -> ModelRecord:

@@ -231,6 +231,7 @@ A1111_SAMPLERS: tuple[tuple[str, tuple[str, ...], dict[str, str], str], ...] = (
     ("LMS", ("k_lms",), {}, "LMS"),
     ("Heun", ("k_heun",), {"second_order": "True"}, "Heun"),
     ("DDIM", ("ddim",), {}, "DDIM"),
+    ("PLMS", ("plms",), {}, "PLMS"),
     ("UniPC", ("unipc",), {}, "UniPC"),
     ("LCM", ("k_lcm",), {}, "LCM"),
 )

@@ -97,7 +97,7 @@ def test_save_demo_model_is_idempotent(demo_folder: Path) -> None:
 # ------------------------------------------------------------------ exactness
 
 
-@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M Karras"])
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M Karras", "PLMS"])
 def test_single_image_equals_plain_diffusers(
     demo_backend: DiffusersBackend, demo_source: ModelSource, plain_demo_pipe: Any, sampler: str
 ) -> None:
@@ -199,8 +199,9 @@ def test_img2img_right_size_and_changes_input(
     )
     assert out.size == (64, 64)
     assert _max_diff(out, init.resize((64, 64))) > 10
-    two = _render(demo_backend, demo_source, mode=Mode.IMG2IMG, strength=0.6, init_image=init,
-                  count=2)
+    two = _render(
+        demo_backend, demo_source, mode=Mode.IMG2IMG, strength=0.6, init_image=init, count=2
+    )
     assert len(two) == 2 and _max_diff(two[0], out) <= TOLERANCE
 
 
@@ -217,8 +218,14 @@ def test_hires_upscale_doubles_size(
 ) -> None:
     [small] = _render(demo_backend, demo_source)
     [big] = _render(
-        demo_backend, demo_source, mode=Mode.UPSCALE, upscaler="hires", strength=0.35,
-        width=128, height=128, init_image=small,
+        demo_backend,
+        demo_source,
+        mode=Mode.UPSCALE,
+        upscaler="hires",
+        strength=0.35,
+        width=128,
+        height=128,
+        init_image=small,
     )
     assert big.size == (128, 128)
 
@@ -250,8 +257,9 @@ def test_progress_reports_every_step_with_previews(
     demo_backend: DiffusersBackend, demo_source: ModelSource
 ) -> None:
     seen: list[tuple[int, int, bytes | None]] = []
-    demo_backend.render(RenderJob(_spec(steps=5), demo_source),
-                        lambda s, n, p: seen.append((s, n, p)), _never)
+    demo_backend.render(
+        RenderJob(_spec(steps=5), demo_source), lambda s, n, p: seen.append((s, n, p)), _never
+    )
     assert [(s, n) for s, n, _ in seen] == [(i, 5) for i in range(1, 6)]
     # The first step always carries a preview; later ones at most every PREVIEW_INTERVAL_S.
     preview = seen[0][2]
@@ -265,8 +273,9 @@ def test_previews_are_throttled_in_time(
 
     monkeypatch.setattr(backend_module, "PREVIEW_INTERVAL_S", 3600.0)
     seen: list[bytes | None] = []
-    demo_backend.render(RenderJob(_spec(steps=5), demo_source),
-                        lambda s, n, p: seen.append(p), _never)
+    demo_backend.render(
+        RenderJob(_spec(steps=5), demo_source), lambda s, n, p: seen.append(p), _never
+    )
     assert [p is not None for p in seen] == [True, False, False, False, False]
 
 
@@ -283,8 +292,9 @@ def test_should_stop_interrupts_and_backend_keeps_working(
 ) -> None:
     steps: list[int] = []
     with pytest.raises(JobInterrupted):
-        demo_backend.render(RenderJob(_spec(), demo_source),
-                            lambda s, n, p: steps.append(s), lambda: bool(steps))
+        demo_backend.render(
+            RenderJob(_spec(), demo_source), lambda s, n, p: steps.append(s), lambda: bool(steps)
+        )
     assert steps == [1]
     with pytest.raises(JobInterrupted):
         demo_backend.render(RenderJob(_spec(), demo_source), _ignore, lambda: True)

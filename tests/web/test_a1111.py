@@ -37,6 +37,7 @@ async def test_read_only_endpoints_answer_json(idle_client: Client) -> None:
     samplers = await get("samplers")
     names = [s["name"] for s in samplers]
     assert names[0] == "DPM++ 2M" and "Euler a" in names and "k_euler_a" in samplers[3]["aliases"]
+    assert "PLMS" in names  # listed by A1111 1.10, used by old scripts
     assert samplers[0]["options"] == {"scheduler": "karras"}
     assert [s["name"] for s in await get("schedulers")] == ["automatic", "karras"]
     assert [u["name"] for u in await get("upscalers")] == ["None", "Lanczos", "Nearest"]
@@ -107,6 +108,7 @@ async def test_bad_requests_are_clear_4xx_and_queue_nothing(web_factory: WebFact
         "model 'nope' not found",
     )
     wrapped(await post("txt2img", 422, json={"prompt": "x", "enable_hr": True}), "hires")
+    wrapped(await post("txt2img", 422, json={"prompt": "x", "restore_faces": True}), "face")
     wrapped(await post("txt2img", 422, json={"prompt": "x", "script_name": "xyz"}), "Script 'xyz'")
     wrapped(await post("txt2img", 422, json={"prompt": "x", "steps": 1000}), "Steps 1000")
     wrapped(
@@ -346,6 +348,7 @@ def test_sampler_and_schedule_resolution() -> None:
     from generation.errors import InvalidRequest
 
     assert resolve(None, None, None) is None  # the model's default sampler
+    assert resolve("PLMS", None, None) == ("PLMS", "PLMS", "Automatic")
     assert resolve("DPM++ 2M", None, "Karras") == ("DPM++ 2M Karras", "DPM++ 2M", "Karras")
     assert resolve("DPM++ 2M Karras", None, None) == ("DPM++ 2M Karras", "DPM++ 2M", "Karras")
     assert resolve("dpm++ 2m", None, "automatic")[0] == "DPM++ 2M Karras"  # A1111's default
