@@ -14,8 +14,10 @@ exist.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from generation.administration import (
 from generation.admission import Accepted, Admission, Caller
 from generation.clock import Clock
 from generation.config import GenerationConfig, LimitsConfig
-from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
+from generation.errors import InvalidRequest, NotFound, PermissionDenied, Rejected, shown
 from generation.events import EventBus, JobFinished
 from generation.messages import MessageLog
 from generation.metadata import read_infotext_file
@@ -59,6 +61,8 @@ from storage.repository import Store
 
 __all__ = ["Accepted", "QueueStatus", "Service"]
 
+log = logging.getLogger(__name__)
+
 # A client polling /sdapi/v1/progress for previews asks about once a second; A1111's own page
 # every 0.5-1 s. Previews stay on this long after a poll.
 PREVIEW_POLL_SECONDS = 10.0
@@ -69,6 +73,23 @@ class QueueStatus:
     length: int
     running: int
     your_jobs: tuple[tuple[str, int, float], ...]  # (job id, position, eta seconds)
+
+
+@contextlib.contextmanager
+def refusals_logged(origin: Origin, what: str) -> Iterator[None]:
+    """A refused request is said in the server's log too (who, where, why), not only to them."""
+    try:
+        yield
+    except Rejected as refusal:
+        log.info(
+            "refused %s from %s user %s in %s: %s",
+            what,
+            origin.platform,
+            origin.user_id,
+            origin.scope_id,
+            refusal.message,
+        )
+        raise
 
 
 def random_seed() -> int:
@@ -145,6 +166,10 @@ class Service(Administration):
         self, origin: Origin, request: DrawRequest, *, max_upload_bytes: int = DEFAULT_MAX_BYTES
     ) -> Accepted:
         """Admit a new job. ``max_upload_bytes`` is the front end's cap on ``init_image``."""
+        with refusals_logged(origin, "draw"):
+            return await self._draw(origin, request, max_upload_bytes)
+
+    async def _draw(self, origin: Origin, request: DrawRequest, max_upload_bytes: int) -> Accepted:
         check_text(request)  # before any of it reaches the database
         caller = await self._identify(origin)
         settings = ScopeSettings.from_dict(caller.scope.settings)
@@ -173,6 +198,17 @@ class Service(Administration):
         ``index`` (0-based) chooses the image for upscale and vary; ``strength`` is the
         variation's ("subtle", the default, or "strong").
         """
+        with refusals_logged(origin, str(action)):
+            return await self._act(origin, action, job_id, index, strength)
+
+    async def _act(
+        self,
+        origin: Origin,
+        action: JobAction | str,
+        job_id: str,
+        index: int,
+        strength: str | None,
+    ) -> Accepted:
         what = action if isinstance(action, JobAction) else JobAction.parse(action)
         variation = vary_strength(strength) if what is JobAction.VARY else 0.0  # refused first
         parent, caller = await self._visible_job(origin, job_id, create=True)

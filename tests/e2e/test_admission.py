@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -119,6 +120,20 @@ async def test_admins_skip_the_per_user_limits_but_not_the_queue_cap(app_factory
         await app.service.draw(origin("carol"), small(seed=2))  # everyone else is held
     with pytest.raises(TooManyQueued, match="The queue is full"):
         await app.service.draw(owner, small(seed=9))  # 5 waiting: the global cap holds
+
+
+async def test_refusals_are_logged_on_the_server_with_who_and_why(
+    app_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await app_factory(worker=False, limits={"burst": 1, "rate_per_minute": 1})
+    await app.service.draw(origin("dave"), small())
+    with caplog.at_level(logging.INFO, logger="generation.service"):
+        with pytest.raises(RateLimited):
+            await app.service.draw(origin("dave"), small(seed=2))
+        with pytest.raises(NotFound):  # not a refusal of a request's content: not logged
+            await app.service.reroll(origin("dave"), "zzzzzzzz")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "generation.service"]
+    assert line.startswith("refused draw from cli user dave in local:") and "too fast" in line
 
 
 async def test_admins_are_held_like_everyone_when_exempt_admins_is_off(app_factory) -> None:
