@@ -62,7 +62,6 @@ SQLITE, POSTGRESQL = "sqlite", "postgresql"
 _MIGRATION_LOCK = 0x45A5E101
 _ENGINE_LOCK = 0x45A5E102
 _WRITE_OPTION = "easel_write"
-_READ_OPTION = "easel_read"
 _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("easel_in_write", default=False)
 T = TypeVar("T")
 
@@ -129,7 +128,9 @@ class Database:
         self._write_engine: AsyncEngine | None = None
         self._read_sessions: async_sessionmaker[AsyncSession] | None = None
         self._write_sessions: async_sessionmaker[AsyncSession] | None = None
-        # SQLite file: write_sync's own connection and the one thread that uses it.
+        # SQLite file: write_sync's and read_sync's own connection (a synchronous engine and
+        # its writing variant) and the one thread that uses it.
+        self._sync_engine: Engine | None = None
         self._sync_writer: Engine | None = None
         self._sync_thread: ThreadPoolExecutor | None = None
         # SQLite: writers of this process queue here instead of spinning in SQLite's busy
@@ -175,11 +176,12 @@ class Database:
         self._read_sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(write_engine, expire_on_commit=False)
         if self.is_sqlite and self.path is not None:
-            writer = self._sync_writer = _sqlite_sync_writer(self.url)  # its begin() writes
+            sync_engine = self._sync_engine = _sqlite_sync_engine(self.url)
+            self._sync_writer = sync_engine.execution_options(**{_WRITE_OPTION: True})
             thread = self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="easel-db-writer")
             # Opened now, not by the first request after a start (the pragmas cost ~2 ms).
             await asyncio.get_running_loop().run_in_executor(
-                thread, lambda: writer.connect().close()
+                thread, lambda: sync_engine.connect().close()
             )
 
     async def close(self) -> None:
@@ -191,10 +193,11 @@ class Database:
             engine, self._engine = self._engine, None
             self._write_engine = None
             self._read_sessions = self._write_sessions = None
-            writer, self._sync_writer = self._sync_writer, None
+            sync_engine, self._sync_engine = self._sync_engine, None
+            self._sync_writer = None
             thread, self._sync_thread = self._sync_thread, None
-            if writer is not None and thread is not None:
-                await asyncio.get_running_loop().run_in_executor(thread, writer.dispose)
+            if sync_engine is not None and thread is not None:
+                await asyncio.get_running_loop().run_in_executor(thread, sync_engine.dispose)
                 thread.shutdown(wait=True)
             if engine is not None:
                 await engine.dispose()
@@ -264,15 +267,15 @@ class Database:
         """``fn(connection)`` in one read transaction, like :meth:`write_sync` (on a SQLite
         file: the writer thread's connection, a deferred BEGIN, not after this process's
         writers): for reads on the hot path, ~0.2 ms instead of ~1.5 ms through aiosqlite."""
-        writer, thread = self._sync_writer, self._sync_thread
-        if writer is None or thread is None:
+        sync_engine, thread = self._sync_engine, self._sync_thread
+        if sync_engine is None or thread is None:
             async with self.engine.connect() as connection:
                 return await connection.run_sync(fn)
 
         def transaction() -> T:
-            with writer.connect() as connection:
+            with sync_engine.connect() as connection:
                 try:
-                    return fn(connection.execution_options(**{_READ_OPTION: True}))
+                    return fn(connection)
                 finally:
                     connection.rollback()
 
@@ -311,10 +314,9 @@ class Database:
             await connection.close()
 
 
-def _sqlite_sync_writer(async_url: str) -> Engine:
+def _sqlite_sync_engine(async_url: str) -> Engine:
     """A synchronous engine on the same SQLite file (the standard library's driver) holding
-    one connection, with the same pragmas; its transactions write (BEGIN IMMEDIATE) unless
-    the connection is marked as reading (``read_sync``)."""
+    one connection, with the same pragmas and BEGINs as the async one."""
     url = make_url(async_url).set(drivername="sqlite")
     engine = create_engine(
         url,
@@ -322,12 +324,7 @@ def _sqlite_sync_writer(async_url: str) -> Engine:
         connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
     )
     event.listen(engine, "connect", _on_connect)
-
-    def begin(connection: Connection) -> None:
-        reading = connection.get_execution_options().get(_READ_OPTION)
-        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
-
-    event.listen(engine, "begin", begin)
+    event.listen(engine, "begin", _on_begin)
     return engine
 
 

@@ -9,7 +9,6 @@ engine's Store writes them (other processes only read), so the memory cannot go 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -145,16 +144,10 @@ def user_in(
     now: datetime,
 ) -> UserRecord:
     """The user's record, the row created if missing and the display name updated if new."""
-    row = {"platform": platform, "platform_user_id": platform_user_id}
-    connection.execute(
-        _ADD_USER[is_sqlite], {**row, "display_name": display_name, "created_at": now}
+    row = _USER_SIGHT.seen(
+        connection, is_sqlite, platform, platform_user_id, display_name, {"created_at": now}
     )
-    key = {"key_platform": platform, "key_id": platform_user_id}
-    record = user_record(columns(connection.execute(_USER, key).one()))
-    if display_name and record.display_name != display_name:
-        connection.execute(_RENAME_USER, {**key, "display_name": display_name})
-        record = replace(record, display_name=display_name)
-    return record
+    return user_record(row)
 
 
 def scope_in(
@@ -166,39 +159,51 @@ def scope_in(
     now: datetime,
 ) -> ScopeRecord:
     """The scope's record, the row created (with empty settings) if missing, the name updated."""
-    row = {"platform": platform, "platform_scope_id": platform_scope_id, "name": name}
-    connection.execute(_ADD_SCOPE[is_sqlite], {**row, "settings": {}, "created_at": now})
-    key = {"key_platform": platform, "key_id": platform_scope_id}
-    record = scope_record(columns(connection.execute(_SCOPE, key).one()))
-    if name and record.name != name:
-        connection.execute(_RENAME_SCOPE, {**key, "name": name})
-        record = replace(record, name=name)
-    return record
+    extra = {"settings": {}, "created_at": now}
+    return scope_record(
+        _SCOPE_SIGHT.seen(connection, is_sqlite, platform, platform_scope_id, name, extra)
+    )
 
 
-# Built once (values bound per call, the inserts' by column name), so SQLAlchemy reuses their
-# compiled form; the inserts per dialect (is_sqlite -> statement).
-_ADD_USER = {
-    is_sqlite: upsert(_USERS, is_sqlite).on_conflict_do_nothing(
-        index_elements=["platform", "platform_user_id"]
-    )
-    for is_sqlite in (True, False)
-}
-_USER_KEY = (
-    _USERS.c.platform == bindparam("key_platform"),
-    _USERS.c.platform_user_id == bindparam("key_id"),
-)
-_USER = select(_USERS).where(*_USER_KEY)
-_RENAME_USER = update(_USERS).where(*_USER_KEY)
-_ADD_SCOPE = {
-    is_sqlite: upsert(_SCOPES, is_sqlite).on_conflict_do_nothing(
-        index_elements=["platform", "platform_scope_id"]
-    )
-    for is_sqlite in (True, False)
-}
-_SCOPE_KEY = (
-    _SCOPES.c.platform == bindparam("key_platform"),
-    _SCOPES.c.platform_scope_id == bindparam("key_id"),
-)
-_SCOPE = select(_SCOPES).where(*_SCOPE_KEY)
-_RENAME_SCOPE = update(_SCOPES).where(*_SCOPE_KEY)
+class _FirstSight:
+    """A user's or scope's row by (platform, its id there): added if missing, its name updated
+    when a new non-empty one is given. The statements are built once (values bound per call,
+    the insert's by column name), so SQLAlchemy reuses their compiled form."""
+
+    def __init__(self, table: Table, id_column: str, name_column: str) -> None:
+        self.id_column, self.name_column = id_column, name_column
+        self.add = {
+            is_sqlite: upsert(table, is_sqlite).on_conflict_do_nothing(
+                index_elements=["platform", id_column]
+            )
+            for is_sqlite in (True, False)
+        }
+        key = (
+            table.c.platform == bindparam("key_platform"),
+            table.c[id_column] == bindparam("key_id"),
+        )
+        self.find = select(table).where(*key)
+        self.rename = update(table).where(*key)
+
+    def seen(
+        self,
+        connection: Connection,
+        is_sqlite: bool,
+        platform: str,
+        platform_id: str,
+        name: str,
+        extra: dict[str, Any],
+    ) -> Any:
+        """The row (as :func:`storage.convert.columns` gives it), after adding or renaming."""
+        values = {"platform": platform, self.id_column: platform_id, self.name_column: name}
+        connection.execute(self.add[is_sqlite], {**values, **extra})
+        key = {"key_platform": platform, "key_id": platform_id}
+        row = columns(connection.execute(self.find, key).one())
+        if name and getattr(row, self.name_column) != name:
+            connection.execute(self.rename, {**key, self.name_column: name})
+            setattr(row, self.name_column, name)
+        return row
+
+
+_USER_SIGHT = _FirstSight(_USERS, "platform_user_id", "display_name")
+_SCOPE_SIGHT = _FirstSight(_SCOPES, "platform_scope_id", "name")
