@@ -16,7 +16,7 @@ from typing import Any
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
 from generation.policy import AdmissionPolicy, ScopeSettings
 from generation.requests import Origin
-from storage.records import ModelRecord
+from storage.records import ModelRecord, ScopeRecord
 from storage.repository import Store
 
 # Called at registration to classify a model source and compute its revision (backend/).
@@ -102,6 +102,12 @@ class Administration:
         return model
 
     # ------------------------------------------------------------------ scope settings
+
+    async def scopes(self, origin: Origin) -> list[ScopeRecord]:
+        """Every scope with settings an admin may edit: the web page, the A1111 API clients, and
+        each Discord server and Telegram chat that has used Easel (admins only)."""
+        self._require_admin(origin)
+        return await self.store.list_scopes()
 
     async def scope_settings(self, origin: Origin) -> ScopeSettings:
         scope = await self.store.find_scope(origin.platform, origin.scope_id)

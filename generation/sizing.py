@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 
 from generation.errors import InvalidRequest, shown
 
@@ -104,3 +105,16 @@ def size_for_aspect(aspect: str, base_width: int, base_height: int) -> tuple[int
     width = math.sqrt(area * w / h)
     height = width * h / w
     return round_to_multiple(width), round_to_multiple(height)
+
+
+def aspect_of(width: int, height: int) -> str:
+    """The aspect ratio of a ``width x height`` picture as a short ratio within 1:4..4:1.
+
+    >>> aspect_of(1024, 683), aspect_of(64, 64), aspect_of(4000, 100)
+    ('3:2', '1:1', '4:1')
+    """
+    if width < 1 or height < 1:
+        raise ValueError(f"size must be positive, got {width}x{height}")
+    ratio = min(max(Fraction(width, height), Fraction(1, 4)), Fraction(4))
+    ratio = ratio.limit_denominator(32)
+    return format_aspect(ratio.numerator, ratio.denominator)

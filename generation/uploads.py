@@ -76,3 +76,9 @@ def clean_upload(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     Decoding a large upload takes seconds: call it in a thread, never on the event loop.
     """
     return reencode_png(load_upload(data, max_bytes=max_bytes))
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of a PNG this module produced; reads the header only."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size

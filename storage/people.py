@@ -108,6 +108,13 @@ class People(Repository):
             ).scalar_one_or_none()
             return None if row is None else scope_record(row)
 
+    async def list_scopes(self) -> list[ScopeRecord]:
+        """Every scope seen so far (servers, chats, the HTTP clients), by platform then name."""
+        order = (ScopeRow.platform, ScopeRow.name, ScopeRow.platform_scope_id)
+        async with self.db.read() as session:
+            rows = (await session.execute(select(ScopeRow).order_by(*order))).scalars().all()
+            return [scope_record(row) for row in rows]
+
     async def change_scope_settings(self, scope_id: int, change: SettingsChange) -> ScopeRecord:
         """Apply ``change`` (stored settings -> new settings) in one write transaction.
 

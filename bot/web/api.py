@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.grammar import merge_fields, parse_draw
+from bot.web.admin_scopes import list_scopes, scope_key, scope_origin
 from bot.web.auth import METRICS_PATH, principal
 from bot.web.common import (
     decode_image,
@@ -238,7 +239,7 @@ def _admin_origin(request: web.Request) -> Origin:
     return http_origin(principal(request), scope)
 
 
-def _settings_json(scope: str, settings: ScopeSettings, request: web.Request) -> dict[str, Any]:
+def _settings_json(origin: Origin, settings: ScopeSettings, request: web.Request) -> dict[str, Any]:
     config = app_of(request).config
     g = config.generation
     server = {
@@ -257,6 +258,7 @@ def _settings_json(scope: str, settings: ScopeSettings, request: web.Request) ->
         },
         "web": {"max_upload_mb": config.web.max_upload_mb},
     }
+    scope = scope_key(origin.platform, origin.scope_id)
     return {"scope": scope, "settings": settings.to_dict(), "server": server}
 
 
@@ -274,20 +276,20 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def get_settings(request: web.Request) -> web.Response:
-    origin = _admin_origin(request)
+    origin = await scope_origin(request)
     settings = await app_of(request).service.scope_settings(origin)
-    return web.json_response(_settings_json(origin.scope_id, settings, request))
+    return web.json_response(_settings_json(origin, settings, request))
 
 
 async def update_settings(request: web.Request) -> web.Response:
-    origin = _admin_origin(request)
+    origin = await scope_origin(request)
     changes = _object(await read_json(request))
     settings = await app_of(request).service.update_scope_settings(origin, **changes)
-    return web.json_response(_settings_json(origin.scope_id, settings, request))
+    return web.json_response(_settings_json(origin, settings, request))
 
 
 async def update_blocklist(request: web.Request) -> web.Response:
-    origin = _admin_origin(request)
+    origin = await scope_origin(request)
     body = _object(await read_json(request))
     add, remove = opt_words(body, "add"), opt_words(body, "remove")
     service = app_of(request).service
@@ -296,7 +298,7 @@ async def update_blocklist(request: web.Request) -> web.Response:
         settings = await service.block_words(origin, add)
     if remove:
         settings = await service.unblock_words(origin, remove)
-    return web.json_response(_settings_json(origin.scope_id, settings, request))
+    return web.json_response(_settings_json(origin, settings, request))
 
 
 async def add_model(request: web.Request) -> web.Response:
@@ -350,6 +352,7 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_get("/api/status", engine_status)
     r.add_get("/api/admin/workers", list_workers)
     r.add_get(METRICS_PATH, metrics)
+    r.add_get("/api/admin/scopes", list_scopes)
     r.add_get("/api/admin/settings", get_settings)
     r.add_post("/api/admin/settings", update_settings)
     r.add_post("/api/admin/blocklist", update_blocklist)

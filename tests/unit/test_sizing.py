@@ -5,7 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from generation.errors import InvalidRequest
-from generation.sizing import parse_aspect, parse_size, round_to_multiple, size_for_aspect
+from generation.sizing import (
+    aspect_of,
+    parse_aspect,
+    parse_size,
+    round_to_multiple,
+    size_for_aspect,
+)
 
 
 @pytest.mark.parametrize(
@@ -25,8 +31,12 @@ def test_round_to_other_multiples() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("512x768", (512, 768)), (" 640 X 480 ", (640, 480)), ("1024×1024", (1024, 1024)),
-     ("8*8", (8, 8))],
+    [
+        ("512x768", (512, 768)),
+        (" 640 X 480 ", (640, 480)),
+        ("1024×1024", (1024, 1024)),
+        ("8*8", (8, 8)),
+    ],
 )
 def test_parse_size(text: str, expected: tuple[int, int]) -> None:
     assert parse_size(text) == expected
@@ -70,9 +80,7 @@ def test_size_for_aspect(aspect: str, base: tuple[int, int], expected: tuple[int
     assert size_for_aspect(aspect, *base) == expected
 
 
-@given(
-    st.integers(1, 16), st.integers(1, 16), st.integers(64, 2048), st.integers(64, 2048)
-)
+@given(st.integers(1, 16), st.integers(1, 16), st.integers(64, 2048), st.integers(64, 2048))
 def test_size_for_aspect_keeps_area_and_ratio(a: int, b: int, bw: int, bh: int) -> None:
     if a > 4 * b or b > 4 * a:
         return
@@ -82,3 +90,26 @@ def test_size_for_aspect_keeps_area_and_ratio(a: int, b: int, bw: int, bh: int) 
     # Rounding each side by at most 4 px moves the area and the ratio only a little.
     assert abs(width * height - bw * bh) <= 4 * (width + height) + 16 + 64 * 64
     assert abs(width / height - a / b) <= 0.1 * (a / b) + 8 / height
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((1024, 683), "3:2"),
+        ((683, 1024), "2:3"),
+        ((1920, 1080), "16:9"),
+        ((64, 64), "1:1"),
+        ((5000, 100), "4:1"),
+        ((100, 5000), "1:4"),
+        ((1000, 777), "9:7"),
+    ],
+)
+def test_aspect_of_a_picture(size: tuple[int, int], expected: str) -> None:
+    assert aspect_of(*size) == expected
+
+
+@given(st.integers(1, 20_000), st.integers(1, 20_000))
+def test_aspect_of_is_always_accepted_and_close(width: int, height: int) -> None:
+    a, b = parse_aspect(aspect_of(width, height))  # never refused by the parser
+    ratio = min(max(width / height, 0.25), 4.0)
+    assert abs(a / b - ratio) / ratio < 0.01

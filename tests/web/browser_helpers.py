@@ -127,3 +127,14 @@ async def open_page(
 async def seen_texts(page: Page) -> list[str]:
     texts: list[str] = await page.evaluate("window.__seen")
     return texts
+
+
+async def first_image_loaded(page: Page, card: str) -> None:
+    await page.wait_for_function(
+        """(card) => {
+            const img = document.querySelector(card + ' figure img');
+            return img && img.complete && img.naturalWidth > 0;
+        }""",
+        arg=card,
+        timeout=RENDER_TIMEOUT_MS,
+    )

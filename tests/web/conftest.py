@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -20,6 +21,35 @@ from PIL import Image
 from bot.app import App
 from bot.web.server import APP_KEY
 from tests.conftest import WebFactory
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Browser tests: Chromium, the server and the worker share the machine. Torch's default of
+    one spinning thread per core then slows the demo model twentyfold on a busy two-core runner
+    (20 steps: 0.5 s with one thread, 10 s with two)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """The system's Chromium through Playwright (browser tests skip when there is none)."""
+    from tests.web.browser_helpers import find_chromium, launch_browser
+
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no chromium installed (apt-get install chromium)")
+    async with launch_browser(executable) as launched:
+        yield launched
+
 
 # ``web_factory`` itself lives in tests/conftest.py (tests/reliability uses it too).
 

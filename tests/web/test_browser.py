@@ -8,10 +8,8 @@ that browser, nothing is downloaded. Every wait is bounded (``browser_helpers.TI
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,56 +21,26 @@ from tests.conftest import AppFactory
 from tests.web.browser_helpers import (
     RENDER_TIMEOUT_MS,
     find_chromium,
-    launch_browser,
+    first_image_loaded,
     open_page,
     seen_texts,
     served,
 )
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
+    from playwright.async_api import Browser
 
 CHROMIUM = find_chromium()
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium)"),
     pytest.mark.timeout(120),
+    pytest.mark.usefixtures("one_torch_thread"),
 ]
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
 expect = playwright_api.expect
 expect.set_options(timeout=10_000)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Chromium, the server and the worker share the machine here. Torch's default of one
-    spinning thread per core then slows the demo model twentyfold on a busy two-core runner
-    (20 steps: 0.5 s with one thread, 10 s with two)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM is not None
-    async with launch_browser(CHROMIUM) as launched:
-        yield launched
-
-
-async def first_image_loaded(page: Page, card: str) -> None:
-    await page.wait_for_function(
-        """(card) => {
-            const img = document.querySelector(card + ' figure img');
-            return img && img.complete && img.naturalWidth > 0;
-        }""",
-        arg=card,
-        timeout=RENDER_TIMEOUT_MS,
-    )
 
 
 async def test_draw_progress_gallery_reroll_history_and_info(
@@ -142,10 +110,6 @@ async def test_draw_progress_gallery_reroll_history_and_info(
         png = await page.request.get(url + href)
         body = await png.body()
         assert body.startswith(b"\x89PNG") and b"parameters" in body
-
-        shots = Path(os.environ.get("EASEL_SCREENSHOTS", tmp_path))
-        shots.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(shots / "easel-main.png"), full_page=True)
 
         # Reroll: a second job appears in the gallery and renders too.
         await card.get_by_role("button", name="Reroll").click()
@@ -404,7 +368,7 @@ async def test_image_to_image_upload_and_vary(
     from PIL import Image
 
     start = tmp_path / "start.png"
-    Image.new("RGB", (64, 64), (200, 40, 40)).save(start)
+    Image.new("RGB", (96, 64), (200, 40, 40)).save(start)  # landscape, 3:2
     app = await app_factory()
     async with served(app) as url:
         page, errors = await open_page(browser, url)
@@ -422,6 +386,12 @@ async def test_image_to_image_upload_and_vary(
         async with aiohttp.ClientSession() as http, http.get(f"{url}/api/jobs/{job_id}") as got:
             job = await got.json()
         assert job["mode"] == "img2img" and job["strength"] == pytest.approx(0.6), job
+        # No size asked for: the result keeps the starting image's shape, and the card says
+        # what it is.
+        assert job["width"] * 2 == job["height"] * 3, job
+        card = page.locator("article.job").first
+        await expect(card.locator(".mode-tag")).to_have_text("img2img")
+        await expect(card).to_contain_text("image to image (strength 0.60)")
 
         await page.locator("article.job").first.get_by_role("button", name="Vary (subtle)").click()
         await expect(page.locator(done)).to_have_count(2, timeout=RENDER_TIMEOUT_MS)

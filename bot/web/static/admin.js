@@ -14,6 +14,8 @@
     ["max_pixels", "Max pixels", "number", "64"],
   ];
   let settings = {};
+  let scopes = [];
+  let scope = new URLSearchParams(location.hash.slice(1)).get("scope") || "web";
   let server = {};
   let models = [];
   let workersTimer = null;
@@ -53,10 +55,10 @@
       const defaults = [m.default_width && m.default_height ? `${m.default_width}×${m.default_height}` : null,
         m.default_steps ? `${m.default_steps} steps` : null, m.default_sampler].filter(Boolean).join(", ");
       return el("tr", { "data-model": m.name },
-        el("td", {}, m.name, isDefault ? el("strong", { text: " (default)" }) : null),
-        el("td", { text: m.kind || "" }),
-        el("td", { text: m.source || "" }),
-        el("td", { text: defaults }),
+        el("td", { "data-label": "Name" }, m.name, isDefault ? el("strong", { text: " (default)" }) : null),
+        el("td", { "data-label": "Kind", text: m.kind || "" }),
+        el("td", { "data-label": "Source", text: m.source || "" }),
+        el("td", { "data-label": "Defaults", text: defaults }),
         el("td", { class: "actions" },
           isDefault || m.kind === "upscaler" ? null : el("button", {
             type: "button", text: "Make default",
@@ -100,7 +102,7 @@
       input.value = settings[key] ?? "";
       const fallback = [server.limits, server.generation, server]
         .map((group) => (group || {})[key]).find((value) => value !== undefined && value !== null);
-      input.placeholder = fallback === undefined || fallback === null ? "default" : String(fallback);
+      input.placeholder = fallback === undefined || fallback === null ? "server default" : `server: ${fallback}`;
     }
     $("limit-allowed_models").value = (settings.allowed_models || []).join(", ");
     $("limit-default_model").value = settings.default_model || "";
@@ -135,7 +137,7 @@
       word,
       el("button", {
         type: "button", text: "✕", "aria-label": `Unblock ${word}`, title: "Unblock",
-        onclick: () => change(() => api("POST", "/api/admin/blocklist", { remove: [word] }), $("block-error")),
+        onclick: () => change(() => api("POST", scoped("/api/admin/blocklist"), { remove: [word] }), $("block-error")),
       }))) : [el("li", { class: "hint", text: "Nothing blocked." })]));
   }
 
@@ -151,12 +153,12 @@
     $("workers").replaceChildren(...workers.map((w) => {
       const memory = w.memory_gb ? ` · ${w.memory_gb.toFixed(0)} GB` : "";
       return el("tr", { "data-worker": w.name, "data-state": w.state },
-        el("td", { text: w.host ? `${w.name} (${w.host})` : w.name }),
-        el("td", { text: STATE_TEXT[w.state] || w.state }),
-        el("td", { text: (w.device || "") + memory }),
-        el("td", { text: (w.loaded || []).join(", ") || "–" }),
-        el("td", { text: (w.current || []).join(", ") || "–" }),
-        el("td", { text: (w.jobs_per_minute || 0).toFixed(1) }));
+        el("td", { "data-label": "Name", text: w.host ? `${w.name} (${w.host})` : w.name }),
+        el("td", { "data-label": "State", text: STATE_TEXT[w.state] || w.state }),
+        el("td", { "data-label": "Device", text: (w.device || "") + memory }),
+        el("td", { "data-label": "Loaded", text: (w.loaded || []).join(", ") || "–" }),
+        el("td", { "data-label": "Rendering", text: (w.current || []).join(", ") || "–" }),
+        el("td", { "data-label": "Jobs/min", text: (w.jobs_per_minute || 0).toFixed(1) }));
     }));
   }
 
@@ -168,8 +170,25 @@
 
   // ------------------------------------------------------------------ loading
 
+  // ------------------------------------------------------------------ scopes
+
+  function scoped(path) {
+    return `${path}?scope=${encodeURIComponent(scope)}`;
+  }
+
+  function renderScopes() {
+    const select = $("scope");
+    select.replaceChildren(...scopes.map((s) => el("option", { value: s.key, text: s.label })));
+    if (!scopes.some((s) => s.key === scope)) scope = "web";
+    select.value = scope;
+    const label = (scopes.find((s) => s.key === scope) || {}).label || scope;
+    for (const node of document.querySelectorAll(".scope-name")) node.textContent = label;
+  }
+
   async function load() {
-    const data = await api("GET", "/api/admin/settings");
+    scopes = (await api("GET", "/api/admin/scopes")).scopes || [];
+    renderScopes();
+    const data = await api("GET", scoped("/api/admin/settings"));
     settings = data.settings || {};
     server = data.server || {};
     const listed = await api("GET", "/api/models");
@@ -198,6 +217,13 @@
 
   function wire() {
     buildLimitFields();
+    $("scope").addEventListener("change", async () => {
+      scope = $("scope").value;
+      history.replaceState(null, "", scope === "web" ? location.pathname : `#scope=${encodeURIComponent(scope)}`);
+      for (const id of ["limits-error", "block-error"]) showError($(id), null);
+      $("limits-ok").hidden = true;
+      try { await load(); } catch (error) { showError($("limits-error"), error); }
+    });
     $("login").addEventListener("submit", async (event) => {
       event.preventDefault();
       showError($("login-error"), null);
@@ -224,14 +250,14 @@
       $("limits-ok").hidden = true;
       const changes = limitChanges();
       if (!Object.keys(changes).length) { $("limits-ok").hidden = false; return; }
-      const ok = await change(() => api("POST", "/api/admin/settings", changes), $("limits-error"));
+      const ok = await change(() => api("POST", scoped("/api/admin/settings"), changes), $("limits-error"));
       $("limits-ok").hidden = !ok;
     });
     $("block-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       const add = words($("block-word").value);
       if (!add.length) return;
-      const ok = await change(() => api("POST", "/api/admin/blocklist", { add }), $("block-error"));
+      const ok = await change(() => api("POST", scoped("/api/admin/blocklist"), { add }), $("block-error"));
       if (ok) $("block-word").value = "";
     });
   }

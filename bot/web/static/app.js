@@ -18,6 +18,7 @@
     running: new Set(),
     ranks: new Map(), // job id -> the furthest status seen (RANK), so a stale answer cannot undo it
     history: { offset: 0, q: "" },
+    formRestored: false,
   };
 
   const { api, copyText, duration, el, showError } = window.Easel;
@@ -47,10 +48,12 @@
     const model = chosenModel();
     $("demo-banner").hidden = !isDemo(model);
     if (!model) return;
-    $("steps").placeholder = model.default_steps ? `${model.default_steps}` : "default";
-    $("cfg").placeholder = model.default_cfg ? `${model.default_cfg}` : "default";
-    $("width").placeholder = model.default_width || "";
-    $("height").placeholder = model.default_height || "";
+    // The model's defaults are said beside the label; an empty box means "use the default",
+    // so a placeholder never shows a number that reads like a typed value.
+    $("steps-default").textContent = model.default_steps ? `default ${model.default_steps}` : "";
+    $("cfg-default").textContent = model.default_cfg ? `default ${model.default_cfg}` : "";
+    $("size-default").textContent = model.default_width && model.default_height
+      ? `default ${model.default_width}×${model.default_height}` : "";
     const samplerDefault = $("sampler").options[0];
     samplerDefault.textContent = model.default_sampler ? `Default (${model.default_sampler})` : "Model default";
   }
@@ -88,9 +91,54 @@
       );
       sampler.value = keep;
       refreshModelHints();
+      if (!state.formRestored) {
+        state.formRestored = true;
+        restoreForm();
+      }
     } catch (error) {
       showError($("form-error"), error);
     }
+  }
+
+  // ------------------------------------------------------------------ the form survives reloads
+
+  const FORM_KEY = "easel.form";
+  const KEPT_FIELDS = ["prompt", "negative", "model", "sampler", "size", "width", "height", "steps",
+    "cfg", "seed", "count", "strength"];
+
+  function saveForm() {
+    const saved = { mode: mode() };
+    for (const id of KEPT_FIELDS) saved[id] = $(id).value;
+    try { localStorage.setItem(FORM_KEY, JSON.stringify(saved)); } catch (e) { /* private mode */ }
+  }
+
+  // After the model and sampler menus are filled, so their saved choice exists.
+  function restoreForm() {
+    let saved = null;
+    try { saved = JSON.parse(localStorage.getItem(FORM_KEY) || "null"); } catch (e) { saved = null; }
+    if (!saved || typeof saved !== "object") return;
+    for (const id of KEPT_FIELDS) {
+      if (typeof saved[id] !== "string") continue;
+      const field = $(id);
+      field.value = saved[id];
+      if (field.tagName === "SELECT" && field.value !== saved[id]) field.value = ""; // gone since
+    }
+    setMode(saved.mode === "img2img" ? "img2img" : "txt2img");
+    $("custom-size").hidden = $("size").value !== "custom";
+    $("strength-out").value = Number($("strength").value).toFixed(2);
+    refreshModelHints();
+  }
+
+  function resetForm() {
+    $("draw-form").reset();
+    setMode("txt2img");
+    $("custom-size").hidden = true;
+    $("strength-out").value = Number($("strength").value).toFixed(2);
+    initImage = null;
+    $("init-preview").hidden = true;
+    try { localStorage.removeItem(FORM_KEY); } catch (e) { /* private mode */ }
+    refreshModelHints();
+    $("prompt").focus();
   }
 
   function mode() {
@@ -210,6 +258,7 @@
       $("strength-out").value = Number(job.strength).toFixed(2);
     }
     refreshModelHints();
+    saveForm();
     closeDialog();
     showView("create");
     $("prompt").focus();
@@ -227,7 +276,10 @@
         if (eta !== undefined && eta !== null) text += ` · about ${duration(eta)}`;
         return text;
       }
-      case "running": return "Running";
+      case "running": {
+        const left = extra && extra.seconds_left !== undefined ? extra.seconds_left : job.seconds_left;
+        return left !== undefined && left !== null ? `Running · about ${duration(left)} left` : "Running";
+      }
       case "succeeded": return job.finished_at && job.started_at
         ? `Done in ${duration((new Date(job.finished_at) - new Date(job.started_at)) / 1000)}` : "Done";
       case "failed": return "Failed";
@@ -237,7 +289,9 @@
   }
 
   function describe(job) {
-    const parts = [job.action && job.action !== "draw" ? job.action : null, job.model,
+    const parts = [job.action && job.action !== "draw" ? job.action : null,
+      job.mode === "img2img" ? `image to image (strength ${Number(job.strength).toFixed(2)})` : null,
+      job.model,
       job.width && job.height ? `${job.width}×${job.height}` : null,
       job.steps ? `${job.steps} steps` : null, job.sampler];
     return parts.filter(Boolean).join(" · ");
@@ -322,10 +376,25 @@
       nodes.push(el("img", { class: "preview", alt: "Preview", hidden: true }));
     }
     if (job.images && job.images.length) {
-      nodes.push(el("div", { class: "images" }, job.images.map((url, i) => figure(job, url, i))));
+      const figures = job.images.map((url, i) => figure(job, url, i));
+      nodes.push(el("div", { class: "images" }, figures));
+      if (figures.length > 1) nodes.push(thumbStrip(job, figures));
     }
     nodes.push(errorNode);
     return nodes;
+  }
+
+  // The current result shows one image of a batch large; the others are thumbnails to pick.
+  function thumbStrip(job, figures) {
+    const buttons = job.images.map((url, i) => el("button", {
+      type: "button", "aria-pressed": String(i === 0), "aria-label": `Show image ${i + 1}`,
+      onclick: () => {
+        figures.forEach((figureNode, j) => figureNode.classList.toggle("unselected", j !== i));
+        buttons.forEach((button, j) => button.setAttribute("aria-pressed", String(j === i)));
+      },
+    }, el("img", { src: url, alt: "", loading: "lazy" })));
+    figures.forEach((figureNode, j) => figureNode.classList.toggle("unselected", j !== 0));
+    return el("div", { class: "thumbs", role: "group", "aria-label": "Images of this job" }, buttons);
   }
 
   function renderCard(card, job, extra) {
@@ -335,6 +404,7 @@
     card.replaceChildren(
       el("div", { class: "job-head" },
         el("span", { class: "job-prompt", text: job.prompt || "(no prompt)" }),
+        job.mode === "img2img" ? el("span", { class: "mode-tag", text: "img2img" }) : null,
         status),
       el("div", { class: "job-status", text: describe(job) }),
       ...jobBody(job, extra));
@@ -345,14 +415,26 @@
     try { sessionStorage.setItem("easel.jobs", JSON.stringify(ids)); } catch (e) { /* private mode */ }
   }
 
-  function addJob(job, extra) {
+  // The newest job is the current result (beside the form); the one it replaces moves to the
+  // top of "earlier in this tab".
+  function showAsCurrent(card) {
+    const current = $("current");
+    for (const old of current.querySelectorAll("article.job")) {
+      if (old !== card) $("gallery").prepend(old);
+    }
+    current.append(card);
+    $("current-empty").hidden = true;
+    $("earlier-title").hidden = !$("gallery").children.length;
+  }
+
+  function addJob(job, extra, { reveal = true } = {}) {
     let card = state.mine.get(job.id);
     if (!card) {
       card = el("article", { class: "job", "data-job": job.id });
       state.mine.set(job.id, card);
       remember();
     }
-    $("gallery").prepend(card);
+    showAsCurrent(card);
     renderCard(card, job, extra);
     noteStatus(job);
     // The server may have reported this job over the event stream before the POST answered.
@@ -361,7 +443,10 @@
       renderCard(card, seen);
       noteStatus(seen);
     }
-    card.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    // One column (a phone): the result is below the form, so bring it into view.
+    if (reveal && window.matchMedia("(max-width: 900px)").matches) {
+      card.scrollIntoView({ block: "start", behavior: "smooth" });
+    }
     return card;
   }
 
@@ -394,7 +479,7 @@
     const status = card.querySelector(".job-head .job-status");
     if (bar) { bar.max = data.total || 1; bar.value = data.step || 0; }
     if (step) step.textContent = `Step ${data.step} / ${data.total}`;
-    if (status) status.textContent = "Running";
+    if (status) status.textContent = statusLine({ status: "running" }, data);
     const preview = card.querySelector(".preview");
     if (preview && data.preview) {
       preview.src = data.preview;
@@ -415,6 +500,10 @@
           state.mine.get(id)?.remove();
           state.mine.delete(id);
           remember();
+          const current = $("current").querySelector("article.job");
+          if (!current && $("gallery").firstElementChild) showAsCurrent($("gallery").firstElementChild);
+          $("current-empty").hidden = !!$("current").querySelector("article.job");
+          $("earlier-title").hidden = !$("gallery").children.length;
         }
       }
     }));
@@ -424,8 +513,7 @@
     let ids = [];
     try { ids = JSON.parse(sessionStorage.getItem("easel.jobs") || "[]"); } catch (e) { ids = []; }
     const jobs = await Promise.all(ids.map((id) => api("GET", `/api/jobs/${encodeURIComponent(id)}`).catch(() => null)));
-    for (const job of jobs) if (job && !state.mine.has(job.id)) addJob(job, job);
-    window.scrollTo(0, 0);
+    for (const job of jobs) if (job && !state.mine.has(job.id)) addJob(job, job, { reveal: false });
   }
 
   // ------------------------------------------------------------------ live events
@@ -562,17 +650,14 @@
     try {
       const data = await api("GET", `/api/jobs?${query}`);
       const jobs = data.jobs || [];
-      list.replaceChildren(...jobs.map((job) => el("li", {
-        tabindex: 0, "data-job": job.id, role: "button",
-        onclick: () => openJob(job),
-        onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openJob(job); } },
-      },
-      job.images && job.images.length
-        ? el("img", { src: job.images[0], alt: "", loading: "lazy" })
-        : el("span", { class: "thumb" }),
-      el("div", { class: "meta" },
-        el("div", { text: job.prompt || "(no prompt)" }),
-        el("div", { class: "sub", text: [job.status, when(job.created_at), describe(job), job.seed !== null && job.seed !== undefined ? `seed ${job.seed}` : null].filter(Boolean).join(" · ") })))));
+      list.replaceChildren(...jobs.map((job) => el("li", { "data-job": job.id },
+        el("button", { type: "button", class: "history-item", onclick: () => openJob(job) },
+          job.images && job.images.length
+            ? el("img", { src: job.images[0], alt: "", loading: "lazy" })
+            : el("span", { class: "thumb" }),
+          el("span", { class: "meta" },
+            el("span", { class: "line", text: job.prompt || "(no prompt)" }),
+            el("span", { class: "line sub", text: [job.status, when(job.created_at), describe(job), job.seed !== null && job.seed !== undefined ? `seed ${job.seed}` : null].filter(Boolean).join(" · ") }))))));
       if (!jobs.length) list.replaceChildren(el("li", { class: "empty", text: q ? `Nothing matches “${q}”.` : "No jobs yet." }));
       $("history-prev").disabled = offset === 0;
       $("history-next").disabled = jobs.length < HISTORY_LIMIT;
@@ -596,6 +681,9 @@
 
   function wire() {
     $("draw-form").addEventListener("submit", submitDraw);
+    $("draw-form").addEventListener("input", saveForm);
+    $("draw-form").addEventListener("change", saveForm);
+    $("form-reset").addEventListener("click", resetForm);
     $("prompt").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("draw-form").requestSubmit();
     });
@@ -604,9 +692,10 @@
     }
     $("model").addEventListener("change", refreshModelHints);
     $("size").addEventListener("change", () => { $("custom-size").hidden = $("size").value !== "custom"; });
-    $("seed-random").addEventListener("click", () => { $("seed").value = -1; });
+    $("seed-random").addEventListener("click", () => { $("seed").value = -1; saveForm(); });
     $("seed-reuse").addEventListener("click", () => {
       if (state.lastSeed !== null) $("seed").value = state.lastSeed;
+      saveForm();
     });
     $("strength").addEventListener("input", () => { $("strength-out").value = Number($("strength").value).toFixed(2); });
     $("init-file").addEventListener("change", async () => {
