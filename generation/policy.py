@@ -94,6 +94,26 @@ def check_valid_text(label: str, text: str) -> None:
         ) from None
 
 
+# What a platform calls the scope whose admins set limits there.
+SCOPE_WORDS = {"discord": "server", "telegram": "chat"}
+
+
+def who_allows(platform: str, *, by_scope: bool) -> str:
+    """Who set a limit, as the subject of "… allow(s) at most N": "this server's admins allow"
+    (a Discord server's own setting), "this chat's admins allow" (a Telegram chat's), "this
+    service allows" (the config, and any limit on the web page or API, whose admin is the
+    service's owner)."""
+    word = SCOPE_WORDS.get(platform)
+    if by_scope and word is not None:
+        return f"this {word}'s admins allow"
+    return "this service allows"
+
+
+def _by_scope(own: int | None, base: int) -> bool:
+    """Whether a scope's own setting, not the config, is the limit in force."""
+    return own is not None and own < base
+
+
 @dataclass(frozen=True)
 class EffectiveLimits:
     rate_per_minute: float
@@ -217,17 +237,31 @@ class AdmissionPolicy:
 
     # ---------------------------------------------------------------- numbers
 
-    def _bounded(self, label: str, value: float, low: float, high: float) -> float:
+    def _bounded(
+        self,
+        label: str,
+        value: float,
+        low: float,
+        high: float,
+        *,
+        unit: str = "",
+        who: str = "this service allows",
+    ) -> float:
+        """``value`` within [low, high], or clamped, or refused naming the limit and who set it
+        ("Steps 50 is too many: this chat's admins allow at most 10 steps.")."""
         if low <= value <= high:
             return value
         if self.config.on_excess == "clamp":
             return min(max(value, low), high)
-        side = "above this server's maximum" if value > high else "below the minimum"
-        bound = high if value > high else low
-        raise InvalidRequest(f"{label} {_fmt(value)} is {side} of {_fmt(bound)}.")
+        units = f" {unit}" if unit else ""
+        if value > high:
+            raise InvalidRequest(
+                f"{label} {_fmt(value)} is too high: {who} at most {_fmt(high)}{units}."
+            )
+        raise InvalidRequest(f"{label} {_fmt(value)} is below the minimum of {_fmt(low)}{units}.")
 
     def _size(
-        self, request: DrawRequest, model: ModelRecord, settings: ScopeSettings
+        self, request: DrawRequest, model: ModelRecord, settings: ScopeSettings, platform: str
     ) -> tuple[int, int]:
         if request.width is not None or request.height is not None:
             width = request.width if request.width is not None else model.default_width
@@ -251,9 +285,16 @@ class AdmissionPolicy:
         too_big = width > g.max_width or height > g.max_height or width * height > max_pixels
         if too_big:
             if g.on_excess == "refuse":
+                too_wide = width > g.max_width or height > g.max_height
+                if not too_wide and _by_scope(settings.max_pixels, g.max_pixels):
+                    who = who_allows(platform, by_scope=True)
+                    raise InvalidRequest(
+                        f"Size {width}x{height} is {width * height:,} pixels: {who} at most "
+                        f"{max_pixels:,} pixels."
+                    )
                 raise InvalidRequest(
-                    f"Size {width}x{height} is larger than this server allows "
-                    f"(at most {g.max_width}x{g.max_height} and {max_pixels:,} pixels)."
+                    f"Size {width}x{height} is too large: {who_allows(platform, by_scope=False)} "
+                    f"at most {g.max_width}x{g.max_height} and {max_pixels:,} pixels."
                 )
             scale = min(
                 g.max_width / width, g.max_height / height, math.sqrt(max_pixels / (width * height))
@@ -277,7 +318,11 @@ class AdmissionPolicy:
         settings: ScopeSettings,
         init_image: str | None,
         random_seed: int,
+        *,
+        platform: str = "",
     ) -> GenerationSpec:
+        """The spec of ``request``; ``platform`` (the origin's) only words refusals: who set a
+        limit ("this chat's admins allow at most 10 steps")."""
         g = self.config
         prompt = request.prompt.strip()
         if not prompt:
@@ -287,16 +332,32 @@ class AdmissionPolicy:
         sampler = resolve_sampler(request.sampler or model.default_sampler)
         max_steps = min(g.max_steps, settings.max_steps or g.max_steps)
         steps_value = model.default_steps if request.steps is None else request.steps
-        steps = int(self._bounded("Steps", steps_value, 1, max_steps))
+        steps = int(
+            self._bounded(
+                "Steps",
+                steps_value,
+                1,
+                max_steps,
+                unit="steps",
+                who=who_allows(platform, by_scope=_by_scope(settings.max_steps, g.max_steps)),
+            )
+        )
         cfg_value = model.default_cfg if request.cfg is None else request.cfg
         if not math.isfinite(cfg_value):
             raise InvalidRequest("CFG scale must be a number.")
         cfg = float(self._bounded("CFG scale", cfg_value, g.min_cfg, g.max_cfg))
         max_count = min(g.max_count, settings.max_count or g.max_count)
         count = int(
-            self._bounded("Count", 1 if request.count is None else request.count, 1, max_count)
+            self._bounded(
+                "Count",
+                1 if request.count is None else request.count,
+                1,
+                max_count,
+                unit="pictures per request",
+                who=who_allows(platform, by_scope=_by_scope(settings.max_count, g.max_count)),
+            )
         )
-        width, height = self._size(request, model, settings)
+        width, height = self._size(request, model, settings, platform)
         seed = random_seed if request.seed is None else request.seed
         if not 0 <= seed <= MAX_SEED:
             raise InvalidRequest(f"Seed must be between 0 and {MAX_SEED}.")
@@ -337,8 +398,8 @@ class AdmissionPolicy:
         limit = self.config.max_upscale_pixels
         if spec.width * spec.height > limit:
             raise InvalidRequest(
-                f"Upscaling would give {spec.width}x{spec.height}, more than this server's "
-                f"{limit:,}-pixel limit for upscales."
+                f"Upscaling would give {spec.width}x{spec.height}: this service allows upscales "
+                f"of at most {limit:,} pixels."
             )
 
     def model_defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -369,12 +430,12 @@ class AdmissionPolicy:
 
     # ---------------------------------------------------------------- limits
 
-    def check_prompt(self, prompt: str, settings: ScopeSettings) -> None:
+    def check_prompt(self, prompt: str, settings: ScopeSettings, *, platform: str = "") -> None:
         word = flagged_word(prompt, settings.blocklist)
         if word is not None:
-            raise BlockedPrompt(
-                f"Your prompt contains a word this server blocks (\u201c{word}\u201d).", word
-            )
+            scope = SCOPE_WORDS.get(platform)
+            who = f"this {scope}'s admins block" if scope else "this service blocks"
+            raise BlockedPrompt(f"Your prompt contains a word {who} (\u201c{word}\u201d).", word)
 
     def check_queue(
         self, *, queued_total: int, queued_for_user: int, limits: EffectiveLimits
@@ -405,8 +466,19 @@ class AdmissionPolicy:
         wait = limiter.try_acquire(key, now)
         if wait > 0:
             raise RateLimited(
-                f"You are drawing too fast; try again {format_retry(wait)}.", retry_after=wait
+                f"You are drawing too fast: {describe_rate(limiter.rate_per_minute, limiter.burst)}"
+                f"; try again {format_retry(wait)}.",
+                retry_after=wait,
             )
+
+
+def describe_rate(rate_per_minute: float, burst: int) -> str:
+    """A rate limit in words: "at most 6 drawings a minute (3 at once)"."""
+    count, period = rate_per_minute, "a minute"
+    if rate_per_minute < 1:
+        count, period = rate_per_minute * 60, "an hour"
+    count = round(count, 2)
+    return f"at most {_fmt(count)} drawing{'' if count == 1 else 's'} {period} ({burst} at once)"
 
 
 def _fmt(value: float) -> str:
@@ -421,5 +493,7 @@ __all__ = [
     "ScopeSettings",
     "check_nsfw",
     "check_text",
+    "describe_rate",
     "flagged_word",
+    "who_allows",
 ]

@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from generation.config import GenerationConfig
+from generation.errors import RateLimited
 from generation.limits import (
     RateLimiter,
     TokenBucket,
@@ -14,6 +16,7 @@ from generation.limits import (
     seconds_until_utc_midnight,
     utc_day_start,
 )
+from generation.policy import AdmissionPolicy, describe_rate, who_allows
 
 
 def test_bucket_starts_full_and_empties() -> None:
@@ -158,3 +161,27 @@ def test_naive_datetimes_are_utc() -> None:
 )
 def test_format_retry(seconds: float, text: str) -> None:
     assert format_retry(seconds) == text
+
+
+# ---------------------------------------------------------------------- refusals name the limit
+
+
+def test_the_rate_refusal_says_what_the_limit_is_and_when_to_retry() -> None:
+    policy = AdmissionPolicy(GenerationConfig())
+    limiter = RateLimiter(rate_per_minute=6, burst=3)
+    for _ in range(3):
+        policy.check_rate(limiter, "alice", 100.0)
+    with pytest.raises(RateLimited) as refused:
+        policy.check_rate(limiter, "alice", 100.0)
+    message = refused.value.message
+    assert "at most 6 drawings a minute (3 at once)" in message
+    assert "try again in 10 s" in message, message
+    assert describe_rate(0.5, 1) == "at most 30 drawings an hour (1 at once)"
+    assert describe_rate(1, 1) == "at most 1 drawing a minute (1 at once)"
+
+
+def test_a_limit_names_who_set_it() -> None:
+    assert who_allows("telegram", by_scope=True) == "this chat's admins allow"
+    assert who_allows("discord", by_scope=True) == "this server's admins allow"
+    assert who_allows("web", by_scope=True) == "this service allows"  # the owner's own page
+    assert who_allows("telegram", by_scope=False) == "this service allows"
