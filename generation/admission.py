@@ -119,7 +119,7 @@ class Admission:
         if not self.accepting:
             raise Rejected("Easel is shutting down; try again in a minute.")
         settings = ScopeSettings.from_dict(caller.scope.settings)
-        self._policy.check_prompt(spec.prompt, settings)
+        self._policy.check_prompt(spec.prompt, settings, platform=origin.platform)
         exempt = origin.is_admin and self._limits.exempt_admins
         async with self._lock_for(caller.user.id):
             # on success, a queue slot is reserved

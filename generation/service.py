@@ -181,7 +181,9 @@ class Service(Administration):
             # Decoding a large upload takes seconds: never on the event loop.
             png = await asyncio.to_thread(clean_upload, data, max_bytes=max_upload_bytes)
             init_sha, _ = await asyncio.to_thread(self.images.save, png)
-        spec = self._policy.build_spec(request, model, settings, init_sha, random_seed())
+        spec = self._policy.build_spec(
+            request, model, settings, init_sha, random_seed(), platform=origin.platform
+        )
         return await self.admission.admit(origin, caller, spec, Action.DRAW, model)
 
     async def act(
