@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable, Iterator
@@ -51,8 +52,9 @@ from generation.policy import (
 from generation.progress import ProgressTracker, Running
 from generation.queue import JobQueue
 from generation.requests import DrawRequest, Origin, Visibility
+from generation.sizing import aspect_of
 from generation.spec import MAX_SEED, Action, GenerationSpec
-from generation.uploads import DEFAULT_MAX_BYTES, clean_upload
+from generation.uploads import DEFAULT_MAX_BYTES, clean_upload, png_size
 from generation.visibility import EVERYONE, EventWatch, Viewer
 from generation.workers import WorkerStatus
 from storage.images import ImageStore
@@ -181,6 +183,9 @@ class Service(Administration):
             # Decoding a large upload takes seconds: never on the event loop.
             png = await asyncio.to_thread(clean_upload, data, max_bytes=max_upload_bytes)
             init_sha, _ = await asyncio.to_thread(self.images.save, png)
+            if request.width is None and request.height is None and not request.aspect:
+                # No size asked for: the picture keeps the starting image's shape.
+                request = dataclasses.replace(request, aspect=aspect_of(*png_size(png)))
         spec = self._policy.build_spec(
             request, model, settings, init_sha, random_seed(), platform=origin.platform
         )
