@@ -31,6 +31,9 @@ class DiscordConfig(_Section):
     # Channels without an /nsfw setting: "refuse" flagged prompts (age-restricted channels
     # always allow them unless set otherwise), "spoiler" or "allow".
     nsfw_default: Literal["refuse", "spoiler", "allow"] = "refuse"
+    # false: a job's status message goes away when its result arrives (one message per job);
+    # true: it stays, showing "✅ ... finished".
+    keep_status_messages: bool = False
 
     @property
     def max_upload_bytes(self) -> int:
@@ -58,6 +61,9 @@ class TelegramConfig(_Section):
     )
     # Seconds between two edits of one status message (groups: at least 3, i.e. 20 a minute).
     status_edit_interval: float = Field(1.5, ge=0.0, le=60.0)
+    # false: a job's status message is deleted when its picture arrives (one message per job);
+    # true: it stays, showing "✅ ... finished".
+    keep_status_messages: bool = False
 
     @model_validator(mode="after")
     def _check_telegram(self) -> TelegramConfig:

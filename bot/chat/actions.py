@@ -26,3 +26,27 @@ REACTION_ACTIONS = (JobAction.REROLL, JobAction.UPSCALE, JobAction.VARY)
 def emoji_key(emoji: str) -> str:
     """An emoji as compared: without the presentation selector (U+FE0F)."""
     return emoji.replace(VS16, "")
+
+
+# The buttons under a result: an emoji and a word, the same on both chats ("🔄 Reroll",
+# "⬆️ Upscale 1"). Discord shows the emoji in its own field (``button_parts``), Telegram in the
+# text (``button_text``).
+BUTTONS = {
+    "reroll": ("🔄", "Reroll"),
+    "upscale": ("⬆️", "Upscale"),
+    "vary": ("🎨", "Vary"),
+    "info": ("ℹ️", "Info"),
+    "delete": ("🗑️", "Delete"),
+    "png": ("📄", "PNG"),
+}
+
+
+def button_parts(action: str, index: int | None = None) -> tuple[str, str]:
+    """(emoji, label) of a result button; ``index`` (0-based) numbers the image it acts on."""
+    emoji, word = BUTTONS[action]
+    return emoji, word if index is None else f"{word} {index + 1}"
+
+
+def button_text(action: str, index: int | None = None) -> str:
+    emoji, label = button_parts(action, index)
+    return f"{emoji} {label}"

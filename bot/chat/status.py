@@ -17,7 +17,10 @@ Rules:
   asked to wait (:attr:`EditResult.RETRY`, after the platform blocked its own flood gate, which
   ``hold`` reports) or when the message is gone (:attr:`EditResult.GONE`: no more edits);
 * nothing depends on timing luck: which edits go out is decided by ranks and the interval, and
-  a finished job's timers are cancelled.
+  a finished job's timers are cancelled;
+* ``finish`` returns only once no edit can land any more: an edit already sent is waited for
+  (cancelling a request does not unsend it), so a late "step 1/1" can never arrive after the
+  result the caller sends next.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class _Status:
     urgent: bool = False  # the latest text is a state change: no interval applies
     has_message: bool = False
     editor: asyncio.Task[None] | None = None  # runs while there is something to send
+    sending: bool = False  # the editor is waiting for the platform to answer an edit
+    closed: bool = False  # finished: no further edit may start
 
 
 class StatusMessages:
@@ -138,11 +143,18 @@ class StatusMessages:
         self._throttle(job_id).forget(job_id)
         if status is None:
             return Finished(None, False)
+        status.closed = True
         editor = status.editor
         if editor is not None and editor is not asyncio.current_task():
-            editor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await editor
+            if status.sending:
+                # An edit is on its way: cancelling it would not unsend it (the platform may
+                # still apply it after the result went out). Let it land, then stop.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(editor)
+            else:
+                editor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await editor
         return Finished(status.shown, status.has_message)
 
     async def close(self) -> None:
@@ -170,7 +182,9 @@ class StatusMessages:
     async def _run(self, status: _Status) -> None:
         """Edits one status message, one edit at a time, as soon as the rules allow; ends when
         the message shows the newest text (a later ``show`` starts it again)."""
-        while status.has_message and status.latest not in (None, status.shown):
+        while (
+            not status.closed and status.has_message and status.latest not in (None, status.shown)
+        ):
             throttle = self._throttle(status.job_id)
             now = self._monotonic()
             wait = 0.0 if status.urgent else throttle.wait_time(status.job_id, now)
@@ -182,11 +196,17 @@ class StatusMessages:
             assert text is not None
             status.urgent = False
             throttle.force(status.job_id, text, now)
-            result = await self._edit(status.job_id, text)
+            status.sending = True
+            try:
+                result = await self._edit(status.job_id, text)
+            finally:
+                status.sending = False
             if result is EditResult.GONE:
                 status.has_message = False
                 return
             if result is EditResult.RETRY:
+                if status.closed:
+                    return  # finished meanwhile: the caller writes the last word
                 throttle.forget(status.job_id)  # it did not get through
                 status.urgent = status.urgent or urgent
                 if self._hold(status.job_id) <= 0:

@@ -18,7 +18,8 @@ from generation.errors import EaselError
 from generation.limits import format_retry
 from generation.policy import ScopeSettings
 from generation.requests import DrawRequest
-from generation.spec import Mode
+from generation.spec import VARY_STRENGTHS, Mode
+from generation.uploads import ALLOWED_FORMATS
 from storage.records import JobRecord
 
 
@@ -102,17 +103,75 @@ def describe_error(error: EaselError) -> str:
     return text
 
 
+_FORMAT_NAMES = {"WEBP": "WebP"}  # how a format is written for people, where not its id
+_FORMAT_ORDER = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+
+
+def accepted_images() -> str:
+    """The picture formats a /draw may start from, in words ("PNG, JPEG, WebP, GIF or BMP"),
+    from the upload code's allow-list."""
+    known = [f for f in _FORMAT_ORDER if f in ALLOWED_FORMATS]
+    names = [_FORMAT_NAMES.get(f, f) for f in known + sorted(ALLOWED_FORMATS - set(known))]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def not_an_image(kind: str | None) -> str:
+    """The refusal of a /draw whose attachment is not a picture (``kind``: its type, if known)."""
+    what = f"That file ({kind})" if kind else "That file"
+    return (
+        f"{what} is not a picture I can start from. Send a {accepted_images()} image with your "
+        "/draw caption, or /draw with only text."
+    )
+
+
 def seeds_text(job: JobRecord) -> str:
     seeds = [image.seed for image in job.images] or job.seeds
     return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
 
 
+# What a job made from another one is called, first word of its headline.
+DERIVED_TITLES = {
+    "rerun": "Rerun",
+    "reroll": "Reroll",
+    "upscale": "Upscale",
+    "vary": "Vary",
+    "zoom": "Zoom",
+    "pan": "Pan",
+    "inpaint": "Inpaint",
+}
+
+
+def _vary_word(strength: float | None) -> str | None:
+    """ "subtle" or "strong" for a variation's stored strength (None if it is neither)."""
+    for word, value in VARY_STRENGTHS.items():
+        if strength is not None and abs(strength - value) < 1e-6:
+            return word
+    return None
+
+
 def lineage(job: JobRecord, markup: Markup) -> str | None:
-    """ "upscale of `k7m3xq2p` image 2", for a job made from another one."""
+    """What a job made from another one is, and of what: "Upscale of image 1 of `k7m3xq2p`",
+    "Vary (subtle) of image 2 of `k7m3xq2p`", "Reroll of `k7m3xq2p`" (None for a new drawing).
+    The one place both chats (and the result embed) take these words from."""
     if job.parent_id is None:
         return None
-    which = f" image {job.parent_index + 1}" if job.parent_index is not None else ""
-    return f"{job.action} of {markup.code(job.parent_id)}{which}"
+    action = str(job.action)
+    title = DERIVED_TITLES.get(action, action.capitalize())
+    if action == "vary" and (word := _vary_word(job.strength)) is not None:
+        title = f"{title} ({word})"
+    which = ""
+    if job.parent_index is not None and action in ("upscale", "vary", "zoom", "pan", "inpaint"):
+        which = f" image {job.parent_index + 1} of"
+    return f"{title} of{which} {markup.code(job.parent_id)}"
+
+
+def result_headline(job: JobRecord, markup: Markup, requester: str | None) -> str | None:
+    """The first line of a derived result, naming whom it is for ("Upscale of image 1 of
+    `k7m3xq2p`, for @alice"); None for a new drawing (its prompt speaks for it)."""
+    origin = lineage(job, markup)
+    if origin is None:
+        return None
+    return f"{origin}, for {requester}" if requester else origin
 
 
 def redo_command(job: JobRecord) -> str:
@@ -225,9 +284,9 @@ def limits_text(
     for key in LIMIT_KEYS:
         own, base = getattr(settings, key), server[key]
         if own is None:
-            value = f"{_number(base)} (server default)"
+            value = f"{_number(base)} (the service's default)"
         elif key in _CAPPED_BY_SERVER and own > base:
-            value = f"{_number(base)} (the server's cap; {_number(own)} set here)"
+            value = f"{_number(base)} (the service's cap; {_number(own)} set here)"
         else:
             value = _number(own)
         lines.append(f"• {markup.code(key)} = {value}: {words[key]}")

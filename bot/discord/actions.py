@@ -2,21 +2,23 @@
 
 Buttons (:mod:`bot.discord.buttons`) and reactions lead to the same Service call, ``act``:
 
-=========  ===========  ===========================================
-button     reaction     does
-=========  ===========  ===========================================
-🔄         🔄           reroll: same parameters, new seed
-U1..U4     ⬆️ + 1️⃣..4️⃣    upscale image n
-V1..V4     🎨 + 1️⃣..4️⃣    a variation of image n
-ℹ️         -            every parameter, only to whoever asked
-🗑️         -            delete the message (requester or admin)
-=========  ===========  ===========================================
+==================  ===========  ===========================================
+button              reaction     does
+==================  ===========  ===========================================
+🔄 Reroll           🔄           reroll: same parameters, new seed
+⬆️ Upscale 1..4     ⬆️ + 1️⃣..4️⃣    upscale image n
+🎨 Vary 1..4        🎨 + 1️⃣..4️⃣    a variation of image n
+ℹ️ Info             -            every parameter, only to whoever asked
+🗑️ Delete           -            delete the message (requester or admin)
+==================  ===========  ===========================================
 
 Every job is looked up as the clicking member (``Service.job_for``/``act``): a job of another
 server does not exist from here. A number reaction chooses the image for ⬆️/🎨 whichever comes
 first; a result with one image needs no number. Reactions carry no interaction, so their status
-is a reply in the channel, the result is a channel message mentioning the requester, and a
-refusal goes by direct message (or, where DMs are closed, to the channel for 30 seconds).
+is a reply in the channel (naming the requester, to its last edit; deleted when the result
+comes unless ``discord.keep_status_messages``), the result is a channel message that says what
+it is and mentions the requester, and a refusal goes by direct message (or, where DMs are
+closed, to the channel for 30 seconds).
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Every button's ``custom_id`` carries the job id (and the image number where it matters)::
 
-    easel:reroll:<job>      🔄 same parameters, new seed
-    easel:up:<job>:<n>      U<n> upscale image n (1-based)
-    easel:var:<job>:<n>     V<n> a variation of image n
-    easel:info:<job>        ℹ️ every parameter, only to whoever asked
-    easel:del:<job>         🗑️ delete the message (requester or admin)
+    easel:reroll:<job>      🔄 Reroll: same parameters, new seed
+    easel:up:<job>:<n>      ⬆️ Upscale n: upscale image n (1-based)
+    easel:var:<job>:<n>     🎨 Vary n: a variation of image n
+    easel:info:<job>        ℹ️ Info: every parameter, only to whoever asked
+    easel:del:<job>         🗑️ Delete: delete the message (requester or admin)
 
 :class:`ResultButton` is registered once with ``Bot.add_dynamic_items``; discord.py rebuilds it
 from the ``custom_id`` of any click, also on messages a previous process posted, so no view
@@ -19,6 +19,8 @@ import re
 from typing import Any, Protocol
 
 import discord
+
+from bot.chat.actions import button_parts
 
 ACTIONS = ("reroll", "up", "var", "info", "del")
 CUSTOM_ID_RE = re.compile(
@@ -97,18 +99,40 @@ class ResultButton(
 
 
 def result_view(job_id: str, image_count: int) -> discord.ui.View:
-    """The buttons of a finished job with ``image_count`` images."""
+    """The buttons of a finished job with ``image_count`` images, each an emoji and a word.
+
+    One image: "🔄 Reroll", "⬆️ Upscale", "🎨 Vary", "ℹ️ Info", "🗑️ Delete" in one row. Several:
+    Reroll, Info, Delete, then a row of "⬆️ Upscale n" and one of "🎨 Vary n" (at most 4 each:
+    Discord allows 5 buttons per row and 80-character labels). The custom ids are those of
+    :func:`custom_id`, unchanged, so buttons posted by older versions keep working."""
     view = discord.ui.View(timeout=None)
-    view.add_item(
-        ResultButton("reroll", job_id, emoji="🔄", style=discord.ButtonStyle.primary, row=0)
-    )
-    view.add_item(ResultButton("info", job_id, emoji="ℹ️", row=0))
-    view.add_item(ResultButton("del", job_id, emoji="🗑️", style=discord.ButtonStyle.danger, row=0))
-    count = max(1, min(image_count, MAX_BUTTON_IMAGES))
-    for index in range(count):
-        view.add_item(ResultButton("up", job_id, index, label=f"U{index + 1}", row=1))
-    for index in range(count):
-        view.add_item(ResultButton("var", job_id, index, label=f"V{index + 1}", row=2))
+
+    def add(
+        code: str,
+        action: str,
+        index: int | None,
+        row: int,
+        style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+    ) -> None:
+        emoji, label = button_parts(action, index if image_count > 1 else None)
+        view.add_item(
+            ResultButton(code, job_id, index, label=label, emoji=emoji, style=style, row=row)
+        )
+
+    if image_count <= 1:
+        add("reroll", "reroll", None, 0, discord.ButtonStyle.primary)
+        add("up", "upscale", 0, 0)
+        add("var", "vary", 0, 0)
+        add("info", "info", None, 0)
+        add("del", "delete", None, 0, discord.ButtonStyle.danger)
+    else:
+        add("reroll", "reroll", None, 0, discord.ButtonStyle.primary)
+        add("info", "info", None, 0)
+        add("del", "delete", None, 0, discord.ButtonStyle.danger)
+        for index in range(min(image_count, MAX_BUTTON_IMAGES)):
+            add("up", "upscale", index, 1)
+        for index in range(min(image_count, MAX_BUTTON_IMAGES)):
+            add("var", "vary", index, 2)
     # Clicks reach ResultButton through Bot.add_dynamic_items, in this process and after a
     # restart alike; a stopped view is not kept in discord.py's view store, which would
     # otherwise grow by one view per result for the life of the process.

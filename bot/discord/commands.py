@@ -16,10 +16,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat.texts import MARKDOWN, clip, describe_error, history_text, queue_text
+from bot.chat.texts import MARKDOWN, describe_error, history_text, not_an_image, queue_text
 from bot.discord.buttons import result_view
 from bot.discord.origin import MESSAGE_LIMIT, reply
-from bot.discord.render import render_result
+from bot.discord.render import render_result, result_content
 from bot.grammar import merge_fields, parse_draw
 from generation.actions import JobAction
 from generation.errors import EaselError, ImageRejected
@@ -34,6 +34,22 @@ if TYPE_CHECKING:
     from bot.discord.client import EaselBot
 
 ASPECTS = ("1:1", "3:2", "2:3", "16:9", "9:16")
+DISCORD_OPTION_MAX = 6000  # the longest string option Discord accepts
+
+
+def limit_text_options(
+    command: app_commands.Command[Any, Any, Any], names: tuple[str, ...], limit: int
+) -> None:
+    """Declare ``names`` (string options of ``command``) at most ``limit`` characters long.
+
+    The limit is the config's, known only when the bot is built, while the decorator runs at
+    import; the cog's copy of the command gets parameters of its own (the class's are shared
+    by every copy, so they are replaced, not changed).
+    """
+    params = dict(command._params)
+    for name in names:
+        params[name] = replace(params[name], max_value=limit)
+    command._params = params
 
 
 def slash_fields(**options: Any) -> DrawRequest:
@@ -50,6 +66,10 @@ class UserCommands(commands.Cog):
         self.bot = bot
         self.app = bot.app
         self.actions = bot.easel_buttons
+        # Discord refuses longer text before Easel sees it: declare the configured prompt limit
+        # (at most Discord's own), not a fixed number.
+        limit = min(self.app.config.generation.max_prompt_length, DISCORD_OPTION_MAX)
+        limit_text_options(self.draw, ("prompt", "negative"), limit)
 
     def _origin(self, interaction: discord.Interaction[Any]) -> Origin:
         return self.actions.origin(interaction)
@@ -76,8 +96,8 @@ class UserCommands(commands.Cog):
     async def draw(
         self,
         interaction: discord.Interaction[Any],
-        prompt: app_commands.Range[str, 1, 1500],
-        negative: str | None = None,
+        prompt: app_commands.Range[str, 1, DISCORD_OPTION_MAX],  # see limit_text_options
+        negative: app_commands.Range[str, 1, DISCORD_OPTION_MAX] | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         steps: app_commands.Range[int, 1, 500] | None = None,
         cfg: app_commands.Range[float, 0.0, 100.0] | None = None,
@@ -107,7 +127,7 @@ class UserCommands(commands.Cog):
             if image is not None:  # checked before anything is downloaded
                 check_upload_size(image.size, settings.max_upload_bytes)
                 if image.content_type and not image.content_type.startswith("image/"):
-                    raise ImageRejected("The attachment is not an image. Send PNG, JPEG or WebP.")
+                    raise ImageRejected(not_an_image(image.content_type.split(";")[0]))
         except EaselError as error:
             await reply(interaction, describe_error(error))
             return
@@ -160,7 +180,7 @@ class UserCommands(commands.Cog):
         spoiler = await self.bot.front_end.spoiler_for(job, str(interaction.channel_id))
         rendered = await asyncio.to_thread(render_result, job, pngs, spoiler=spoiler)
         await interaction.followup.send(
-            content=clip(job.prompt, 120),
+            content=result_content(job, None),
             embed=rendered.embed,
             files=rendered.files,
             view=result_view(job.id, len(job.images)),

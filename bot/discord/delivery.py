@@ -13,6 +13,11 @@ previous process:
 * otherwise (after a restart, after Discord's 15 minutes, or for reactions, which have no
   token), as a normal channel message that mentions the requester.
 
+When the result (or the failure notice) is out, the status message is deleted — one message per
+job — unless ``discord.keep_status_messages``; then, like a cancelled job's, it shows the final
+word. A slash command's status stays ephemeral (only the requester ever sees it): folding the
+result into it would hide the result from everyone else.
+
 ``deliver`` raises when the result could not be posted, so the dispatcher records and retries it;
 a refusal that retrying cannot fix (the channel is gone, the bot lost access: 403/404) is raised
 as :class:`generation.delivery.Undeliverable`.
@@ -33,7 +38,6 @@ import discord
 from bot.chat.status import EditResult, Rank, StatusMessages
 from bot.chat.texts import (
     MARKDOWN,
-    clip,
     final_text,
     progress_text,
     queued_text,
@@ -48,7 +52,7 @@ from bot.discord.origin import (
     nsfw_mode_for,
     token_usable,
 )
-from bot.discord.render import render_result
+from bot.discord.render import render_result, result_content
 from generation.delivery import Undeliverable
 from generation.events import JobEvent, JobProgress, JobStarted
 from generation.service import Accepted
@@ -165,6 +169,28 @@ class DiscordFrontEnd:
             log.info("job %s: could not update its status message (%s)", job_id, error)
         return EditResult.DONE
 
+    async def _delete_status(self, job_id: str) -> bool:
+        """Delete the job's status message; False when it cannot be (then it is edited)."""
+        target = self._targets.get(job_id)
+        message_id = target.get("status_message_id") if target else None
+        if target is None or not message_id:
+            return False
+        live = self._live(target)
+        try:
+            if token_usable(live, self._now()):
+                await self._webhook(live).delete_message(int(message_id))
+            elif target.get("interaction_id"):
+                return False  # an ephemeral status can only be deleted through its token
+            else:
+                channel = self.bot.get_partial_messageable(int(target["channel_id"]))
+                await channel.get_partial_message(int(message_id)).delete()
+        except discord.NotFound:
+            return True  # already gone
+        except discord.HTTPException as error:
+            log.info("job %s: could not delete its status message (%s)", job_id, error)
+            return False
+        return True
+
     # ------------------------------------------------------------------ delivery
 
     async def deliver(self, job: JobRecord) -> None:
@@ -180,9 +206,15 @@ class DiscordFrontEnd:
             except (discord.Forbidden, discord.NotFound) as error:
                 # Unknown Channel, Missing Access/Permissions, DMs closed: retrying cannot help.
                 raise Undeliverable(f"Discord refused the result: {error}") from error
-            # The status message's last word (best effort: the result is already out).
+            # The status message's last word (best effort: the result is already out). Where
+            # the outcome now has a message of its own, the status goes (one message per job),
+            # unless discord.keep_status_messages; a cancelled job's status says so instead.
+            keep = self.app.config.discord.keep_status_messages
+            removed = False
+            if not keep and job.status in ("succeeded", "failed"):
+                removed = await self._delete_status(job.id)
             last_word = final_text(job, MARKDOWN)
-            if finished.shown != last_word:
+            if not removed and finished.shown != last_word:
                 await self._edit_status(job.id, last_word)
             self._tokens.pop(str(target.get("interaction_id")), None)
         finally:
@@ -198,7 +230,7 @@ class DiscordFrontEnd:
     async def _post_result(self, job: JobRecord, target: dict[str, Any]) -> None:
         pngs = await self.app.service.read_images(job)
         spoiler = await self.spoiler_for(job, str(target["channel_id"]))
-        content = f"<@{target['user_id']}> {clip(job.prompt, 120)}"
+        content = result_content(job, f"<@{target['user_id']}>")
         rendered = await asyncio.to_thread(render_result, job, pngs, spoiler=spoiler)
         if token_usable(target, self._now()):
             try:

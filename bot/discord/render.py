@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.chat.grid import grid_png
-from bot.chat.texts import MARKDOWN, clip, lineage, seeds_text
+from bot.chat.texts import MARKDOWN, clip, lineage, result_headline, seeds_text
 from storage.records import JobRecord
 
 # Discord's smallest upload limit is 10 MiB per message; stay below it with some room.
@@ -28,6 +28,16 @@ EMBED_COLOUR = discord.Colour(0x7C5CFF)
 class RenderedResult:
     embed: discord.Embed
     files: list[discord.File]
+
+
+def result_content(job: JobRecord, requester: str | None) -> str:
+    """The text of a result message: who it is for and the prompt; for a job made from
+    another one, first what it is and of what ("Upscale of image 1 of `k7m3xq2p`, for @alice")."""
+    prompt = clip(job.prompt, 120)
+    headline = result_headline(job, MARKDOWN, requester)
+    if headline is not None:
+        return f"{headline}\n{prompt}"
+    return f"{requester} {prompt}" if requester else prompt
 
 
 def result_embed(job: JobRecord, image_name: str | None) -> discord.Embed:

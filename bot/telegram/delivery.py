@@ -8,8 +8,11 @@ the latest text, never the same text twice). A ``RetryAfter`` pauses every edit 
 as long as Telegram asks (:class:`bot.telegram.send.FloodGate`). While a job renders, the
 ``upload_photo`` chat action is repeated.
 
-Delivery: :class:`bot.telegram.send.ResultSender` sends the images; then the status message
-shows the outcome (or, with no status message, a reply says it). Errors while sending propagate
+Delivery: the status editor is stopped first (an edit already on its way is waited for, so no
+late "step 1/1" lands after the photo); :class:`bot.telegram.send.ResultSender` sends the images;
+then the status message is deleted (one message per job; ``telegram.keep_status_messages``
+keeps it, showing the outcome). A failed or cancelled job's status shows the outcome (or, with
+no status message, a reply says it). Errors while sending propagate
 so :class:`generation.delivery.DeliveryDispatcher` records them and tries again later; refusals
 that retrying cannot fix (the bot was blocked or kicked, the chat is gone: 403, 400) propagate
 as :class:`generation.delivery.Undeliverable`, so they are recorded and not retried.
@@ -80,6 +83,7 @@ class TelegramFrontEnd:
         self.app = app
         self._monotonic = monotonic
         self._edit_interval = edit_interval
+        self._keep_status = app.config.telegram.keep_status_messages
         self.gate = FloodGate(monotonic)
         self.sender = ResultSender(bot, app.service, self.gate)
         self.statuses = StatusMessages(
@@ -232,11 +236,20 @@ class TelegramFrontEnd:
             )
 
     async def _finish_status(self, job: JobRecord, where: _Where, finished: Finished) -> bool:
-        """Show the final text on the status message; False when there is none to edit."""
+        """The status message's end: deleted once the pictures are out (one message per job,
+        unless ``telegram.keep_status_messages``), else showing the final text; False when
+        there is no status message.
+
+        Deleted rather than turned into the photo: ``editMessageMedia`` only replaces media in
+        a message that already has some, and a text message cannot become a photo."""
         self._where.pop(job.id, None)
         if where.message_id is None:
             return False
         self._delivered.pop(job.id, None)
+        shown_elsewhere = job.status == "succeeded" and bool(job.images)
+        if shown_elsewhere and not self._keep_status and await self._delete_status(job, where):
+            await self.app.service.messages.forget_status(PLATFORM, job.id)
+            return True
         text = final_text(job, PLAIN)
         edited = False
         if text != finished.shown:
@@ -255,3 +268,22 @@ class TelegramFrontEnd:
                 log.info("telegram: could not finish the status of job %s (%s)", job.id, error)
         await self.app.service.messages.forget_status(PLATFORM, job.id)
         return edited or text == finished.shown
+
+    async def _delete_status(self, job: JobRecord, where: _Where) -> bool:
+        """Delete the job's status message; False when Telegram will not (then it is edited)."""
+        assert where.message_id is not None
+        message_id = where.message_id
+        await self.gate.wait(where.chat_id)
+        try:
+            await with_retry(
+                lambda: self.bot.delete_message(where.chat_id, message_id), "deleteMessage"
+            )
+        except BadRequest as error:
+            if "not found" in error.message.lower():
+                return True  # already gone
+            log.info("telegram: could not delete the status of job %s (%s)", job.id, error)
+            return False
+        except TelegramError as error:
+            log.info("telegram: could not delete the status of job %s (%s)", job.id, error)
+            return False
+        return True

@@ -34,6 +34,7 @@ from bot.chat.texts import (
     describe_error,
     history_text,
     info_text,
+    not_an_image,
     queue_text,
     queued_text,
 )
@@ -46,7 +47,7 @@ from bot.telegram.origin import PLATFORM, make_origin, message_origin, thread_of
 from bot.telegram.send import reply_to, with_retry
 from bot.telegram.texts import ALERT_LIMIT, TEXT_LIMIT, help_text
 from generation.actions import JobAction
-from generation.errors import ConfigError, EaselError, NotFound, PermissionDenied
+from generation.errors import ConfigError, EaselError, ImageRejected, NotFound, PermissionDenied
 from generation.requests import Origin
 from generation.service import Accepted
 from generation.uploads import DEFAULT_MAX_BYTES, check_upload_size
@@ -77,6 +78,21 @@ def check_reactions(reactions: dict[str, str]) -> dict[str, str]:
     return {emoji_key(emoji): action for emoji, action in reactions.items()}
 
 
+def check_attachment(message: Message) -> None:
+    """Refuse a /draw that came with a file that is not a picture (a PDF, a video, a voice
+    note...): it must not be drawn without it as if nothing was sent."""
+    if message.photo or message.effective_attachment is None:
+        return
+    document = message.document
+    if document is not None and (document.mime_type or "").startswith("image/"):
+        return
+    kind = document.mime_type if document is not None else None
+    if kind is None:
+        attachment = message.effective_attachment
+        kind = type(attachment).__name__.lower() if not isinstance(attachment, tuple) else None
+    raise ImageRejected(not_an_image(kind))
+
+
 class TelegramHandlers:
     """The handlers; one instance per Application, kept in ``application.bot_data``."""
 
@@ -95,7 +111,9 @@ class TelegramHandlers:
         add(CommandHandler("imagine", self.draw))
         add(
             MessageHandler(
-                (filters.PHOTO | filters.Document.IMAGE) & filters.CaptionRegex(_DRAW_CAPTION),
+                # every attachment with a /draw caption gets an answer: a picture is drawn
+                # from, anything else (a PDF, a video...) is refused with what works
+                filters.ATTACHMENT & filters.CaptionRegex(_DRAW_CAPTION),
                 self.draw,
             )
         )
@@ -189,6 +207,7 @@ class TelegramHandlers:
             return  # /draw@SomeOtherBot
         try:
             request = parse_draw(text)
+            check_attachment(message)
             source = message if (message.photo or message.document) else message.reply_to_message
             image = await self._image_of(source) if source is not None else None
         except EaselError as error:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bot.chat.actions import button_text
 from storage.records import JobRecord
-
-ROW_LIMIT = 5  # buttons per keyboard row (Telegram allows 8; 5 stays readable on phones)
 
 ACTIONS = {"r": "reroll", "u": "upscale", "v": "vary", "i": "info", "p": "png"}
 _CALLBACK_RE = re.compile(r"^([ruvip]):([a-z0-9]{1,32})(?::(\d{1,2}))?$")
@@ -42,26 +41,32 @@ def parse_callback(data: str | None) -> ButtonPress | None:
     return ButtonPress(ACTIONS[code], job_id, int(index) if index else 0)
 
 
-def _rows(buttons: list[InlineKeyboardButton]) -> list[list[InlineKeyboardButton]]:
-    return [buttons[start : start + ROW_LIMIT] for start in range(0, len(buttons), ROW_LIMIT)]
-
-
 def result_keyboard(job: JobRecord) -> InlineKeyboardMarkup:
-    """🔄 Reroll, ⬆️ Upscale 1..n, 🎨 Vary 1..n, ℹ️ Info, 📄 PNG 1..n."""
+    """🔄 Reroll, ⬆️ Upscale 1..n, 🎨 Vary 1..n, ℹ️ Info, 📄 PNG 1..n (words from
+    :mod:`bot.chat.actions`, as on Discord; the callback data is unchanged)."""
     n = len(job.images)
 
-    def button(text: str, code: str, index: int | None = None) -> InlineKeyboardButton:
+    def button(
+        action: str, code: str, index: int | None = None, *, numbered: bool = True
+    ) -> InlineKeyboardButton:
+        text = button_text(action, index if numbered else None)
         return InlineKeyboardButton(text, callback_data=callback_data(code, job.id, index))
 
-    if n <= 1:
+    if n <= 1:  # one image: its buttons need no number
         return InlineKeyboardMarkup(
             [
-                [button("🔄 Reroll", "r"), button("⬆️ Upscale", "u", 0), button("🎨 Vary", "v", 0)],
-                [button("ℹ️ Info", "i"), button("📄 PNG", "p", 0)],
+                [
+                    button("reroll", "r"),
+                    button("upscale", "u", 0, numbered=False),
+                    button("vary", "v", 0, numbered=False),
+                ],
+                [button("info", "i"), button("png", "p", 0, numbered=False)],
             ]
         )
-    rows = [[button("🔄 Reroll", "r"), button("ℹ️ Info", "i")]]
-    rows += _rows([button(f"⬆️ U{i + 1}", "u", i) for i in range(n)])
-    rows += _rows([button(f"🎨 V{i + 1}", "v", i) for i in range(n)])
-    rows += _rows([button(f"📄 PNG {i + 1}", "p", i) for i in range(n)])
+    # One row per image ("⬆️ Upscale 2", "🎨 Vary 2", "📄 PNG 2"): worded buttons stay
+    # readable on a phone, and each row is about one picture.
+    rows = [[button("reroll", "r"), button("info", "i")]]
+    rows += [
+        [button("upscale", "u", i), button("vary", "v", i), button("png", "p", i)] for i in range(n)
+    ]
     return InlineKeyboardMarkup(rows)

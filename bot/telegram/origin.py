@@ -37,11 +37,19 @@ def make_origin(
 ) -> Origin:
     if sender_chat is not None:
         user_id, user_name = str(sender_chat.id), chat_name(sender_chat)
+        handle = sender_chat.username
     elif user is not None:
         user_id, user_name = str(user.id), user.full_name or user.username or str(user.id)
+        handle = user.username
     else:
         user_id, user_name = str(chat.id), chat_name(chat)
-    target: dict[str, Any] = {"chat_id": chat.id, "message_id": reply_to_message}
+        handle = None
+    target: dict[str, Any] = {
+        "chat_id": chat.id,
+        "message_id": reply_to_message,
+        # whom a result is for, as its caption says it ("for @alice")
+        "requester": f"@{handle}" if handle else user_name,
+    }
     if thread_id is not None:
         target["thread_id"] = thread_id
     return Origin(

@@ -5,7 +5,7 @@ Status lines, info, history and queue texts are shared with Discord: :mod:`bot.c
 
 from __future__ import annotations
 
-from bot.chat.texts import clip, seeds_text
+from bot.chat.texts import PLAIN, clip, result_headline, seeds_text
 from generation.spec import Mode
 from storage.records import JobRecord
 
@@ -21,12 +21,16 @@ def _seeds(job: JobRecord) -> str:
 
 
 def result_caption(job: JobRecord) -> str:
-    """Prompt, negative prompt, seed(s) and job id, within Telegram's 1024-character caption."""
-    label = {Mode.UPSCALE: "⬆️ upscaled", Mode.IMG2IMG: "🎨 from an image"}.get(job.mode)
-    footer = f"🌱 {_seeds(job)} · 🆔 {job.id}" + (f" · {label}" if label else "")
+    """Prompt, negative prompt, seed(s) and job id, within Telegram's 1024-character caption;
+    a job made from another one first says what it is, of what and for whom ("Vary (subtle) of
+    image 2 of k7m3xq2p, for @alice": :func:`bot.chat.texts.result_headline`)."""
+    headline = result_headline(job, PLAIN, job.reply_target.get("requester"))
+    head = f"{headline}\n" if headline else ""
+    label = " · 🖼 from your picture" if headline is None and job.mode == Mode.IMG2IMG else ""
+    footer = f"🌱 {_seeds(job)} · 🆔 {job.id}{label}"
     negative = f"\n🚫 {clip(job.negative_prompt, 200)}" if job.negative_prompt else ""
-    room = CAPTION_LIMIT - len(footer) - len(negative) - 1
-    return f"{clip(job.prompt, room)}{negative}\n{footer}"
+    room = CAPTION_LIMIT - len(head) - len(footer) - len(negative) - 1
+    return f"{head}{clip(job.prompt, room)}{negative}\n{footer}"
 
 
 def album_item_caption(job: JobRecord, index: int) -> str:
@@ -48,7 +52,7 @@ HELP_TEXT = """🎨 Easel draws pictures from text.
   "prompt | negative prompt" is a shorthand for --no.
   Send a photo with a /draw caption (or reply /draw to a photo) to start from that image;
   --strength 0.6 sets how much it may change.
-Buttons under a result: 🔄 reroll (new seed), ⬆️ upscale, 🎨 vary, ℹ️ info, 📄 lossless PNG.
+Buttons under a result: 🔄 Reroll (new seed), ⬆️ Upscale, 🎨 Vary, ℹ️ Info, 📄 PNG (lossless).
 {reactions}
 /rerun ID – the same job again, same seed
 /show ID – show a job and its buttons

@@ -19,12 +19,14 @@ class Message:
 
     def __init__(self) -> None:
         self.edits: list[str] = []
+        self.sent: list[str] = []
         self.answers: list[EditResult] = []  # next answers (DONE once they run out)
         self.hold = 0.0
         self.gate = asyncio.Event()  # set: edits go through at once
         self.gate.set()
 
     async def edit(self, job_id: str, text: str) -> EditResult:
+        self.sent.append(text)  # on its way to the platform
         await self.gate.wait()
         self.edits.append(text)
         return self.answers.pop(0) if self.answers else EditResult.DONE
@@ -159,3 +161,28 @@ async def test_finish_reports_what_the_message_shows(interval: float) -> None:
     finished = await statuses.finish("j")
     assert finished.shown == "⏳ queued" and finished.has_message
     assert statuses.is_finished("j")
+
+
+async def test_finish_lets_an_edit_on_its_way_land_first_and_no_later_one_starts() -> None:
+    """A "step 1/1" edit already sent when the job finishes must land before the result: the
+    caller sends the result after ``finish``, so ``finish`` waits for it instead of cancelling
+    it (a cancelled request may still be applied by the platform, after the result)."""
+    message = Message()
+    message.gate.clear()  # the platform is slow to answer
+    statuses = board(message)
+    statuses.ready("j", shown="⏳ queued")
+    statuses.show("j", "step 1/1", Rank.progress(1))
+    for _ in range(100):
+        if message.sent:
+            break
+        await asyncio.sleep(0)
+    assert message.sent == ["step 1/1"]
+    finishing = asyncio.create_task(statuses.finish("j"))
+    statuses.show("j", "step 2/2", Rank.progress(2))  # too late: ignored
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not finishing.done()  # still waiting for the edit on its way
+    message.gate.set()
+    finished = await finishing
+    assert message.edits == ["step 1/1"] and message.sent == ["step 1/1"]
+    assert finished.shown == "step 1/1" and statuses.active == 0

@@ -115,20 +115,43 @@ class World:
 
     def status_texts(self, result: Any) -> list[str]:
         """Every text the requester's status message showed after the first answer, in order
-        (its edits). What ``result.response.content`` says now is only the latest."""
-        status_id = result.response.id
+        (its edits). What ``result.response.content`` says now is only the latest, and once
+        the result arrived the status message is gone (``discord.keep_status_messages``)."""
+        status_id = result._interaction.message_id  # the deferred answer: the status message
         return [
             r.json["content"]
             for r in self.env.http_requests
             if r.method == "PATCH" and r.path.endswith(f"/messages/{status_id}")
         ]
 
+    def first_status(self, result: Any) -> str:
+        """What the status message of an accepted command or button first said (the first edit
+        of the deferred answer always goes out: a state change is sent at once, and ``finish``
+        lets an edit on its way land), else what the answer says now (a refusal)."""
+        texts = self.status_texts(result)
+        if texts:
+            return texts[0]
+        assert result.response is not None, "no status message and no answer"
+        return str(result.response.content)
+
+    def job_of(self, result: Any) -> str:
+        """The job id an accepted command or button's status message named."""
+        return job_id_in(self.first_status(result))
+
     def accepted(self, result: Any) -> str:
         """The job id of a draw that was accepted: its status first said queued (⏳) or, when
         the job had already started by then, drawing (🎨); never a refusal."""
-        texts = self.status_texts(result) or [result.response.content]
-        assert texts[0][0] in "⏳🎨", texts
-        return job_id_in(texts[0])
+        text = self.first_status(result)
+        assert text[0] in "⏳🎨", text
+        return job_id_in(text)
+
+    def status_deleted(self, result: Any) -> bool:
+        """Whether the status message of ``result`` was deleted."""
+        status_id = result._interaction.message_id
+        return any(
+            r.method == "DELETE" and r.path.endswith(f"/messages/{status_id}")
+            for r in self.env.http_requests
+        )
 
     async def finished(self, job_id: str, timeout: float = 60.0) -> JobRecord:
         async with asyncio.timeout(timeout):
@@ -171,14 +194,17 @@ def button_labels(message: discord.Message) -> list[str]:
 
 
 def discord_config(
-    data_dir: Path, limits: dict[str, Any] | None = None, **discord_settings: Any
+    data_dir: Path,
+    limits: dict[str, Any] | None = None,
+    generation: dict[str, Any] | None = None,
+    **discord_settings: Any,
 ) -> Any:
     settings: dict[str, Any] = {"status_edit_interval": 0.0, "max_upload_mb": 0.05}
     settings.update(discord_settings)
     return make_config(
         data_dir,
         limits={"burst": 1000, "max_queued_per_user": 1000, **(limits or {})},
-        generation={"shutdown_grace_seconds": 5.0},
+        generation={"shutdown_grace_seconds": 5.0, **(generation or {})},
         discord=settings,
     )
 
@@ -190,9 +216,13 @@ async def world_factory_fixture(data_dir: Path, shared_backend: Any) -> AsyncIte
 
     @asynccontextmanager
     async def factory(
-        *, worker: bool = True, limits: dict[str, Any] | None = None, **discord_settings: Any
+        *,
+        worker: bool = True,
+        limits: dict[str, Any] | None = None,
+        generation: dict[str, Any] | None = None,
+        **discord_settings: Any,
     ) -> AsyncIterator[World]:
-        config = discord_config(data_dir, limits, **discord_settings)
+        config = discord_config(data_dir, limits, generation, **discord_settings)
         app = App.from_config(config, backend=shared_backend)
         bot = create_bot(app)
         async with simcord.run(bot) as env:

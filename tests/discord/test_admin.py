@@ -63,11 +63,12 @@ async def test_manage_server_members_and_owner_ids_are_admins(world_factory) -> 
         assert "updated" in text and "`max_steps` = 2:" in text
         refused = await alice.slash(world.channel, "draw", prompt="a cat", steps=3)
         assert refused.ephemeral and "Steps 3" in refused.response.content
-        assert "maximum of 2" in refused.response.content
+        # the limit is named, and who set it: this server's admins, not Easel's config
+        assert "this server's admins allow at most 2 steps" in refused.response.content
         shown = await mod.slash(world.channel, "limits")
         assert "`daily_quota` = 5:" in shown.response.content
         reset = await mod.slash(world.channel, "limits", reset=True)
-        assert "`max_steps` = 60 (server default)" in reset.response.content
+        assert "`max_steps` = 60 (the service's default)" in reset.response.content
 
         # Settings are per server: another guild is untouched.
         settings = await world.app.service.scope_settings(_origin(world))
@@ -102,7 +103,7 @@ async def test_models_allow_deny_and_default_per_server(world_factory) -> None:
         default = await mod.slash(world.channel, "models default", name="sketch")
         assert "default" in default.response.content
         result = await alice.slash(world.channel, "draw", prompt="a sketch")
-        job = await world.job(job_id_in(result.response.content))
+        job = await world.job(world.job_of(result))
         assert job.model == "sketch"
 
 
@@ -130,8 +131,8 @@ async def test_nsfw_policy_per_channel(world_factory) -> None:
         world.accepted(fine)
 
         result = await alice.slash(world.channel, "draw", prompt="a nude statue", steps=1)
-        job = await world.delivered(job_id_in(result.response.content))
+        job = await world.delivered(world.job_of(result))
         message = world.result_message(job.id)
         assert [a.filename for a in message.attachments] == [f"SPOILER_easel_{job.id}.png"]
         assert message.embeds[0].image.url is None  # an embed cannot blur its image
-        await world.delivered(job_id_in(fine.response.content))
+        await world.delivered(world.job_of(fine))

@@ -14,7 +14,7 @@ from tests.discord.harness import (  # noqa: F401  (fixtures)
 async def draw(world: World, member, **options) -> str:
     options.setdefault("steps", 1)
     result = await member.slash(world.channel, "draw", **options)
-    job_id = job_id_in(result.response.content)
+    job_id = world.job_of(result)
     await world.delivered(job_id)
     return job_id
 
@@ -27,23 +27,52 @@ async def test_reroll_upscale_and_vary_buttons_make_child_jobs(world_factory) ->
         message = world.result_message(parent)
 
         reroll = await bob.click(message, custom_id=f"easel:reroll:{parent}")
-        assert reroll.ephemeral and "Rerolling" in reroll.response.content
-        upscale = await alice.click(message, label="U2")
-        assert "Upscaling" in upscale.response.content
-        vary = await alice.click(message, label="V1")
-        assert "Varying" in vary.response.content
+        assert reroll.ephemeral and "Rerolling" in world.first_status(reroll)
+        upscale = await alice.click(message, label="Upscale 2")
+        assert "Upscaling" in world.first_status(upscale)
+        vary = await alice.click(message, label="Vary 1")
+        assert "Varying" in world.first_status(vary)
 
         children = {}
         for result in (reroll, upscale, vary):
-            job = await world.delivered(job_id_in(result.response.content))
+            job = await world.delivered(world.job_of(result))
             assert job.status == "succeeded" and job.parent_id == parent
             children[job.action] = job
         assert children[Action.REROLL].count == 2 and children[Action.REROLL].seed != 5
         assert children[Action.UPSCALE].parent_index == 1
         assert (children[Action.UPSCALE].width, children[Action.UPSCALE].seed) == (128, 6)
         assert children[Action.VARY].parent_index == 0
-        # Each child is a result with its own buttons, mentioning whoever pressed.
-        assert bob.mention in world.result_message(children[Action.REROLL].id).content
+        # Each child is a result with its own buttons that says what it is, of what, and for
+        # whom: not the same text as the original.
+        reroll_text = world.result_message(children[Action.REROLL].id).content
+        assert reroll_text.startswith(f"Reroll of `{parent}`, for {bob.mention}\n"), reroll_text
+        upscale_text = world.result_message(children[Action.UPSCALE].id).content
+        assert upscale_text.startswith(f"Upscale of image 2 of `{parent}`, for {alice.mention}")
+        vary_text = world.result_message(children[Action.VARY].id).content
+        assert vary_text.startswith(f"Vary (subtle) of image 1 of `{parent}`, for {alice.mention}")
+        assert world.result_message(parent).content == f"{alice.mention} a lighthouse"
+
+
+async def test_buttons_have_words_and_ids_old_messages_still_carry(world_factory) -> None:
+    async with world_factory() as world:
+        alice = world.member("alice")
+        several = await draw(world, alice, prompt="two boats", count=2)
+        one = await draw(world, alice, prompt="one boat")
+        rows = [
+            [(b.emoji.name if b.emoji else None, b.label, b.custom_id) for b in row.children]
+            for row in world.result_message(several).components
+        ]
+        assert rows == [
+            [
+                ("🔄", "Reroll", f"easel:reroll:{several}"),
+                ("ℹ️", "Info", f"easel:info:{several}"),
+                ("🗑️", "Delete", f"easel:del:{several}"),
+            ],
+            [("⬆️", f"Upscale {n}", f"easel:up:{several}:{n}") for n in (1, 2)],
+            [("🎨", f"Vary {n}", f"easel:var:{several}:{n}") for n in (1, 2)],
+        ]
+        labels = [b.label for row in world.result_message(one).components for b in row.children]
+        assert labels == ["Reroll", "Upscale", "Vary", "Info", "Delete"]
 
 
 async def test_info_and_delete(world_factory) -> None:
@@ -91,19 +120,32 @@ async def test_reactions_do_what_the_buttons_do(world_factory) -> None:
         made = [(str(c.action), c.parent_index) for c in await world.app.store.children(parent)]
         assert sorted(made, key=str) == [("reroll", None), ("upscale", 1), ("vary", 1)]
 
-        # Each is delivered as a channel message mentioning the requester (no interaction).
+        # Each is delivered as a channel message mentioning the requester (no interaction),
+        # saying what it is; the "working on it" replies went when the results came.
         children = await world.app.store.children(parent)
         for child in children:
             job = await world.delivered(child.id)
             assert job.status == "succeeded"
-            assert alice.mention in world.result_message(job.id).content
-        statuses = [m for m in world.channel.history() if "finished" in m.content]
-        assert len(statuses) == 3 and not statuses[0].components
+            content = world.result_message(job.id).content
+            assert alice.mention in content and f"of `{parent}`" in content, content
+        left = [m.content for m in world.channel.history() if not m.components]
+        assert left == []  # one message per job: no public "✅ finished" for good
 
         # A single image needs no number; reactions on other messages are ignored.
         upscaled = next(c for c in children if c.action == "upscale")
         await alice.react(world.result_message(upscaled.id), "🎨")
         assert [str(c.action) for c in await world.app.store.children(upscaled.id)] == ["vary"]
         before = len(await world.app.store.list_jobs())
-        await alice.react(statuses[0], "🔄")
+        await alice.react(await alice.send(world.channel, "nice"), "🔄")
         assert len(await world.app.store.list_jobs()) == before
+
+
+async def test_a_kept_reaction_status_mentions_the_requester_to_the_end(world_factory) -> None:
+    async with world_factory(keep_status_messages=True) as world:
+        alice = world.member("alice")
+        parent = await draw(world, alice, prompt="one sun", seed=3)
+        await alice.react(world.result_message(parent), "🔄")
+        (child,) = await world.app.store.children(parent)
+        await world.delivered(child.id)
+        (status,) = [m for m in world.channel.history() if "finished" in m.content]
+        assert status.content.startswith(f"{alice.mention} ✅ `{child.id}` finished")

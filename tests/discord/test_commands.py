@@ -22,8 +22,8 @@ async def test_history_queue_and_cancel(world_factory) -> None:
         ids = []
         for prompt, seed in (("first", 1), ("second", 2)):
             result = await alice.slash(world.channel, "draw", prompt=prompt, seed=seed)
-            ids.append(job_id_in(result.response.content))
-        bobs = job_id_in((await bob.slash(world.channel, "draw", prompt="bob's")).response.content)
+            ids.append(world.job_of(result))
+        bobs = world.job_of(await bob.slash(world.channel, "draw", prompt="bob's"))
 
         history = await alice.slash(world.channel, "history")
         assert history.ephemeral
@@ -53,7 +53,7 @@ async def test_direct_messages_are_their_own_scope(world_factory) -> None:
     async with world_factory(worker=False) as world:
         dora = world.env.create_user("dora")
         result = await dora.slash("draw", prompt="a postcard")
-        job = await world.job(job_id_in(result.response.content))
+        job = await world.job(world.job_of(result))
         scope = await world.app.store.get_scope(job.scope_id)
         assert scope is not None and scope.platform_scope_id == f"dm:{dora.id}"
         assert job.reply_target["guild_id"] is None
@@ -63,10 +63,10 @@ async def test_rerun_redraws_the_same_pixels(world_factory) -> None:
     async with world_factory() as world:
         alice = world.member("alice")
         result = await alice.slash(world.channel, "draw", prompt="a bell", seed=11, steps=1)
-        original = await world.delivered(job_id_in(result.response.content))
+        original = await world.delivered(world.job_of(result))
         rerun = await alice.slash(world.channel, "rerun", id=original.id)
-        assert "Re-running" in rerun.response.content
-        again = await world.delivered(job_id_in(rerun.response.content))
+        assert "Re-running" in world.first_status(rerun)
+        again = await world.delivered(world.job_of(rerun))
         assert (again.parent_id, str(again.action), again.seed) == (original.id, "rerun", 11)
         assert max_diff(pixels(world.app, again), pixels(world.app, original)) == 0
         # Jobs of another server are not visible here.
@@ -104,13 +104,13 @@ async def test_a_failed_job_is_reported_to_the_requester_only(world_factory) -> 
     async with world_factory(worker=False) as world:
         alice = world.member("alice")
         result = await alice.slash(world.channel, "draw", prompt="too big")
-        queued = await world.job(job_id_in(result.response.content))
+        queued = await world.job(world.job_of(result))
         failed = replace(queued, status=JobStatus.FAILED, error="The GPU ran out of memory.")
         await world.bot.front_end.deliver(failed)
         await world.env.settle()
         seen_by_alice = world.channel.history(viewer=alice)
         notes = [m for m in seen_by_alice if "ran out of memory" in m.content]
-        assert len(notes) == 2  # the private follow-up and the status message's last word
+        assert len(notes) == 1  # the private follow-up; the status message went
         assert all(m.flags.ephemeral for m in notes)
         assert world.channel.history(viewer=world.member("bob")) == []  # nobody else sees it
         assert not [m for m in seen_by_alice if m.components]  # no result, no buttons

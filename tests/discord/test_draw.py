@@ -38,8 +38,21 @@ async def test_draw_defers_queues_and_posts_the_result(world_factory) -> None:
         assert f"easel:up:{job_id}:1" in ids and f"easel:var:{job_id}:1" in ids
         assert alice.mention in message.content
         assert [a.filename for a in message.attachments] == [f"easel_{job_id}.png"]
+        # The status message went from queued through progress, and went away when the result
+        # came: one message per job (discord.keep_status_messages = false, the default).
+        assert any("step" in text for text in world.status_texts(result))
+        assert world.status_deleted(result) and result.response is None
+
+
+async def test_status_messages_can_be_kept(world_factory) -> None:
+    async with world_factory(keep_status_messages=True) as world:
+        alice = world.member("alice")
+        result = await alice.slash(world.channel, "draw", prompt="a castle", steps=1)
+        job_id = world.accepted(result)
+        await world.delivered(job_id)
         # The one status message went from queued through progress to its final word.
         assert "✅" in result.response.content and job_id in result.response.content
+        assert not world.status_deleted(result)
 
 
 async def test_inline_grammar_and_options(world_factory) -> None:
@@ -53,7 +66,7 @@ async def test_inline_grammar_and_options(world_factory) -> None:
             cfg=5.5,
             sampler="DDIM",
         )
-        job = await world.delivered(job_id_in(result.response.content))
+        job = await world.delivered(world.job_of(result))
         assert (job.prompt, job.negative_prompt, job.seed, job.steps) == (
             "a fox in snow",
             "blurry, text",
@@ -77,7 +90,7 @@ async def test_count_four_makes_a_grid_with_four_upscale_and_vary_buttons(world_
         result = await alice.slash(
             world.channel, "draw", prompt="kittens", count=4, seed=10, steps=1
         )
-        job = await world.delivered(job_id_in(result.response.content))
+        job = await world.delivered(world.job_of(result))
         message = world.result_message(job.id)
         names = [a.filename for a in message.attachments]
         assert names[0] == f"easel_{job.id}_grid.png"
@@ -103,10 +116,36 @@ async def test_attachment_is_image_to_image(world_factory) -> None:
             strength=0.5,
             steps=2,
         )
-        job = await world.delivered(job_id_in(result.response.content))
+        job = await world.delivered(world.job_of(result))
         assert job.status == "succeeded"
         assert (job.mode, job.strength) == (Mode.IMG2IMG, 0.5)
         assert job.init_image is not None
+
+
+async def test_a_file_that_is_not_a_picture_is_refused_with_what_works(world_factory) -> None:
+    async with world_factory() as world:
+        alice = world.member("alice")
+        result = await alice.slash(
+            world.channel, "draw", prompt="a cat", image=("notes.pdf", b"%PDF-1.4 tiny")
+        )
+        assert result.ephemeral
+        text = result.response.content
+        assert "application/pdf" in text and "PNG, JPEG, WebP, GIF or BMP" in text, text
+        assert await world.app.store.list_jobs() == []
+
+
+async def test_slash_text_options_follow_the_configured_prompt_limit(world_factory) -> None:
+    async with world_factory(worker=False, generation={"max_prompt_length": 4000}) as world:
+        commands = {c.name: c for c in await world.bot.tree.fetch_commands()}
+        options = {o.name: o for o in commands["draw"].options}
+        assert (options["prompt"].max_length, options["negative"].max_length) == (4000, 4000)
+        alice = world.member("alice")
+        long = await alice.slash(world.channel, "draw", prompt="a " * 1000 + "cat")  # 2,003
+        assert world.accepted(long)
+    async with world_factory(worker=False, generation={"max_prompt_length": 50_000}) as world:
+        commands = {c.name: c for c in await world.bot.tree.fetch_commands()}
+        options = {o.name: o for o in commands["draw"].options}
+        assert options["prompt"].max_length == 6000  # Discord's own maximum
 
 
 async def test_oversized_attachment_is_refused_before_download(world_factory) -> None:
@@ -128,7 +167,8 @@ async def test_blocked_word_and_rate_limit_are_private_with_the_reason(world_fac
 
         blocked = await alice.slash(world.channel, "draw", prompt="a red Dragon")
         assert blocked.ephemeral
-        assert "dragon" in blocked.response.content and "blocks" in blocked.response.content
+        assert "dragon" in blocked.response.content
+        assert "this server's admins block" in blocked.response.content
 
         first = await alice.slash(world.channel, "draw", prompt="a cat", steps=1)
         world.accepted(first)
@@ -136,7 +176,9 @@ async def test_blocked_word_and_rate_limit_are_private_with_the_reason(world_fac
         assert limited.ephemeral
         assert "too fast" in limited.response.content
         assert "try again in" in limited.response.content
-        await world.delivered(job_id_in(first.response.content))
+        # what the limit is, not only when to come back
+        assert "at most 1 drawing a minute (1 at once)" in limited.response.content
+        await world.delivered(world.job_of(first))
 
 
 async def test_model_autocomplete_offers_the_models_this_server_allows(world_factory) -> None:

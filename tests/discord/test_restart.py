@@ -13,13 +13,13 @@ async def test_a_new_bot_instance_delivers_and_handles_the_old_buttons(world_fac
     async with world_factory() as world:
         alice = world.member("alice")
         first = await alice.slash(world.channel, "draw", prompt="before", seed=1, steps=1)
-        posted = await world.delivered(job_id_in(first.response.content))
+        posted = await world.delivered(world.job_of(first))
         old_message = world.result_message(posted.id)
 
         # Accepted and rendered by instance A, which stops before it could post the result...
         world.app.delivery.unregister("discord")
         second = await alice.slash(world.channel, "draw", prompt="in flight", seed=2, steps=1)
-        pending = job_id_in(second.response.content)
+        pending = world.job_of(second)
         await world.finished(pending)
 
         # ...instance B: a new App and a brand-new bot on the same data dir and Discord.
@@ -34,8 +34,8 @@ async def test_a_new_bot_instance_delivers_and_handles_the_old_buttons(world_fac
 
         # B handles a click on the button A posted before the restart.
         click = await alice.click(old_message, custom_id=f"easel:reroll:{posted.id}")
-        assert "Rerolling" in click.response.content
-        child = await world.delivered(job_id_in(click.response.content))
+        assert "Rerolling" in world.first_status(click)
+        child = await world.delivered(world.job_of(click))
         assert child.parent_id == posted.id and child.status == "succeeded"
         info = await alice.click(old_message, custom_id=f"easel:info:{posted.id}")
         assert "before" in info.response.content
@@ -46,7 +46,7 @@ async def test_results_after_fifteen_minutes_go_to_the_channel(world_factory) ->
         alice = world.member("alice")
         world.app.delivery.unregister("discord")  # hold the result back
         result = await alice.slash(world.channel, "draw", prompt="a slow one", steps=1)
-        job_id = job_id_in(result.response.content)
+        job_id = world.job_of(result)
         await world.finished(job_id)
 
         await world.env.advance_time(16 * 60)  # the interaction token has expired
@@ -67,21 +67,16 @@ async def test_status_edits_are_throttled(world_factory) -> None:
     async with world_factory(status_edit_interval=600.0) as world:
         alice = world.member("alice")
         result = await alice.slash(world.channel, "draw", prompt="steps", steps=2)
-        job_id = job_id_in(result.response.content)
+        job_id = world.job_of(result)
         await world.delivered(job_id)
-        status_id = result.response.id
-        edits = [
-            r.json["content"]
-            for r in world.env.http_requests
-            if r.method == "PATCH" and r.path.endswith(f"/messages/{status_id}")
-        ]
+        edits = world.status_texts(result)
         # State changes go out at once (queued, unless the job had already started, and
-        # started), then the final word; the progress steps, within the interval, were held
-        # back and dropped when the job finished. Which of these is decided by the rules, not
-        # by how fast this machine is.
-        assert edits[-1].startswith("✅") and any(e.startswith("🎨") for e in edits), edits
+        # started); the progress steps, within the interval, were held back and dropped when
+        # the job finished, and the status message went when the result came. Which of these
+        # is decided by the rules, not by how fast this machine is.
         assert not any("step" in e for e in edits), edits
-        assert [e[0] for e in edits] in (["⏳", "🎨", "✅"], ["🎨", "✅"]), edits
+        assert [e[0] for e in edits] in (["⏳", "🎨"], ["🎨"]), edits
+        assert world.status_deleted(result)
         assert world.bot.front_end.statuses.active == 0  # no timer left behind
 
 
@@ -89,11 +84,7 @@ async def test_status_edits_without_throttle_show_progress(world_factory) -> Non
     async with world_factory(status_edit_interval=0.0) as world:
         alice = world.member("alice")
         result = await alice.slash(world.channel, "draw", prompt="steps", steps=2)
-        await world.delivered(job_id_in(result.response.content))
-        edits = [
-            r.json["content"]
-            for r in world.env.http_requests
-            if r.method == "PATCH" and r.path.endswith(f"/messages/{result.response.id}")
-        ]
+        await world.delivered(world.job_of(result))
+        edits = world.status_texts(result)
         assert any("step 1/2" in e for e in edits) and any("step 2/2" in e for e in edits), edits
         assert len(edits) == len(set(edits))  # never the same text twice

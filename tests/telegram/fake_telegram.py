@@ -97,6 +97,7 @@ class FakeTelegram:
     files: dict[str, bytes] = field(default_factory=dict)
     members: dict[tuple[int, int], str] = field(default_factory=dict)
     chats: dict[int, dict[str, Any]] = field(default_factory=dict)
+    deleted: list[tuple[int, int]] = field(default_factory=list)  # (chat, message) deleted
 
     def __post_init__(self) -> None:
         self._updates: list[dict[str, Any]] = []
@@ -203,6 +204,7 @@ class FakeTelegram:
         *,
         caption: str | None = None,
         photo: list[dict[str, Any]] | None = None,
+        document: dict[str, Any] | None = None,
         reply_to: dict[str, Any] | None = None,
         sender_chat: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
@@ -228,6 +230,8 @@ class FakeTelegram:
                 message[entities] = [{"type": "bot_command", "offset": 0, "length": length}]
         if photo is not None:
             message["photo"] = photo
+        if document is not None:
+            message["document"] = document
         if reply_to is not None:
             message["reply_to_message"] = reply_to
         self.messages[(chat["id"], message["message_id"])] = message
@@ -498,6 +502,13 @@ class FakeTelegram:
 
     def _m_editmessagecaption(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         return self._edit(params, "caption")
+
+    def _m_deletemessage(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        if self.messages.pop(key, None) is None:
+            raise _ApiError(400, "Bad Request: message to delete not found")
+        self.deleted.append(key)
+        return True
 
     def _m_getchatmember(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         chat_id, user_id = int(params["chat_id"]), int(params["user_id"])

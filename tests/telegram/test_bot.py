@@ -216,17 +216,26 @@ async def test_draw_edits_one_status_message_then_sends_the_photo(env: Env) -> N
         f"i:{job_id}",
         f"p:{job_id}:0",
     ]
-    done = f"✅ {job_id} finished in "
+    # The status message showed the progress, then went once the photo was out: one message
+    # per job (telegram.keep_status_messages = false, the default); no "✅ finished" is left.
     status_id = status.result["message_id"]
-    await fake.wait_call(
-        "editMessageText", chat["id"], lambda c: c.params["text"].startswith(done)
+    deleted = await fake.wait_call(
+        "deleteMessage", chat["id"], lambda c: c.params["message_id"] == status_id
     )
+    assert fake.calls.index(photo) < fake.calls.index(deleted)
+    assert (chat["id"], status_id) in fake.deleted
     edits = [
         c.params["text"]
         for c in fake.calls_of("editMessageText", chat["id"])
         if c.params["message_id"] == status_id
     ]
-    assert any("step" in text for text in edits) and edits[-1].startswith(done)
+    assert any("step" in text for text in edits)
+    assert not any(text.startswith("✅") for text in edits)
+    # no edit of the status reached Telegram after the photo (a late "step 1/1" cannot)
+    assert all(
+        fake.calls.index(c) < fake.calls.index(photo)
+        for c in fake.calls_of("editMessageText", chat["id"])
+    )
     shown = [status.params["text"], *edits]
     assert all(a != b for a, b in itertools.pairwise(shown))  # never the same text twice
     assert [c.status for c in fake.calls_of("editMessageText", chat["id"], ok=False)] == [
@@ -292,6 +301,35 @@ async def test_draw_in_reply_to_a_photo_is_image_to_image(env: Env) -> None:
     assert job.mode == "img2img" and job.prompt == "a green field"
 
 
+async def test_a_file_that_is_not_a_picture_gets_an_answer(env: Env) -> None:
+    fake = env.fake
+    chat, user = private(fake)
+    pdf = {
+        **fake.add_file(b"%PDF-1.4 tiny"),
+        "file_name": "cat.pdf",
+        "mime_type": "application/pdf",
+    }
+    message = fake.message(chat, user, caption="/draw a cat", document=pdf)
+    fake.push(message=message)
+    text = await reply_text(fake, message)
+    assert "application/pdf" in text and "PNG, JPEG, WebP, GIF or BMP" in text, text
+    assert not [c for c in fake.calls_of("getFile") if c.params["file_id"] == pdf["file_id"]]
+
+
+async def test_status_messages_can_be_kept(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """telegram.keep_status_messages = true: the status stays, showing the outcome."""
+    monkeypatch.setattr(easel_of(env.application).frontend, "_keep_status", True)
+    fake = env.fake
+    chat, user = private(fake)
+    command = fake.send_text(chat, user, "/draw a kept one --steps 1")
+    job_id, status = await status_of(fake, command)
+    await delivered(env.app, job_id)
+    done = f"✅ {job_id} finished in "
+    await fake.wait_call("editMessageText", chat["id"], lambda c: c.params["text"].startswith(done))
+    status_id = status.result["message_id"]
+    assert not [c for c in fake.calls_of("deleteMessage") if c.params["message_id"] == status_id]
+
+
 async def test_an_oversized_photo_is_refused_before_it_is_downloaded(env: Env) -> None:
     fake = env.fake
     chat, user = private(fake)
@@ -318,13 +356,18 @@ async def test_buttons_reroll_upscale_vary_info_and_png(env: Env, result: Any) -
     assert children["upscale"].width == 2 * job.width and children["vary"].mode == "img2img"
     assert children["reroll"].prompt == job.prompt and children["reroll"].seed != job.seed
     await drop(env.app, children["reroll"].id)
-    await drop(env.app, children["vary"].id)
-    upscaled = await delivered(env.app, children["upscale"].id)
-    assert upscaled.status == "succeeded"
-    photo = await fake.wait_call(
-        "sendPhoto", chat_id, lambda c: upscaled.id in str(c.params.get("caption"))
-    )
-    assert "upscaled" in photo.params["caption"]
+    # Each result says what it is, of which job, and for whom (not "from an image").
+    for action, headline in (
+        ("upscale", f"Upscale of image 1 of {job.id}, for Bob\n"),
+        ("vary", f"Vary (subtle) of image 1 of {job.id}, for Bob\n"),
+    ):
+        made = await delivered(env.app, children[action].id)
+        assert made.status == "succeeded"
+        photo = await fake.wait_call(
+            "sendPhoto", chat_id, lambda c, made=made: made.id in str(c.params.get("caption"))
+        )
+        assert photo.params["caption"].startswith(headline), photo.params["caption"]
+        assert "from an image" not in photo.params["caption"]
 
     fake.press(user, message, f"i:{job.id}")
     info = await fake.wait_call(
@@ -416,7 +459,11 @@ async def test_admin_commands_need_a_chat_admin_or_an_owner(env: Env) -> None:
     assert "Limits in this chat" in await ask(ANONYMOUS_ADMIN, "/limits", sender_chat=group)
     assert "demo" in await ask(fake.user(OWNER), "/models")
     assert "rate_per_minute = 2" in await ask(admin, "/limits rate_per_minute=2")
-    assert "blocks" in await ask(member, "/draw a dragon at sea")
+    assert "this chat's admins block" in await ask(member, "/draw a dragon at sea")
+    assert "max_steps = 3" in await ask(admin, "/limits max_steps=3")
+    refused = await ask(member, "/draw a ship --steps 5")
+    assert "this chat's admins allow at most 3 steps" in refused, refused
+    assert "server" not in refused
     origin = Origin("telegram", str(group["id"]), "x")
     settings = await env.app.service.scope_settings(origin)
     assert settings.default_model == "demo" and settings.blocklist == ("dragon",)
@@ -437,10 +484,15 @@ async def test_a_rate_limited_draw_says_when_to_retry(env: Env) -> None:
     second = fake.send_text(group, user, "/draw two")
     text = await reply_text(fake, second)
     assert "too fast" in text and re.search(r"try again in \d+ s", text), text
+    assert "at most 6 drawings a minute (1 at once)" in text, text  # what the limit is
     await drop(env.app, job_id)
 
 
-async def test_flood_control_is_honoured_and_not_modified_is_swallowed(env: Env) -> None:
+async def test_flood_control_is_honoured_and_not_modified_is_swallowed(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a kept status message: its final edit ("✅ finished") is always made
+    monkeypatch.setattr(easel_of(env.application).frontend, "_keep_status", True)
     fake = env.fake
     chat, user = private(fake)
     fake.flood_next("sendPhoto", retry_after=1, chat_id=chat["id"])

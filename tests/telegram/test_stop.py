@@ -17,7 +17,7 @@ from bot.app import App
 from bot.config import Config
 from storage.records import JobRecord
 from tests.conftest import make_config
-from tests.telegram.fake_telegram import TOKEN, Call, FakeTelegram
+from tests.telegram.fake_telegram import TOKEN, FakeTelegram
 
 
 async def test_a_graceful_stop_records_a_result_that_already_went_out(
@@ -41,10 +41,9 @@ async def test_a_graceful_stop_records_a_result_that_already_went_out(
     )
     chat, user = fake.private_chat(4242, "Ada")
 
-    def last_word(call: Call) -> bool:  # the status message's final edit, after the photo
-        return str(call.params.get("text", "")).startswith("✅")
-
-    held = fake.hold_next("editMessageText", last_word)
+    # the status message's end, after the photo: it is deleted (telegram.keep_status_messages
+    # is false by default)
+    held = fake.hold_next("deleteMessage")
     first = App.from_config(config)
     await first.start(front_ends=True)
     second: App | None = None

@@ -12,7 +12,7 @@ from bot.telegram.handlers import check_reactions
 from bot.telegram.keyboards import ButtonPress, parse_callback, result_keyboard
 from bot.telegram.texts import CAPTION_LIMIT, result_caption
 from generation.errors import ConfigError
-from generation.spec import Mode
+from generation.spec import Action, Mode
 from storage.records import JobRecord
 from tests.records import job_record
 
@@ -58,5 +58,7 @@ def test_reactions_are_checked() -> None:
 
 
 def test_an_upscaled_result_says_so() -> None:
-    upscaled = replace(job(), mode=Mode.UPSCALE)
-    assert "upscaled" in result_caption(upscaled)
+    upscaled = replace(
+        job(), mode=Mode.UPSCALE, action=Action.UPSCALE, parent_id="k7m3xq2p", parent_index=0
+    )
+    assert result_caption(upscaled).startswith("Upscale of image 1 of k7m3xq2p\n")

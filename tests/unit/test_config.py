@@ -57,6 +57,16 @@ def test_unknown_keys_and_bad_values_name_the_key(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
+def test_keep_status_messages_is_a_per_platform_switch_off_by_default() -> None:
+    config = Config()
+    assert not config.discord.keep_status_messages and not config.telegram.keep_status_messages
+    kept = parse_config({"telegram": {"keep_status_messages": True}})
+    assert kept.telegram.keep_status_messages and not kept.discord.keep_status_messages
+    for platform in ("discord", "telegram"):
+        with pytest.raises(ConfigError, match=rf"{platform}\.keep_status_messages: .*boolean"):
+            parse_config({platform: {"keep_status_messages": "sometimes"}})
+
+
 def test_tokens_come_from_the_named_environment_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

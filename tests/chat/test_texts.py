@@ -1,0 +1,80 @@
+"""What both chats say about results and refusals (bot.chat.texts, pure): derived results name
+what they are, of what and for whom; every button has a word; a non-picture gets an answer."""
+
+from __future__ import annotations
+
+from bot.chat.actions import button_parts, button_text
+from bot.chat.texts import MARKDOWN, PLAIN, accepted_images, lineage, not_an_image, result_headline
+from bot.discord.render import result_content
+from bot.telegram.keyboards import result_keyboard
+from bot.telegram.texts import result_caption
+from generation.spec import VARY_STRENGTHS, Action, Mode
+from tests.records import job_record
+
+
+def child(action: Action, index: int | None, **changes: object) -> object:
+    return job_record(
+        "kid23456", images=1, action=action, parent_id="k7m3xq2p", parent_index=index, **changes
+    )
+
+
+def test_a_derived_result_says_what_it_is_of_what_and_for_whom() -> None:
+    upscale = child(Action.UPSCALE, 0, mode=Mode.UPSCALE)
+    assert (
+        result_headline(upscale, MARKDOWN, "@alice")
+        == "Upscale of image 1 of `k7m3xq2p`, for @alice"
+    )
+    subtle = child(Action.VARY, 1, mode=Mode.IMG2IMG, strength=VARY_STRENGTHS["subtle"])
+    assert lineage(subtle, PLAIN) == "Vary (subtle) of image 2 of k7m3xq2p"
+    strong = child(Action.VARY, 0, mode=Mode.IMG2IMG, strength=VARY_STRENGTHS["strong"])
+    assert lineage(strong, PLAIN) == "Vary (strong) of image 1 of k7m3xq2p"
+    reroll = child(Action.REROLL, None)
+    assert result_headline(reroll, PLAIN, None) == "Reroll of k7m3xq2p"
+    assert result_headline(job_record(images=1), PLAIN, "@alice") is None  # a new drawing
+
+
+def test_discord_result_text_differs_from_the_original() -> None:
+    original = job_record("k7m3xq2p", images=2)
+    upscale = child(Action.UPSCALE, 1, mode=Mode.UPSCALE)
+    assert result_content(original, "<@7>") == "<@7> a castle at dusk"
+    assert result_content(upscale, "<@7>") == (
+        "Upscale of image 2 of `k7m3xq2p`, for <@7>\na castle at dusk"
+    )
+
+
+def test_telegram_vary_caption_names_the_job_it_varies_and_the_requester() -> None:
+    target = {"chat_id": 5, "message_id": 9, "requester": "@alice"}
+    vary = child(
+        Action.VARY, 1, mode=Mode.IMG2IMG, strength=VARY_STRENGTHS["subtle"], reply_target=target
+    )
+    caption = result_caption(vary)
+    assert caption.startswith("Vary (subtle) of image 2 of k7m3xq2p, for @alice\n")
+    assert "from an image" not in caption
+    # an image-to-image drawing from the person's own picture still says so
+    own = job_record(images=1, mode=Mode.IMG2IMG, strength=0.6)
+    assert "from your picture" in result_caption(own)
+
+
+def test_every_button_has_a_word() -> None:
+    assert button_text("reroll") == "🔄 Reroll"
+    assert button_parts("upscale", 0) == ("⬆️", "Upscale 1")
+    assert button_text("vary", 1) == "🎨 Vary 2"
+    assert button_parts("delete") == ("🗑️", "Delete")
+    keyboard = result_keyboard(job_record(images=2))
+    texts = [b.text for row in keyboard.inline_keyboard for b in row]
+    assert texts == [
+        "🔄 Reroll",
+        "ℹ️ Info",
+        "⬆️ Upscale 1",
+        "🎨 Vary 1",
+        "📄 PNG 1",
+        "⬆️ Upscale 2",
+        "🎨 Vary 2",
+        "📄 PNG 2",
+    ]
+
+
+def test_a_file_that_is_not_a_picture_is_answered_with_what_works() -> None:
+    assert accepted_images() == "PNG, JPEG, WebP, GIF or BMP"
+    text = not_an_image("application/pdf")
+    assert "application/pdf" in text and "PNG, JPEG, WebP, GIF or BMP" in text
