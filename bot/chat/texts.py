@@ -261,7 +261,7 @@ def limits_text(
     *,
     heading: str,
 ) -> str:
-    """The limits in force here: this scope's own values, else the server's (marked so)."""
+    """The limits in force here: this scope's own values, else the service's (marked so)."""
     server = {
         "rate_per_minute": limits.rate_per_minute,
         "burst": limits.burst,

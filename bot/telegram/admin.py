@@ -110,7 +110,7 @@ class AdminCommands:
             if model.kind == "upscaler":
                 marks.append("upscaler")
             if model.is_default:
-                marks.append("server default")
+                marks.append("Easel's default")
             if model.name == settings.default_model:
                 marks.append("this chat's default")
             if settings.allowed_models is not None and model.name not in settings.allowed_models:
@@ -122,12 +122,12 @@ class AdminCommands:
     async def _setmodel(self, origin: Origin, args: list[str]) -> str:
         if not args:
             settings = await self.app.service.scope_settings(origin)
-            current = settings.default_model or "the server default"
+            current = settings.default_model or "Easel's default model"
             return f"This chat draws with {current}. Change it with /setmodel NAME."
         name = " ".join(args).strip()
         if name.lower() in RESET_WORDS:
             await self.app.service.update_scope_settings(origin, default_model=None)
-            return "✅ This chat now uses the server's default model."
+            return "✅ This chat now uses Easel's default model."
         await self.app.service.update_scope_settings(origin, default_model=name)
         return f"✅ This chat now draws with {name} unless a request names another --model."
 
@@ -136,7 +136,7 @@ class AdminCommands:
             settings = await self.app.service.update_scope_settings(
                 origin, **dict.fromkeys(LIMIT_KEYS)
             )
-            return "✅ Limits reset to the server's.\n" + self._describe_limits(settings)
+            return "✅ Limits reset to the service's defaults.\n" + self._describe_limits(settings)
         if not args:
             settings = await self.app.service.scope_settings(origin)
             return self._describe_limits(settings) + (
