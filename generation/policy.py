@@ -248,7 +248,7 @@ class AdmissionPolicy:
         who: str = "this service allows",
     ) -> float:
         """``value`` within [low, high], or clamped, or refused naming the limit and who set it
-        ("Steps 50 is too many: this chat's admins allow at most 10 steps.")."""
+        ("Steps 50 is above the limit: this chat's admins allow at most 10 steps.")."""
         if low <= value <= high:
             return value
         if self.config.on_excess == "clamp":
@@ -256,7 +256,7 @@ class AdmissionPolicy:
         units = f" {unit}" if unit else ""
         if value > high:
             raise InvalidRequest(
-                f"{label} {_fmt(value)} is too high: {who} at most {_fmt(high)}{units}."
+                f"{label} {_fmt(value)} is above the limit: {who} at most {_fmt(high)}{units}."
             )
         raise InvalidRequest(f"{label} {_fmt(value)} is below the minimum of {_fmt(low)}{units}.")
 
@@ -289,12 +289,12 @@ class AdmissionPolicy:
                 if not too_wide and _by_scope(settings.max_pixels, g.max_pixels):
                     who = who_allows(platform, by_scope=True)
                     raise InvalidRequest(
-                        f"Size {width}x{height} is {width * height:,} pixels: {who} at most "
-                        f"{max_pixels:,} pixels."
+                        f"Size {width}x{height} is larger than {who} (at most "
+                        f"{max_pixels:,} pixels; this one is {width * height:,})."
                     )
                 raise InvalidRequest(
-                    f"Size {width}x{height} is too large: {who_allows(platform, by_scope=False)} "
-                    f"at most {g.max_width}x{g.max_height} and {max_pixels:,} pixels."
+                    f"Size {width}x{height} is larger than {who_allows(platform, by_scope=False)} "
+                    f"(at most {g.max_width}x{g.max_height} and {max_pixels:,} pixels)."
                 )
             scale = min(
                 g.max_width / width, g.max_height / height, math.sqrt(max_pixels / (width * height))
