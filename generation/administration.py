@@ -109,6 +109,11 @@ class Administration:
         self._require_admin(origin)
         return await self.store.list_scopes()
 
+    async def find_scope(self, origin: Origin, platform: str, scope_id: str) -> ScopeRecord | None:
+        """A scope by its platform's id, if it has been seen (admins only; never creates one)."""
+        self._require_admin(origin)
+        return await self.store.find_scope(platform, scope_id)
+
     async def scope_settings(self, origin: Origin) -> ScopeSettings:
         scope = await self.store.find_scope(origin.platform, origin.scope_id)
         return ScopeSettings.from_dict(scope.settings if scope else None)

@@ -55,7 +55,8 @@ async def scope_origin(request: web.Request) -> Origin:
             f"or telegram:<chat id>; got {key[:80]!r}."
         )
     # (Only admins reach /api/admin/: the auth middleware refuses everyone else first.)
-    if await app_of(request).store.find_scope(platform, scope_id) is None:
+    asking = http_origin(who, "web")
+    if await app_of(request).service.find_scope(asking, platform, scope_id) is None:
         raise NotFound(f"No {CHAT_PLATFORMS[platform]} with id {scope_id} has used Easel yet.")
     name = who.name if who.authenticated else LOCAL_USER
     return Origin(
