@@ -33,12 +33,15 @@ async def app(app_factory) -> App:
 @pytest.mark.parametrize(
     ("request_fields", "message"),
     [
-        ({"steps": 10_000}, "Steps 10000 is above this server's maximum of 60"),
+        ({"steps": 10_000}, "Steps 10000 is above the limit: this service allows at most 60 steps"),
         ({"steps": 0}, "Steps 0 is below the minimum of 1"),
         ({"count": 0}, "Count 0 is below the minimum of 1"),
-        ({"count": 999}, "Count 999 is above this server's maximum of 4"),
-        ({"cfg": 31.0}, "CFG scale 31 is above this server's maximum of 30"),
-        ({"width": 10**9, "height": 64}, "larger than this server allows"),
+        (
+            {"count": 999},
+            "Count 999 is above the limit: this service allows at most 4 pictures per request",
+        ),
+        ({"cfg": 31.0}, "CFG scale 31 is above the limit: this service allows at most 30"),
+        ({"width": 10**9, "height": 64}, "larger than this service allows"),
         ({"width": 32, "height": 64}, "too small"),
         ({"sampler": "Euler b"}, "Unknown sampler 'Euler b'. Choose one of: DPM++ 2M"),
         ({"model": "nope"}, "Unknown model 'nope'. Available: demo"),
@@ -244,7 +247,9 @@ async def test_scope_settings_are_admin_only_validated_and_applied(app: App) -> 
 
     settings = await app.service.update_scope_settings(admin, max_steps=5, max_count=2)
     assert (settings.max_steps, settings.max_count) == (5, 2)
-    with pytest.raises(InvalidRequest, match="Steps 6 is above this server's maximum of 5"):
+    with pytest.raises(
+        InvalidRequest, match="Steps 6 is above the limit: this service allows at most 5 steps"
+    ):
         await app.service.draw(origin(), small(steps=6))
     # Other scopes keep the server's limits.
     await app.service.draw(origin(scope="elsewhere"), small(steps=6))

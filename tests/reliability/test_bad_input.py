@@ -206,9 +206,12 @@ def test_fuzzed_draw_commands_are_accepted_or_refused_with_a_reason(data_dir: Pa
     ("command", "words"),
     [
         ("/draw a cat --size 1000000000x1000000000", "far larger than any server allows"),
-        ("/draw a cat --size 999999x999999", "larger than this server allows"),
-        ("/draw a cat --steps 10000", "Steps 10000 is above this server's maximum"),
-        ("/draw a cat --n 999", "Count 999 is above this server's maximum"),
+        ("/draw a cat --size 999999x999999", "larger than this service allows"),
+        (
+            "/draw a cat --steps 10000",
+            "Steps 10000 is above the limit: this service allows at most",
+        ),
+        ("/draw a cat --n 999", "Count 999 is above the limit: this service allows at most"),
         ("/draw a cat --cfg -1", "--cfg is out of range"),
         ("/draw a cat --cfg nan", "--cfg must be a number"),
         ("/draw a cat --cfg 1e999", "--cfg is out of range"),
