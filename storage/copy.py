@@ -17,7 +17,15 @@ from sqlalchemy import Table, delete, func, select, text
 
 from generation.errors import InvalidRequest
 from storage.db import Database
-from storage.models import ImageRow, JobRow, ModelRow, PlatformMessageRow, ScopeRow, UserRow
+from storage.models import (
+    ClientOptionRow,
+    ImageRow,
+    JobRow,
+    ModelRow,
+    PlatformMessageRow,
+    ScopeRow,
+    UserRow,
+)
 
 CHUNK = 1000
 # Parents before children; each with the column that orders it.
@@ -28,6 +36,7 @@ _TABLES: tuple[tuple[Any, str], ...] = (
     (JobRow, "seq"),
     (ImageRow, "id"),
     (PlatformMessageRow, "id"),
+    (ClientOptionRow, "scope_id"),
 )
 # PostgreSQL sequences behind integer ids (and the jobs' seq), moved past the copied rows.
 _SEQUENCES = (

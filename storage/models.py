@@ -208,3 +208,17 @@ class PlatformMessageRow(Base):
     image_index: Mapped[int | None] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
+
+
+class ClientOptionRow(Base):
+    """Options an HTTP client set through ``POST /sdapi/v1/options`` for its scope (the API's):
+    AUTOMATIC1111 keys and their JSON values, kept as sent. Scope settings (what Easel's admins
+    set) keep only the keys Easel knows, so these live apart."""
+
+    __tablename__ = "client_options"
+
+    scope_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("scopes.id", ondelete="CASCADE"), primary_key=True
+    )
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]

@@ -6,7 +6,8 @@ from one part per aggregate (see :mod:`storage.base`):
 * :mod:`storage.people`: users and scopes, and the scopes' admin settings;
 * :mod:`storage.jobs`: jobs, their images, their delivery, and the counts limits need;
 * :mod:`storage.messages`: which chat message shows which job;
-* :mod:`storage.registry`: the model registry.
+* :mod:`storage.registry`: the model registry;
+* :mod:`storage.options`: the options HTTP clients set (``/sdapi/v1/options``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from storage.jobs import (
     start_job,
 )
 from storage.messages import Messages
+from storage.options import ClientOptions
 from storage.people import People, scope_in, user_in
 from storage.records import NewJob
 from storage.registry import MODEL_CACHE_SECONDS, ModelRegistry
@@ -40,7 +42,7 @@ class _Rehearsed(Exception):
     """Raised at the end of the warm-up transaction, so it rolls back."""
 
 
-class Store(People, Jobs, Messages, ModelRegistry):
+class Store(People, Jobs, Messages, ModelRegistry, ClientOptions):
     """Repository over a connected :class:`storage.db.Database`: ``Store(db, now=clock)``."""
 
     async def warm_up(self) -> None:

@@ -25,6 +25,7 @@ TABLES = {
     "jobs",
     "images",
     "platform_messages",
+    "client_options",
 }
 
 
@@ -48,7 +49,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0005"
+            assert version.scalar() == "0006"
     finally:
         await db.close()
 
@@ -77,6 +78,7 @@ async def test_upgrade_removes_interaction_tokens_older_versions_stored(db_path:
         target = {"channel_id": 7, "application_id": 9, "interaction_token": "aW50ZXJhY3Rpb24"}
         job = await store.add_job(replace(new, reply_target=target))
     with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0003
+        conn.execute("DROP TABLE client_options")  # (0006)
         conn.execute("UPDATE alembic_version SET version_num = '0002'")
     async with Database(db_url(db_path)) as db:
         upgraded = await Store(db).get_job(job.id)
@@ -101,6 +103,7 @@ async def test_upgrade_makes_one_person_of_a_credential_on_both_http_apis(db_pat
             new = replace(template, user_id=user.id, scope_id=scope.id, platform="api")
             jobs[user.id] = (await store.add_job(new)).id
     with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0004
+        conn.execute("DROP TABLE client_options")  # (0006)
         conn.execute("UPDATE alembic_version SET version_num = '0003'")
     async with Database(db_url(db_path)) as db:
         store = Store(db)
