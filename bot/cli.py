@@ -30,6 +30,7 @@ from bot.logsetup import setup_logging
 from generation.actions import JobAction
 from generation.errors import ConfigError, EaselError, Rejected
 from generation.events import JobFinished, JobProgress
+from generation.limits import format_retry
 from generation.render import Backend
 from generation.requests import DrawRequest, Origin, Visibility
 from generation.service import Accepted, Service
@@ -211,6 +212,8 @@ def print_job(job: JobRecord, paths: Sequence[str]) -> None:
 
 # ---------------------------------------------------------------------- generation commands
 
+PROGRESS_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}, {postfix}]"
+
 
 async def run_to_completion(
     app: App, submit: Callable[[], Awaitable[Accepted]], quiet: bool
@@ -222,10 +225,9 @@ async def run_to_completion(
         accepted = await submit()
         job_id = accepted.job.id
         if not quiet:
-            print(
-                f"job {job_id} queued: {describe_queue(accepted.position, accepted.eta_seconds)}",
-                file=sys.stderr,
-            )
+            where = describe_queue(accepted.position, accepted.eta_seconds)
+            done = format_retry(accepted.seconds_left)
+            print(f"job {job_id} queued: {where}, done {done}", file=sys.stderr)
         while True:
             event = await events.get()
             if isinstance(event, JobProgress) and event.job_id == job_id:
@@ -236,9 +238,13 @@ async def run_to_completion(
                         disable=quiet or None,
                         desc=f"job {job_id}",
                         file=sys.stderr,
+                        # the engine's time left (as every front end shows it), not tqdm's own
+                        bar_format=PROGRESS_FORMAT,
                     )
                 bar.total = event.total
                 bar.n = event.step
+                left = app.service.seconds_left(job_id)
+                bar.set_postfix_str("" if left is None else f"{left:.1f} s left", refresh=False)
                 bar.refresh()
             elif isinstance(event, JobFinished) and event.job.id == job_id:
                 return event.job

@@ -151,7 +151,7 @@ class ClusterWorker:
             self.batches[batch_id] = batch
             kept |= batch.pending
             for job in live:
-                self.queue.mark_taken(job.id)
+                self.queue.mark_taken(job)
         await self.recorder.requeue_at_start(self.max_attempts, keep=frozenset(kept))
         if self.batches:
             log.info("%d batch(es) still with their workers", len(self.batches))
@@ -390,6 +390,7 @@ class ClusterWorker:
         if batch is None:
             return
         batch.started, batch.started_at = True, time.monotonic()
+        self.queue.started(batch.pending)  # its time left counts from now, not from dispatch
         for job_id in list(batch.pending):
             job = await self.store.mark_running(job_id)
             if job is not None:
@@ -479,6 +480,8 @@ class ClusterWorker:
         while True:
             try:
                 self.workers = await self.broker.workers()
+                # Waiting times: as many batches render at once as workers are alive.
+                self.queue.lanes = max(1, sum(info is not None for info in self.workers.values()))
                 await self._publish_models()
             except REDIS_DOWN:
                 await asyncio.sleep(RETRY_PAUSE)

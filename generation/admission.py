@@ -37,7 +37,8 @@ from storage.repository import Store
 class Accepted:
     job: JobRecord
     position: int  # 0 = next to run
-    eta_seconds: float
+    eta_seconds: float  # until it should start
+    seconds_left: float = 0.0  # until it should be done (the wait plus its own estimate)
 
 
 class Caller(NamedTuple):
@@ -144,8 +145,9 @@ class Admission:
                 self._admitting -= 1
         position = self._queue.position(job.id) or 0
         eta = self._queue.eta(job.id) or 0.0
-        self._bus.publish(JobQueued(job, position, eta))
-        return Accepted(job, position, eta)
+        left = eta + self._queue.estimate(job.id)
+        self._bus.publish(JobQueued(job, position, eta, left))
+        return Accepted(job, position, eta, left)
 
     async def _check_limits(
         self, user: UserRecord, settings: ScopeSettings, *, exempt: bool

@@ -22,9 +22,12 @@ from storage.records import JobRecord
 
 @dataclass(frozen=True)
 class JobQueued:
+    """``eta_seconds``: until the job should start; ``seconds_left``: until it should be done."""
+
     job: JobRecord
     position: int
     eta_seconds: float
+    seconds_left: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ The engine keeps it (it follows the event bus while the worker runs); front ends
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from generation.events import EventBus, Follower, JobEvent, JobFinished, JobProgress, JobStarted
@@ -25,8 +26,12 @@ class Running:
 
 
 class ProgressTracker:
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(
+        self, bus: EventBus, on_progress: Callable[[str, int, int], None] | None = None
+    ) -> None:
+        """``on_progress(job id, step, total)``: told each step (the queue's time left)."""
         self._follower = Follower(bus, self._on_event, "easel-progress", max_progress=4096)
+        self._on_progress = on_progress
         self.running: dict[str, Running] = {}
 
     def start(self) -> None:
@@ -39,6 +44,8 @@ class ProgressTracker:
         if isinstance(event, JobStarted):
             self.running[event.job.id] = Running(event.job, time.monotonic())
         elif isinstance(event, JobProgress):
+            if self._on_progress is not None:
+                self._on_progress(event.job_id, event.step, event.total)
             entry = self.running.get(event.job_id)
             if entry is not None:
                 entry.step, entry.total = event.step, event.total

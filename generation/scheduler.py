@@ -1,4 +1,4 @@
-"""Which job runs next: a fair queue, batching, and start-time estimates (pure policy).
+"""Which job runs next: a fair queue and batching (pure policy; waiting times: estimate.py).
 
 Fairness is round-robin across users and FIFO within a user. The *rotation* lists the users
 with queued jobs; :meth:`FairQueue.pop` serves the user at the front and moves them to the back
@@ -10,9 +10,8 @@ has in flight and the user with the fewest goes first (ties: rotation order).
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict, deque
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 
@@ -156,18 +155,20 @@ class FairQueue:
 
     def order(self) -> list[QueuedItem]:
         """Every queued job in the exact order :meth:`pop` would return them. O(n)."""
-        active = [list(queue) for queue in self._users.values()]
-        result: list[QueuedItem] = []
-        round_index = 0
-        while active:
-            still: list[list[QueuedItem]] = []
-            for queue in active:
-                result.append(queue[round_index])
-                if len(queue) > round_index + 1:
-                    still.append(queue)
+        return list(self.iter_order())
+
+    def iter_order(self) -> Iterator[QueuedItem]:
+        """:meth:`order`, lazily: taking the first k jobs costs O(k + users). The queue must
+        not change while this is iterated."""
+        active = [iter(queue) for queue in self._users.values()]
+        while active:  # one round: the next job of every user who has one left
+            still: list[Iterator[QueuedItem]] = []
+            for jobs in active:
+                item = next(jobs, None)
+                if item is not None:
+                    yield item
+                    still.append(jobs)
             active = still
-            round_index += 1
-        return result
 
     def position(self, job_id: str) -> int | None:
         """How many jobs :meth:`pop` returns before ``job_id`` (0 = next), or ``None``. O(n)."""
@@ -195,48 +196,3 @@ class FairQueue:
     def users(self) -> list[str]:
         """Users with queued jobs, in rotation order (front first)."""
         return list(self._users)
-
-
-def estimate_start(position: int, running_remaining: float, seconds_per_job: float) -> float:
-    """Seconds from now until the job at ``position`` (0 = next) starts.
-
-    ``running_remaining`` is what is left of the job on the GPU now (0 if idle).
-    """
-    return max(0.0, running_remaining) + max(0, position) * max(0.0, seconds_per_job)
-
-
-class JobTimer:
-    """Exponential moving average of job durations per key (e.g. a batch key), pure.
-
-    ``estimate(key)`` uses the key's average, else the average over all jobs, else ``default``.
-    At most ``max_keys`` keys are remembered (least recently updated forgotten first).
-    """
-
-    def __init__(self, default: float, *, alpha: float = 0.3, max_keys: int = 256) -> None:
-        if not (default >= 0 and math.isfinite(default)):
-            raise ValueError(f"default must be a non-negative number, got {default}")
-        if not 0 < alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-        self.default = float(default)
-        self.alpha = alpha
-        self.max_keys = max_keys
-        self._by_key: OrderedDict[Hashable, float] = OrderedDict()
-        self._overall: float | None = None
-
-    def _blend(self, old: float | None, value: float) -> float:
-        return value if old is None else old + self.alpha * (value - old)
-
-    def observe(self, key: Hashable, duration: float) -> None:
-        """Record that a job with ``key`` took ``duration`` seconds (bad values are ignored)."""
-        if not (duration >= 0 and math.isfinite(duration)):
-            return
-        self._by_key[key] = self._blend(self._by_key.get(key), duration)
-        self._by_key.move_to_end(key)
-        while len(self._by_key) > self.max_keys:
-            self._by_key.popitem(last=False)
-        self._overall = self._blend(self._overall, duration)
-
-    def estimate(self, key: Hashable | None = None) -> float:
-        if key is not None and key in self._by_key:
-            return self._by_key[key]
-        return self.default if self._overall is None else self._overall

@@ -18,8 +18,8 @@ import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from generation.actions import (
@@ -74,7 +74,9 @@ PREVIEW_POLL_SECONDS = 10.0
 class QueueStatus:
     length: int
     running: int
-    your_jobs: tuple[tuple[str, int, float], ...]  # (job id, position, eta seconds)
+    your_jobs: tuple[tuple[str, int, float], ...]  # (job id, position, seconds until it starts)
+    # job id -> seconds until it should be done, for each of ``your_jobs``
+    seconds_left: Mapping[str, float] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -130,7 +132,7 @@ class Service(Administration):
         self.admission = Admission(
             policy=self._policy, limits=limits, store=store, queue=queue, bus=bus, clock=clock
         )
-        self.progress = ProgressTracker(bus)
+        self.progress = ProgressTracker(bus, on_progress=queue.note_progress)
         self.messages = MessageLog(store)
         self._worker_statuses: Callable[[], list[WorkerStatus]] = list
         self.metrics = EngineMetrics(bus, queue, lambda: self._worker_statuses())
@@ -354,22 +356,35 @@ class Service(Administration):
         queued = []
         if user is not None:
             queued = await self.store.list_jobs(user_id=user.id, limit=50, statuses=["queued"])
+        etas = self.queue.etas() if queued else {}
+        left = {}
         for job in queued:
             position = self.queue.position(job.id)
-            eta = self.queue.eta(job.id)
+            eta = etas.get(job.id)
             if position is not None and eta is not None:
                 mine.append((job.id, position, eta))
+                left[job.id] = eta + self.queue.estimate(job.id)
         mine.sort(key=lambda item: item[1])
         return QueueStatus(
-            length=len(self.queue), running=self.queue.running_count, your_jobs=tuple(mine)
+            length=len(self.queue),
+            running=self.queue.running_count,
+            your_jobs=tuple(mine),
+            seconds_left=left,
         )
 
     def place_in_queue(self, job: JobRecord) -> tuple[int, float] | None:
-        """(position, eta seconds) of a queued job the caller holds, None when not queued."""
+        """(position, seconds until it starts) of a queued job the caller holds, None when
+        not queued."""
         position = self.queue.position(job.id)
         if position is None:
             return None
         return position, self.queue.eta(job.id) or 0.0
+
+    def seconds_left(self, job_id: str) -> float | None:
+        """Seconds until a job the caller holds (or sees events of) should be done: a running
+        job's time left (its estimate blended with its step progress), a queued job's wait
+        plus its own estimate; None once it finished. Every front end shows this number."""
+        return self.queue.seconds_left(job_id)
 
     # ------------------------------------------------------------------ operations
 

@@ -14,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -284,9 +283,10 @@ async def progress(request: web.Request) -> web.Response:
         current = running[0]
         fraction = current.step / current.total if current.total else 0.0
         done = min(1.0, 0.01 + fraction)
-        elapsed = time.monotonic() - current.started
         body["progress"] = round(done, 4)
-        body["eta_relative"] = round(max(0.0, elapsed / done - elapsed), 2)
+        # The same time left as the page, the chat front ends and the CLI show.
+        left = app.service.seconds_left(current.job.id)
+        body["eta_relative"] = round(left or 0.0, 2)
         state_json.update(
             job="scripts_img2img" if current.job.mode != "txt2img" else "scripts_txt2img",
             job_timestamp=_timestamp(current.job),
@@ -295,8 +295,9 @@ async def progress(request: web.Request) -> web.Response:
         )
         if current.preview_png is not None and not skip_image:
             body["current_image"] = base64.b64encode(current.preview_png).decode("ascii")
-    elif queue.your_jobs:
-        body["eta_relative"] = round(min(eta for _, _, eta in queue.your_jobs), 2)
+    elif queue.your_jobs:  # until the caller's next job is done, as A1111 counts it
+        next_job = min(queue.your_jobs, key=lambda entry: entry[2])[0]
+        body["eta_relative"] = round(queue.seconds_left.get(next_job, 0.0), 2)
     return web.json_response(body)
 
 

@@ -133,7 +133,8 @@ async def _accepted(request: web.Request, accepted: Accepted) -> web.Response:
     data = {
         "job": await job_json(app, accepted.job),
         "position": accepted.position,
-        "eta_seconds": round(accepted.eta_seconds, 1),
+        "eta_seconds": round(accepted.eta_seconds, 1),  # until it starts
+        "seconds_left": round(accepted.seconds_left, 1),  # until it is done
     }
     return web.json_response(data, status=202)
 

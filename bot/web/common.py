@@ -149,14 +149,20 @@ def image_url(sha256: str) -> str:
 
 
 async def job_json(app: App, job: JobRecord) -> dict[str, Any]:
-    """``bot.describe.job_to_dict`` with image URLs, queue position/ETA and infotexts."""
+    """``bot.describe.job_to_dict`` with image URLs, queue position and waiting times, and
+    infotexts. A queued job has ``position``, ``eta_seconds`` (until it starts) and
+    ``seconds_left`` (until it is done); a running job ``seconds_left``."""
     data = job_to_dict(job, image_url)
     data["init_image_url"] = image_url(job.init_image) if job.init_image else None
     if job.status == "queued":
         place = app.service.place_in_queue(job)
         if place is not None:
             data["position"] = place[0]
-            data["eta_seconds"] = round(place[1], 1)
+            data["eta_seconds"] = round(place[1], 1)  # until it starts
+    if job.status in ("queued", "running"):
+        left = app.service.seconds_left(job.id)
+        if left is not None:
+            data["seconds_left"] = round(left, 1)  # until it is done
     if job.status == "succeeded":
         data["infotexts"] = await app.service.infotexts(job)
     return data

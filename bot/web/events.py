@@ -1,9 +1,14 @@
 """``GET /api/events[?job=ID]``: live job events as Server-Sent Events.
 
-    event: queued    data: {"job": {...}, "position": 0, "eta_seconds": 4.0}
+    event: queued    data: {"job": {...}, "position": 0, "eta_seconds": 4.0, "seconds_left": 9.0}
     event: started   data: {"job": {...}}
-    event: progress  data: {"job_id": "...", "step": 3, "total": 20, "preview": "data:..."}
+    event: progress  data: {"job_id": "...", "step": 3, "total": 20, "preview": "data:...",
+                            "seconds_left": 3.5}
     event: finished  data: {"job": {...}}
+
+``eta_seconds``: until the job should start; ``seconds_left``: until it should be done (a
+running job's estimate blended with its steps so far; the job JSON carries the same fields, see
+:func:`bot.web.common.job_json`).
 
 With ``job`` the stream opens with that job's current state (so nothing is missed between
 submitting and connecting) and ends after its ``finished`` event; a job the caller may not see
@@ -48,6 +53,9 @@ async def event_payload(app: App, event: JobEvent) -> tuple[str, dict[str, Any]]
             "total": event.total,
             "preview": _preview_url(event.preview_png),
         }
+        left = app.service.seconds_left(event.job_id)
+        if left is not None:
+            data["seconds_left"] = round(left, 1)
         return "progress", data
     job = await job_json(app, event.job)
     if isinstance(event, JobQueued):
@@ -55,6 +63,7 @@ async def event_payload(app: App, event: JobEvent) -> tuple[str, dict[str, Any]]
             "job": job,
             "position": event.position,
             "eta_seconds": round(event.eta_seconds, 1),
+            "seconds_left": round(event.seconds_left, 1),
         }
         return "queued", payload
     if isinstance(event, JobStarted):
@@ -69,7 +78,7 @@ def snapshot(app: App, job: JobRecord) -> JobEvent:
     if job.status == "running":
         return JobStarted(job)
     position, eta = app.service.place_in_queue(job) or (0, 0.0)
-    return JobQueued(job, position, eta)
+    return JobQueued(job, position, eta, app.service.seconds_left(job.id) or eta)
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:

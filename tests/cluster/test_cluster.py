@@ -42,6 +42,10 @@ async def test_batches_render_on_workers_and_come_back_once(
         assert info["Seed"] == str(jobs[0].seed) and info["Model"] == "demo"
         assert {s.name for s in cluster.statuses()} == {"w1", "w2"}
         assert all(job.attempt == 1 for job in jobs)
+        # Waiting times: the workers' seconds teach the estimates; two batches render at once.
+        queue = cluster.app.queue
+        assert queue.durations.known("demo")
+        await cluster.until(lambda: queue.lanes == 2, 30, "two lanes in the waiting times")
 
 
 async def test_the_real_demo_model_renders_on_a_worker(cluster_factory: ClusterFactory) -> None:

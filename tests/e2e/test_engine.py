@@ -341,3 +341,22 @@ async def test_a_job_cancelled_while_the_worker_takes_it_ends_with_one_finished_
     finally:
         subscription.close()
     assert not app.queue.is_running(first.id) and app.queue.running_count == 0
+
+
+async def test_finished_jobs_teach_the_waiting_times(app_factory) -> None:
+    # A start value far off (1000 s for 512x512, 20 steps: 25 s for these jobs): what the
+    # engine says after three jobs comes from what they took.
+    app = await app_factory(generation={"initial_job_seconds": 1000.0})
+    request = small(width=128, height=128, steps=8)
+    assert app.queue.durations.estimate("demo", 128 * 128 * 8) == pytest.approx(25.0)
+    took = []
+    for _ in range(3):
+        job = await wait_finished(app, (await app.service.draw(origin(), request)).job.id)
+        assert job.status == "succeeded" and job.started_at and job.finished_at
+        took.append((job.finished_at - job.started_at).total_seconds())
+    assert app.queue.durations.known("demo")
+    estimate = app.queue.durations.estimate("demo", 128 * 128 * 8)
+    measured = sorted(took)[1]
+    assert measured / 3 < estimate < measured * 3 + 0.05, (estimate, took)
+    # A bigger job is estimated longer than a smaller one of the same model.
+    assert app.queue.durations.estimate("demo", 256 * 256 * 8) > estimate

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generation.scheduler import FairQueue, JobTimer, QueuedItem, estimate_start
+from generation.scheduler import FairQueue, QueuedItem
 
 _seq = iter(range(10**9))
 
@@ -227,39 +227,3 @@ def test_one_job_fairness_bound(backlog: list[str], newcomer: str) -> None:
     while (p := queue.pop()) is not None:
         popped.append(p.job_id)
     assert popped.index("new") == position
-
-
-def test_estimate_start() -> None:
-    assert estimate_start(0, 0.0, 10.0) == 0.0
-    assert estimate_start(0, 4.0, 10.0) == 4.0
-    assert estimate_start(3, 4.0, 10.0) == 34.0
-    assert estimate_start(-1, -5.0, 10.0) == 0.0
-
-
-def test_job_timer() -> None:
-    timer = JobTimer(default=20.0, alpha=0.5)
-    assert timer.estimate(K1) == 20.0
-    assert timer.estimate() == 20.0
-    timer.observe(K1, 10.0)
-    assert timer.estimate(K1) == 10.0
-    timer.observe(K1, 20.0)
-    assert timer.estimate(K1) == 15.0
-    assert timer.estimate(K2) == 15.0  # unknown key: the overall average
-    timer.observe(K2, float("nan"))  # ignored
-    timer.observe(K2, -1.0)  # ignored
-    assert timer.estimate(K2) == 15.0
-
-
-def test_job_timer_forgets_old_keys() -> None:
-    timer = JobTimer(default=1.0, max_keys=2)
-    for key in range(5):
-        timer.observe(key, float(key))
-    assert timer.estimate(0) == timer.estimate()  # forgotten: overall average
-    assert timer.estimate(4) == 4.0
-
-
-def test_job_timer_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="default"):
-        JobTimer(default=-1)
-    with pytest.raises(ValueError, match="alpha"):
-        JobTimer(default=1, alpha=0)

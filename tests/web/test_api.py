@@ -18,6 +18,7 @@ from PIL import Image
 
 from bot.web.server import create_web_app
 from generation.errors import ConfigError
+from generation.events import JobProgress, JobStarted
 from generation.metadata import read_png_text
 from tests.conftest import AppFactory
 from tests.web.conftest import SMALL, WebFactory, client_app, nothing_queued, png_b64
@@ -366,3 +367,63 @@ def test_loopback_detection_and_secrets_stay_out_of_reprs() -> None:
         assert not is_loopback(host), host
     shown = repr(Credentials((("alice", "s3cret-pass"),), "tok-123456", "adm-123456"))
     assert "alice" in shown and "s3cret" not in shown and "tok-" not in shown
+
+
+async def test_waiting_times_follow_each_jobs_size_and_a_running_jobs_steps(
+    idle_client: Client,
+) -> None:
+    app = client_app(idle_client)
+
+    async def submit(side: int) -> dict[str, Any]:
+        body = {"prompt": f"size {side}", "width": side, "height": side, "steps": 20}
+        response = await idle_client.post("/api/jobs", json=body)
+        assert response.status == 202, await response.text()
+        return dict(await response.json())
+
+    async def fetch(job_id: str) -> dict[str, Any]:
+        return dict(await (await idle_client.get(f"/api/jobs/{job_id}")).json())
+
+    # Before any job finished: generation.initial_job_seconds (10 s) for 512x512 and 20 steps,
+    # a smaller job less. "Position x one average" would say 20 s for the third job.
+    first = await submit(512)
+    assert (first["eta_seconds"], first["seconds_left"]) == (0.0, 10.0)
+    small = await submit(128)
+    assert (small["eta_seconds"], small["seconds_left"]) == (10.0, 10.6)
+    last = await submit(512)
+    assert (last["eta_seconds"], last["seconds_left"]) == (10.6, 20.6)
+    fetched = await fetch(last["job"]["id"])
+    assert (fetched["position"], fetched["eta_seconds"], fetched["seconds_left"]) == (2, 10.6, 20.6)
+    stream = await idle_client.get(f"/api/events?job={last['job']['id']}")
+    name, data = await anext(sse(stream))
+    stream.close()
+    assert name == "queued" and (data["eta_seconds"], data["seconds_left"]) == (10.6, 20.6)
+
+    # The first job starts (as the worker would start it) and gets halfway through its steps:
+    # its time left follows the steps too, and everyone after it waits for that.
+    app.service.progress.start()  # what the engine follows while a worker runs
+    (item,) = await app.queue.take_batch(1)
+    running = await app.store.mark_running(item.job_id)
+    assert running is not None and running.id == first["job"]["id"]
+    watch = await idle_client.get("/api/events")
+    app.bus.publish(JobStarted(running))
+    app.bus.publish(JobProgress(running.id, 10, 20))
+    async with asyncio.timeout(30):
+        async for name, data in sse(watch):
+            if name == "progress":
+                assert data["step"] == 10 and data["seconds_left"] >= 0
+                break
+    watch.close()
+    async with asyncio.timeout(30):  # the engine's progress tracker follows the same events
+        while app.service.progress.running.get(running.id) is None or (
+            app.service.progress.running[running.id].step < 10
+        ):
+            await asyncio.sleep(0.01)
+    # Half the steps in e seconds: the steps say e more, the estimate 10 - e: half each = 5.
+    now_running = await fetch(running.id)
+    assert now_running["status"] == "running" and now_running["seconds_left"] == pytest.approx(
+        5.0, abs=0.15
+    )
+    assert (await fetch(small["job"]["id"]))["eta_seconds"] == pytest.approx(5.0, abs=0.15)
+    a1111 = await (await idle_client.get("/sdapi/v1/progress")).json()
+    assert a1111["eta_relative"] == pytest.approx(now_running["seconds_left"], abs=0.15)
+    app.queue.finished(running.id, None)
