@@ -10,6 +10,7 @@ worker (``bot.web.server.start_web``). Every handler reaches the engine through
 * ``errors``: the web layer's errors and each API's error shape;
 * ``common``: request bodies, uploaded images, origins (who sees what), job JSON, waiting;
 * ``api`` and ``events``: Easel's own JSON API under ``/api`` (jobs, images, admin; SSE);
-* ``a1111``, ``a1111_info``, ``a1111_models``: ``/sdapi/v1``, following A1111's shapes;
+* ``a1111``, ``a1111_info``, ``a1111_models``, ``a1111_options``: ``/sdapi/v1``, following
+  A1111's shapes;
 * ``pages``: the browser page and its static files.
 """

@@ -3,9 +3,11 @@
 ``txt2img`` and ``img2img`` run a normal Easel job as the API client (platform "api", scope
 "api"; the credential is the same person as on ``/api``), so they share the fair queue, limits
 and history with everyone else, then wait for it and answer A1111's ``{images, parameters,
-info}``. ``progress``, ``interrupt``, ``skip`` and ``options`` follow A1111's shapes and see
-only the caller's own jobs (an admin's: every job); read-only lists, png-info and extras are in
-``a1111_info``.
+info}`` (images in the ``samples_format`` of the client options, see ``a1111_options``).
+``progress``, ``interrupt`` and ``skip`` follow A1111's shapes and see only the caller's own
+jobs (an admin's: every job); ``progress``'s ``eta_relative`` is the Service's time left, the
+number every front end shows. Read-only lists, png-info and extras are in ``a1111_info``;
+``/options`` in ``a1111_options``.
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.web import a1111_options
 from bot.web.a1111_models import (
     GenerationRequest,
     Img2ImgRequest,
     Txt2ImgRequest,
     a1111_sampler_of,
     find_checkpoint,
-    model_sha256,
-    model_title,
     resolve_a1111_sampler,
     validate,
 )
@@ -193,6 +194,10 @@ async def run_sync(request: web.Request, req: GenerationRequest, draw: DrawReque
     app, state = app_of(request), state_of(request)
     origin = api_origin(principal(request))
     limit = app.config.web.max_upload_bytes
+    a1111_options.check_applied(req.override_settings or {}, "override_settings")
+    image_format = a1111_options.ImageFormat(
+        await app.service.client_options(origin), req.override_settings
+    )
     accepted = await app.service.draw(origin, draw, max_upload_bytes=limit)
     job_id = accepted.job.id
     # No await since the job was queued: nothing of it can have been missed.
@@ -217,7 +222,8 @@ async def run_sync(request: web.Request, req: GenerationRequest, draw: DrawReque
         texts = [read_png_text(data).get(PARAMETERS_KEY, "") for data in pngs]
         if req.send_images is False:
             return [], texts
-        return [base64.b64encode(data).decode("ascii") for data in pngs], texts
+        files = [image_format.encode(data, text) for data, text in zip(pngs, texts, strict=True)]
+        return [base64.b64encode(data).decode("ascii") for data in files], texts
 
     images, texts = await asyncio.to_thread(encode)
     body = {
@@ -321,48 +327,6 @@ async def skip(request: web.Request) -> web.Response:
     return web.json_response(None)
 
 
-# ---------------------------------------------------------------------- options
-
-
-async def get_options(request: web.Request) -> web.Response:
-    app = app_of(request)
-    model = await app.service.current_model(api_origin(principal(request)))
-    return web.json_response(
-        {
-            "sd_model_checkpoint": model_title(model) if model else None,
-            "sd_checkpoint_hash": model_sha256(model) if model else None,
-            "sd_vae": "Automatic",
-            "CLIP_stop_at_last_layers": 1,
-            "samples_format": "png",
-            "grid_format": "png",
-            "enable_pnginfo": True,
-            "eta_noise_seed_delta": 0,
-            "live_previews_enable": app.config.generation.previews,
-            "show_progress_every_n_steps": 1,
-            "add_model_hash_to_info": True,
-            "add_model_name_to_info": True,
-            "add_version_to_infotext": True,
-        }
-    )
-
-
-async def set_options(request: web.Request) -> web.Response:
-    """Only ``sd_model_checkpoint`` does anything: it makes that model the default (admin)."""
-    app = app_of(request)
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise A1111Validation(
-            [{"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}]
-        )
-    wanted = body.get("sd_model_checkpoint")
-    if wanted is None:
-        return web.json_response(None)
-    model = await _checkpoint(app, wanted, ["body", "sd_model_checkpoint"])
-    if not model.is_default:
-        await app.service.set_default_model(api_origin(principal(request)), model.name)
-    return web.json_response(None)
-
-
 def setup_routes(web_app: web.Application) -> None:
     r = web_app.router
     r.add_post("/sdapi/v1/txt2img", txt2img)
@@ -370,5 +334,4 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_get("/sdapi/v1/progress", progress)
     r.add_post("/sdapi/v1/interrupt", interrupt)
     r.add_post("/sdapi/v1/skip", skip)
-    r.add_get("/sdapi/v1/options", get_options)
-    r.add_post("/sdapi/v1/options", set_options)
+    a1111_options.setup_routes(web_app)

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image, PngImagePlugin
@@ -359,3 +360,127 @@ def test_sampler_and_schedule_resolution() -> None:
     for name, schedule in [("Bogus", None), ("Euler a", "Karras"), ("Euler", "Exponential")]:
         with pytest.raises(InvalidRequest):
             resolve(name, None, schedule)
+
+
+# ---------------------------------------------------------------------- options
+
+
+async def test_options_are_stored_given_back_and_survive_a_restart(
+    web_factory: WebFactory,
+) -> None:
+    client = await web_factory(worker=False)
+    sent = {
+        "send_seed": False,
+        "CLIP_stop_at_last_layers": 2,
+        "eta_noise_seed_delta": 31337,
+        "sd_vae": "vae-ft-mse.safetensors",
+        "some_extension_setting": {"nested": [1, 2.5, None, "x"], "on": True},
+    }
+    response = await client.post(f"{V1}/options", json=sent)
+    assert response.status == 200 and await response.json() is None
+    options = await (await client.get(f"{V1}/options")).json()
+    assert {key: options.get(key) for key in sent} == sent
+    assert options["sd_model_checkpoint"] == "demo" and options["samples_format"] == "png"
+    more = await client.post(f"{V1}/options", json={"send_seed": True, "samples_format": "webp"})
+    assert more.status == 200
+    app = client_app(client)
+    await client.close()
+    await app.stop()
+
+    again = await web_factory(worker=False)  # the same data folder, a new engine
+    options = await (await again.get(f"{V1}/options")).json()
+    assert options["send_seed"] is True and options["samples_format"] == "webp"
+    assert options["CLIP_stop_at_last_layers"] == 2 and options["eta_noise_seed_delta"] == 31337
+    assert options["some_extension_setting"] == sent["some_extension_setting"]
+
+
+async def test_options_refuse_what_cannot_be_kept_or_applied(idle_client: Client) -> None:
+    async def refused(body: Any) -> Any:
+        response = await idle_client.post(f"{V1}/options", json=body)
+        assert response.status == 422, (body, await response.text())
+        return await response.json()
+
+    for not_an_object in ([{"send_seed": False}], "send_seed", 3):
+        detail = (await refused(not_an_object))["detail"][0]
+        assert detail["loc"] == ["body"] and "JSON object" in detail["msg"]
+    empty = (await refused(None))["detail"][0]  # no body at all
+    assert "JSON object" in empty["msg"]
+    too_big = await refused({"notes": "x" * 70_000})
+    assert "at most 65,536" in too_big["detail"] and "64 KB" in too_big["detail"]
+    assert "webp" in (await refused({"samples_format": "tiff"}))["detail"]
+    assert "1 to 100" in (await refused({"jpeg_quality": 0}))["detail"]
+    assert "true or false" in (await refused({"webp_lossless": "yes"}))["detail"]
+    # One bad key refuses the whole body: nothing of it is stored.
+    await refused({"send_seed": False, "sd_model_checkpoint": "nope"})
+    options = await (await idle_client.get(f"{V1}/options")).json()
+    assert "send_seed" not in options and "notes" not in options
+    assert options["samples_format"] == "png"
+
+
+async def test_only_admins_set_options_on_a_public_bind(
+    web_factory: WebFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EASEL_API_AUTH", "alice:wonderland")
+    monkeypatch.setenv("EASEL_ADMIN_TOKEN", "admin-token-123456")
+    client = await web_factory(worker=False, web={"host": "0.0.0.0"})
+    alice = aiohttp.BasicAuth("alice", "wonderland")
+    admin = {"Authorization": "Bearer admin-token-123456"}
+    denied = await client.post(f"{V1}/options", json={"samples_format": "jpg"}, auth=alice)
+    assert denied.status == 403
+    allowed = await client.post(f"{V1}/options", json={"samples_format": "jpg"}, headers=admin)
+    assert allowed.status == 200
+    seen = await (await client.get(f"{V1}/options", auth=alice)).json()
+    assert seen["samples_format"] == "jpg"  # every client of the API reads them
+
+
+def _decoded(answer: dict[str, Any]) -> Image.Image:
+    (image,) = answer["images"]
+    return Image.open(io.BytesIO(base64.b64decode(image)))
+
+
+async def test_samples_format_chooses_the_images_format(web_client: Client) -> None:
+    body = {"prompt": "a red fox", "seed": 3, **SMALL}
+
+    async def txt2img(**extra: Any) -> dict[str, Any]:
+        response = await web_client.post(f"{V1}/txt2img", json={**body, **extra})
+        assert response.status == 200, await response.text()
+        return dict(await response.json())
+
+    png = await txt2img()
+    assert _decoded(png).format == "PNG"
+    assert (await web_client.post(f"{V1}/options", json={"samples_format": "jpg"})).status == 200
+    answer = await txt2img()
+    jpeg = _decoded(answer)
+    assert jpeg.format == "JPEG" and jpeg.size == (64, 64)
+    comment = jpeg.getexif().get_ifd(0x8769)[0x9286]  # EXIF UserComment, as A1111 writes it
+    infotext = json.loads(answer["info"])["infotexts"][0]
+    assert comment == b"UNICODE\0" + infotext.encode("utf-16-be")
+    webp = await txt2img(override_settings={"samples_format": "webp", "webp_lossless": True})
+    assert _decoded(webp).format == "WEBP"
+    assert (await web_client.post(f"{V1}/options", json={"samples_format": "png"})).status == 200
+    assert _decoded(await txt2img()).format == "PNG"
+    bad = await web_client.post(
+        f"{V1}/txt2img", json={**body, "override_settings": {"samples_format": "bmp"}}
+    )
+    assert bad.status == 422 and "override_settings.samples_format" in (await bad.json())["detail"]
+
+
+async def test_webuiapi_loops_twenty_txt2img_calls_with_the_shipped_limits(
+    web_factory: WebFactory,
+) -> None:
+    webuiapi = pytest.importorskip("webuiapi")
+    client = await web_factory(limits=LimitsConfig().model_dump())
+    port = client.server.port
+    assert port is not None
+
+    def loop() -> list[Any]:  # webuiapi is synchronous (requests): off the server's loop
+        api = webuiapi.WebUIApi(host="127.0.0.1", port=port)  # it calls the server at once
+        return [
+            api.txt2img(prompt=f"prompt {n}", seed=n, width=64, height=64, steps=1)
+            for n in range(20)
+        ]
+
+    results = await asyncio.to_thread(loop)
+    assert len(results) == 20
+    assert all(result.image is not None and result.image.size == (64, 64) for result in results)
+    assert [result.info["seed"] for result in results] == list(range(20))
