@@ -86,6 +86,9 @@ async def test_draw_progress_gallery_reroll_history_and_info(
         seen = await seen_texts(page)
         assert any(re.search(r"next in line|position \d+ in line", text) for text in seen), seen
         assert any(re.search(r"^Step \d+ / 20$", text) for text in seen), seen
+        # Waiting and running times, from the server's estimate (the same on every front end).
+        assert any(re.search(r"in line · starts in about ", text) for text in seen), seen
+        assert any(re.search(r"^Running · about .+ left$", text) for text in seen), seen
         assert any(re.search(r"\d+ waiting, \d+ running", text) for text in seen), seen
         await expect(page.locator("#queue-length")).to_have_text("empty")
         await expect(page.locator("#form-error")).to_be_hidden()

@@ -273,7 +273,7 @@
         const eta = extra && extra.eta_seconds !== undefined ? extra.eta_seconds : job.eta_seconds;
         let text = "Queued";
         if (Number.isInteger(position)) text += position === 0 ? " · next in line" : ` · position ${position + 1} in line`;
-        if (eta !== undefined && eta !== null) text += ` · about ${duration(eta)}`;
+        if (eta !== undefined && eta !== null) text += ` · starts in about ${duration(eta)}`;
         return text;
       }
       case "running": {
