@@ -30,7 +30,6 @@ from bot.logsetup import setup_logging
 from generation.actions import JobAction
 from generation.errors import ConfigError, EaselError, Rejected
 from generation.events import JobFinished, JobProgress
-from generation.limits import format_retry
 from generation.render import Backend
 from generation.requests import DrawRequest, Origin, Visibility
 from generation.service import Accepted, Service
@@ -225,9 +224,8 @@ async def run_to_completion(
         accepted = await submit()
         job_id = accepted.job.id
         if not quiet:
-            where = describe_queue(accepted.position, accepted.eta_seconds)
-            done = format_retry(accepted.seconds_left)
-            print(f"job {job_id} queued: {where}, done {done}", file=sys.stderr)
+            where = describe_queue(accepted.position, accepted.eta_seconds, accepted.seconds_left)
+            print(f"job {job_id} queued: {where}", file=sys.stderr)
         while True:
             event = await events.get()
             if isinstance(event, JobProgress) and event.job_id == job_id:

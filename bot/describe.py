@@ -67,7 +67,11 @@ def describe_params(job: JobRecord) -> str:
     return ", ".join(parts)
 
 
-def describe_queue(position: int, eta_seconds: float) -> str:
-    if position == 0:
-        return "next in line"
-    return f"position {position + 1} in the queue, starts {format_retry(eta_seconds)}"
+def describe_queue(position: int, eta_seconds: float, seconds_left: float | None = None) -> str:
+    """Where a queued job stands: "position 3 in the queue, starts in 8 s, done in 12 s"
+    (``seconds_left``: until it should be done, when known). The engine's estimates, the same
+    numbers on every front end."""
+    where = "next in line" if position == 0 else f"position {position + 1} in the queue"
+    if position > 0:
+        where += f", starts {format_retry(eta_seconds)}"
+    return where if seconds_left is None else f"{where}, done {format_retry(seconds_left)}"

@@ -18,6 +18,7 @@ from generation.errors import EaselError
 from generation.limits import format_retry
 from generation.policy import ScopeSettings
 from generation.requests import DrawRequest
+from generation.service import QueueStatus
 from generation.spec import VARY_STRENGTHS, Mode
 from generation.uploads import ALLOWED_FORMATS
 from storage.records import JobRecord
@@ -63,21 +64,39 @@ def _doing(job: JobRecord | str) -> str:
 # ------------------------------------------------------------------ a job's status message
 
 
-def queued_text(job: JobRecord, position: int, eta_seconds: float, markup: Markup) -> str:
-    return f"⏳ {_doing(job)} {markup.code(job.id)}: {describe_queue(position, eta_seconds)}."
+def queued_text(
+    job: JobRecord,
+    position: int,
+    eta_seconds: float,
+    markup: Markup,
+    seconds_left: float,
+) -> str:
+    where = describe_queue(position, eta_seconds, seconds_left)
+    return f"⏳ {_doing(job)} {markup.code(job.id)}: {where}."
 
 
 def started_text(job_id: str, action: str, markup: Markup) -> str:
     return f"🎨 {_doing(action)} {markup.code(job_id)}…"
 
 
-def progress_text(job_id: str, action: str, step: int, total: int, markup: Markup) -> str:
+def progress_text(
+    job_id: str,
+    action: str,
+    step: int,
+    total: int,
+    markup: Markup,
+    seconds_left: float | None = None,
+) -> str:
+    """The progress bar of a running job, with its time left when the engine knows it."""
     total = max(total, 1)
     done = min(max(step, 0), total)
     filled = round(10 * done / total)
     bar = "▰" * filled + "▱" * (10 - filled)
     percent = round(100 * done / total)
-    return f"🎨 {_doing(action)} {markup.code(job_id)}: {bar} {percent}% (step {done}/{total})"
+    left = "" if seconds_left is None or done >= total else f", done {format_retry(seconds_left)}"
+    return (
+        f"🎨 {_doing(action)} {markup.code(job_id)}: {bar} {percent}% (step {done}/{total}{left})"
+    )
 
 
 def final_text(job: JobRecord, markup: Markup) -> str:
@@ -229,14 +248,13 @@ def history_text(jobs: Sequence[JobRecord], markup: Markup, limit: int) -> str:
     return clip("\n".join(lines), limit)
 
 
-def queue_text(
-    length: int, running: int, yours: Sequence[tuple[str, int, float]], markup: Markup
-) -> str:
-    lines = [f"📋 {markup.bold('Queue:')} {length} waiting, {running} drawing now."]
-    if not yours:
+def queue_text(status: QueueStatus, markup: Markup) -> str:
+    lines = [f"📋 {markup.bold('Queue:')} {status.length} waiting, {status.running} drawing now."]
+    if not status.your_jobs:
         lines.append("You have nothing waiting.")
-    for job_id, position, eta in yours:
-        lines.append(f"• {markup.code(job_id)}: {describe_queue(position, eta)}")
+    for job_id, position, eta in status.your_jobs:
+        where = describe_queue(position, eta, status.seconds_left.get(job_id))
+        lines.append(f"• {markup.code(job_id)}: {where}")
     return "\n".join(lines)
 
 

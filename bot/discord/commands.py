@@ -206,7 +206,7 @@ class UserCommands(commands.Cog):
     @app_commands.command(name="queue", description="Where your jobs are in the queue")
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
         status = await self.app.service.queue_status(self._origin(interaction))
-        text = queue_text(status.length, status.running, status.your_jobs, MARKDOWN)
+        text = queue_text(status, MARKDOWN)
         await reply(interaction, text)
 
     @app_commands.command(name="cancel", description="Cancel a queued or running job")

@@ -119,7 +119,9 @@ class DiscordFrontEnd:
         job stands there (unless it has already moved on) and keep it up to date."""
         job = accepted.job
         self._follow(job)
-        text = queued_text(job, accepted.position, accepted.eta_seconds, MARKDOWN)
+        text = queued_text(
+            job, accepted.position, accepted.eta_seconds, MARKDOWN, accepted.seconds_left
+        )
         self.statuses.show(job.id, text, Rank.QUEUED)
 
     def _follow(self, job: JobRecord) -> None:
@@ -138,7 +140,8 @@ class DiscordFrontEnd:
             self.statuses.show(job.id, text, Rank.STARTED)
         elif isinstance(event, JobProgress) and event.job_id in self._targets:
             action = self._actions.get(event.job_id, "draw")
-            text = progress_text(event.job_id, action, event.step, event.total, MARKDOWN)
+            left = self.app.service.seconds_left(event.job_id)
+            text = progress_text(event.job_id, action, event.step, event.total, MARKDOWN, left)
             self.statuses.show(event.job_id, text, Rank.progress(event.step))
         # JobQueued: the command that queued the job says where it stands (track);
         # JobFinished: deliver() gets it.

@@ -108,7 +108,7 @@ class TelegramFrontEnd:
         if isinstance(event, JobQueued):
             job = event.job
             await self._where_of(job)
-            text = queued_text(job, event.position, event.eta_seconds, PLAIN)
+            text = queued_text(job, event.position, event.eta_seconds, PLAIN, event.seconds_left)
             self.statuses.show(job.id, text, Rank.QUEUED)
         elif isinstance(event, JobStarted):
             job = event.job
@@ -118,7 +118,8 @@ class TelegramFrontEnd:
                 self._chat_actions[job.id] = asyncio.create_task(self._chat_action(where))
         elif isinstance(event, JobProgress) and event.job_id in self._where:
             action = self._where[event.job_id].action
-            text = progress_text(event.job_id, action, event.step, event.total, PLAIN)
+            left = self.app.service.seconds_left(event.job_id)
+            text = progress_text(event.job_id, action, event.step, event.total, PLAIN, left)
             self.statuses.show(event.job_id, text, Rank.progress(event.step))
 
     async def attach_status(self, job: JobRecord, message_id: int, text: str) -> None:

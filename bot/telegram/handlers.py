@@ -160,7 +160,9 @@ class TelegramHandlers:
         if accepted_note is not None:
             await accepted_note(accepted)
         job = accepted.job
-        text = queued_text(job, accepted.position, accepted.eta_seconds, PLAIN)
+        text = queued_text(
+            job, accepted.position, accepted.eta_seconds, PLAIN, accepted.seconds_left
+        )
         target = origin.reply_target
         status = await with_retry(
             lambda: self.bot.send_message(
@@ -268,9 +270,7 @@ class TelegramHandlers:
         if message is None:
             return
         status = await self.app.service.queue_status(message_origin(message))
-        await self._reply(
-            message, queue_text(status.length, status.running, status.your_jobs, PLAIN)
-        )
+        await self._reply(message, queue_text(status, PLAIN))
 
     async def cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message

@@ -4,10 +4,21 @@ what they are, of what and for whom; every button has a word; a non-picture gets
 from __future__ import annotations
 
 from bot.chat.actions import button_parts, button_text
-from bot.chat.texts import MARKDOWN, PLAIN, accepted_images, lineage, not_an_image, result_headline
+from bot.chat.texts import (
+    MARKDOWN,
+    PLAIN,
+    accepted_images,
+    lineage,
+    not_an_image,
+    progress_text,
+    queue_text,
+    queued_text,
+    result_headline,
+)
 from bot.discord.render import result_content
 from bot.telegram.keyboards import result_keyboard
 from bot.telegram.texts import result_caption
+from generation.service import QueueStatus
 from generation.spec import VARY_STRENGTHS, Action, Mode
 from tests.records import job_record
 
@@ -78,3 +89,28 @@ def test_a_file_that_is_not_a_picture_is_answered_with_what_works() -> None:
     assert accepted_images() == "PNG, JPEG, WebP, GIF or BMP"
     text = not_an_image("application/pdf")
     assert "application/pdf" in text and "PNG, JPEG, WebP, GIF or BMP" in text
+
+
+def test_status_texts_carry_the_engines_waiting_and_running_times() -> None:
+    job = job_record(id="k7m3xq2p")
+    queued = queued_text(job, 2, 8.2, MARKDOWN, seconds_left=12.5)
+    assert queued == "⏳ Drawing `k7m3xq2p`: position 3 in the queue, starts in 9 s, done in 13 s."
+    assert queued_text(job, 0, 0.0, PLAIN, seconds_left=3.0).endswith("next in line, done in 3 s.")
+    running = progress_text("k7m3xq2p", "draw", 5, 20, PLAIN, seconds_left=4.1)
+    assert running.endswith("25% (step 5/20, done in 5 s)")
+    # No estimate known (or the last step): just the steps.
+    assert progress_text("k7m3xq2p", "draw", 5, 20, PLAIN).endswith("(step 5/20)")
+    assert progress_text("k7m3xq2p", "draw", 20, 20, PLAIN, seconds_left=0.2).endswith("20/20)")
+
+
+def test_the_queue_lists_each_of_your_jobs_with_its_start_and_end() -> None:
+    status = QueueStatus(
+        length=3,
+        running=1,
+        your_jobs=(("aaaa1111", 0, 1.5), ("bbbb2222", 2, 30.0)),
+        seconds_left={"aaaa1111": 4.0, "bbbb2222": 95.0},
+    )
+    lines = queue_text(status, PLAIN).splitlines()
+    assert lines[0] == "📋 Queue: 3 waiting, 1 drawing now."
+    assert lines[1] == "• aaaa1111: next in line, done in 4 s"
+    assert lines[2] == "• bbbb2222: position 3 in the queue, starts in 30 s, done in 2 min"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from PIL import Image
 
@@ -42,6 +43,9 @@ async def test_draw_defers_queues_and_posts_the_result(world_factory) -> None:
         # came: one message per job (discord.keep_status_messages = false, the default).
         assert any("step" in text for text in world.status_texts(result))
         assert world.status_deleted(result) and result.response is None
+        # With the engine's estimates, as on the page: when it should be done, the time left.
+        texts = world.status_texts(result)
+        assert any(re.search(r"done in \d+ s", text) for text in texts), texts
 
 
 async def test_status_messages_can_be_kept(world_factory) -> None:

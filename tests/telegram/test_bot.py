@@ -230,6 +230,9 @@ async def test_draw_edits_one_status_message_then_sends_the_photo(env: Env) -> N
         if c.params["message_id"] == status_id
     ]
     assert any("step" in text for text in edits)
+    # The engine's estimates, as on the page: when it should be done, then the time left.
+    assert any(re.search(r"⏳ .*done in \d+ s", text) for text in [status.params["text"], *edits])
+    assert any(re.search(r"\(step \d+/8, done in \d+ s\)", text) for text in edits), edits
     assert not any(text.startswith("✅") for text in edits)
     # no edit of the status reached Telegram after the photo (a late "step 1/1" cannot)
     assert all(
