@@ -45,7 +45,8 @@ class GenerationConfig(Section):
     resident_memory_gb: float = Field(0.0, ge=0.0, le=4096.0)
     allow_unsafe_weights: bool = False
     shutdown_grace_seconds: float = Field(20.0, ge=0.0)
-    # Seconds per job assumed for ETAs until real timings exist.
+    # Seconds a 512x512, 20-step, one-image job is assumed to take until real timings exist
+    # (generation/estimate.py scales it to each job's size).
     initial_job_seconds: float = Field(10.0, gt=0.0)
 
     @model_validator(mode="after")
