@@ -10,7 +10,8 @@ lose each other's change.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
@@ -18,6 +19,9 @@ from generation.policy import AdmissionPolicy, ScopeSettings
 from generation.requests import Origin
 from storage.records import ModelRecord, ScopeRecord
 from storage.repository import Store
+
+# What one scope's client options may take stored (JSON, UTF-8).
+MAX_CLIENT_OPTIONS_BYTES = 64 * 1024
 
 # Called at registration to classify a model source and compute its revision (backend/).
 ModelInspector = Callable[[str, str, str | None], Any]
@@ -161,6 +165,31 @@ class Administration:
             scope.id, lambda stored: change(ScopeSettings.from_dict(stored)).to_dict()
         )
         return ScopeSettings.from_dict(record.settings)
+
+    # ------------------------------------------------------------------ client options
+
+    async def client_options(self, origin: Origin) -> dict[str, Any]:
+        """The options clients stored for ``origin``'s scope (e.g. A1111's ``/options``)."""
+        scope = await self.store.find_scope(origin.platform, origin.scope_id)  # a read: no row
+        return {} if scope is None else await self.store.client_options(scope.id)
+
+    async def set_client_options(
+        self, origin: Origin, changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Store ``changes`` (JSON values, kept as sent) over the scope's client options; admins
+        only, since every client of the scope reads them. At most MAX_CLIENT_OPTIONS_BYTES."""
+        self._require_admin(origin)
+        scope = await self.store.get_or_create_scope(
+            origin.platform, origin.scope_id, origin.scope_name
+        )
+        merged = {**await self.store.client_options(scope.id), **changes}
+        size = len(json.dumps(merged, ensure_ascii=False).encode("utf-8"))
+        if size > MAX_CLIENT_OPTIONS_BYTES:
+            raise InvalidRequest(
+                f"The options would take {size:,} bytes stored; at most "
+                f"{MAX_CLIENT_OPTIONS_BYTES:,} (64 KB) are kept. Send fewer or shorter values."
+            )
+        return await self.store.set_client_options(scope.id, changes)
 
     # ------------------------------------------------------------------ internals
 

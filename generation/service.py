@@ -16,13 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from generation.actions import (
     JobAction,
@@ -70,8 +68,6 @@ log = logging.getLogger(__name__)
 # A client polling /sdapi/v1/progress for previews asks about once a second; A1111's own page
 # every 0.5-1 s. Previews stay on this long after a poll.
 PREVIEW_POLL_SECONDS = 10.0
-# What one scope's client options may take stored (JSON, UTF-8).
-MAX_CLIENT_OPTIONS_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -495,29 +491,6 @@ class Service(Administration):
         """The settings of the scope a job was asked from (e.g. its channel's NSFW policy)."""
         scope = await self.store.get_scope(job.scope_id)
         return ScopeSettings.from_dict(scope.settings if scope else None)
-
-    # ------------------------------------------------------------------ client options
-
-    async def client_options(self, origin: Origin) -> dict[str, Any]:
-        """The options clients stored for ``origin``'s scope (e.g. A1111's ``/options``)."""
-        scope = await self.store.find_scope(origin.platform, origin.scope_id)  # a read: no row
-        return {} if scope is None else await self.store.client_options(scope.id)
-
-    async def set_client_options(
-        self, origin: Origin, changes: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Store ``changes`` (JSON values, kept as sent) over the scope's client options; admins
-        only, since every client of the scope reads them. At most MAX_CLIENT_OPTIONS_BYTES."""
-        self._require_admin(origin)
-        caller = await self._identify(origin)
-        merged = {**await self.store.client_options(caller.scope.id), **changes}
-        size = len(json.dumps(merged, ensure_ascii=False).encode("utf-8"))
-        if size > MAX_CLIENT_OPTIONS_BYTES:
-            raise InvalidRequest(
-                f"The options would take {size:,} bytes stored; at most "
-                f"{MAX_CLIENT_OPTIONS_BYTES:,} (64 KB) are kept. Send fewer or shorter values."
-            )
-        return await self.store.set_client_options(caller.scope.id, changes)
 
     # ------------------------------------------------------------------ internals
 
