@@ -8,11 +8,11 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.web.auth import LOCAL_USER, principal
-from bot.web.common import http_origin
+from bot.web.auth import principal
+from bot.web.common import http_origin, origin_in
 from bot.web.keys import app_of
 from generation.errors import InvalidRequest, NotFound
-from generation.requests import Origin, Visibility
+from generation.requests import Origin
 from storage.records import ScopeRecord
 
 HTTP_SCOPES = {
@@ -58,16 +58,7 @@ async def scope_origin(request: web.Request) -> Origin:
     asking = http_origin(who, "web")
     if await app_of(request).service.find_scope(asking, platform, scope_id) is None:
         raise NotFound(f"No {CHAT_PLATFORMS[platform]} with id {scope_id} has used Easel yet.")
-    name = who.name if who.authenticated else LOCAL_USER
-    return Origin(
-        platform=platform,
-        scope_id=scope_id,
-        user_id=name,
-        user_name=name,
-        is_admin=who.is_admin,
-        sees=Visibility.ALL if who.is_admin else Visibility.OWN,
-        user_platform="web",
-    )
+    return origin_in(who, platform, scope_id)
 
 
 async def list_scopes(request: web.Request) -> web.Response:

@@ -121,10 +121,16 @@ def http_origin(who: Principal, scope: str) -> Origin:
     """A caller of the HTTP APIs in ``scope``: "web" (the page and ``/api``) or "api" (A1111
     clients), each with its own settings. The user is the credential ("local" on loopback),
     the same person in both scopes; an admin sees every job, anyone else their own."""
+    return origin_in(who, scope, scope)
+
+
+def origin_in(who: Principal, platform: str, scope_id: str) -> Origin:
+    """An HTTP caller acting in the scope ``scope_id`` of ``platform`` (the admin page also
+    edits Discord servers' and Telegram chats' settings), as the web user they are."""
     name = who.name if who.authenticated else LOCAL_USER
     return Origin(
-        platform=scope,
-        scope_id=scope,
+        platform=platform,
+        scope_id=scope_id,
         user_id=name,
         user_name=name,
         is_admin=who.is_admin,

@@ -68,6 +68,9 @@ SERVICE_ADMIN_CALLS: dict[str, Callable[[Service, Origin], Awaitable[Any]]] = {
     "update_scope_settings": lambda s, o: s.update_scope_settings(o, burst=100),
     "block_words": lambda s, o: s.block_words(o, ["cats"]),
     "unblock_words": lambda s, o: s.unblock_words(o, ["dogs"]),
+    "set_client_options": lambda s, o: s.set_client_options(o, {"send_seed": False}),
+    "scopes": lambda s, o: s.scopes(o),  # which servers and chats use Easel: admins only
+    "find_scope": lambda s, o: s.find_scope(o, "discord", "guild-1"),
 }
 
 
