@@ -116,5 +116,5 @@ def aspect_of(width: int, height: int) -> str:
     if width < 1 or height < 1:
         raise ValueError(f"size must be positive, got {width}x{height}")
     ratio = min(max(Fraction(width, height), Fraction(1, 4)), Fraction(4))
-    ratio = ratio.limit_denominator(32)
+    ratio = ratio.limit_denominator(64)
     return format_aspect(ratio.numerator, ratio.denominator)

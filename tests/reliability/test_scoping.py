@@ -123,6 +123,8 @@ WEB_NO_JOB_ROUTES = {
     ("POST", "/api/admin/models/{name}/default"),
     # Admin-only (tests/web/test_operations.py): the workers list names the jobs rendering.
     ("GET", "/api/admin/workers"),
+    # Admin-only (tests/web/test_admin_scopes.py): names the servers and chats using Easel.
+    ("GET", "/api/admin/scopes"),
     ("GET", "/metrics"),
     *(("GET", f"/sdapi/v1/{name}") for name in _A1111_LISTS),
     *(("POST", f"/sdapi/v1/{name}") for name in _A1111_POSTS),

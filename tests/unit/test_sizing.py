@@ -101,7 +101,8 @@ def test_size_for_aspect_keeps_area_and_ratio(a: int, b: int, bw: int, bh: int) 
         ((64, 64), "1:1"),
         ((5000, 100), "4:1"),
         ((100, 5000), "1:4"),
-        ((1000, 777), "9:7"),
+        ((1000, 750), "4:3"),
+        ((1000, 777), "76:59"),
     ],
 )
 def test_aspect_of_a_picture(size: tuple[int, int], expected: str) -> None:
