@@ -25,7 +25,7 @@ from generation.config import LimitsConfig
 from generation.errors import Rejected
 from generation.events import EventBus, JobQueued
 from generation.limits import RateLimiter
-from generation.policy import AdmissionPolicy, ScopeSettings
+from generation.policy import AdmissionPolicy, ScopeSettings, who_allows
 from generation.queue import JobQueue
 from generation.requests import Origin
 from generation.spec import Action, GenerationSpec
@@ -124,7 +124,7 @@ class Admission:
         exempt = origin.is_admin and self._limits.exempt_admins
         async with self._lock_for(caller.user.id):
             # on success, a queue slot is reserved
-            await self._check_limits(caller.user, settings, exempt=exempt)
+            await self._check_limits(caller.user, settings, origin.platform, exempt=exempt)
             try:
                 job = await self._store.add_job(
                     NewJob(
@@ -150,7 +150,7 @@ class Admission:
         return Accepted(job, position, eta, left)
 
     async def _check_limits(
-        self, user: UserRecord, settings: ScopeSettings, *, exempt: bool
+        self, user: UserRecord, settings: ScopeSettings, platform: str, *, exempt: bool
     ) -> None:
         """Refuse over a limit; else reserve a queue slot (the caller releases it). ``exempt``
         (an admin, with ``limits.exempt_admins``): only the global queue cap applies.
@@ -162,14 +162,17 @@ class Admission:
         if limits.daily_quota and not exempt:
             now = self._clock.now()
             used = await self._daily.used(self._store, user.id, self._policy.day_start(now))
-            self._policy.check_quota(used, limits.daily_quota, now)
+            self._policy.check_quota(used, limits, now, platform)
         self._policy.check_queue(
             queued_total=len(self._queue) + self._admitting,
             queued_for_user=0 if exempt else self._queue.user_count(str(user.id)),
             limits=limits,
+            platform=platform,
         )
         if not exempt:
             key = (limits.rate_per_minute, limits.burst)
             limiter = self._rate_limiters.setdefault(key, RateLimiter(*key))
-            self._policy.check_rate(limiter, str(user.id), self._clock.monotonic())
+            by_scope = {"rate_per_minute", "burst"} & limits.by_scope
+            who = who_allows(platform, by_scope=bool(by_scope))
+            self._policy.check_rate(limiter, str(user.id), self._clock.monotonic(), who=who)
         self._admitting += 1

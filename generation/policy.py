@@ -116,11 +116,19 @@ def _by_scope(own: int | None, base: int) -> bool:
 
 @dataclass(frozen=True)
 class EffectiveLimits:
+    """The per-user limits in force in a scope; ``by_scope``: the names of those the scope's
+    own admins set (the others come from the config), so a refusal can say who set it."""
+
     rate_per_minute: float
     burst: int
     max_queued_per_user: int
     daily_quota: int
     max_queue: int
+    by_scope: frozenset[str] = frozenset()
+
+    def who_allows(self, name: str, platform: str) -> str:
+        """ "this chat's admins allow" / "this service allows" for the limit ``name``."""
+        return who_allows(platform, by_scope=name in self.by_scope)
 
 
 @dataclass(frozen=True)
@@ -182,12 +190,19 @@ class ScopeSettings:
         def pick(override: Any, default: Any) -> Any:
             return default if override is None else override
 
+        own = {
+            "rate_per_minute": self.rate_per_minute,
+            "burst": self.burst,
+            "max_queued_per_user": self.max_queued_per_user,
+            "daily_quota": self.daily_quota,
+        }
         return EffectiveLimits(
             rate_per_minute=pick(self.rate_per_minute, base.rate_per_minute),
             burst=pick(self.burst, base.burst),
             max_queued_per_user=pick(self.max_queued_per_user, base.max_queued_per_user),
             daily_quota=pick(self.daily_quota, base.daily_quota),
             max_queue=base.max_queue,
+            by_scope=frozenset(name for name, value in own.items() if value is not None),
         )
 
 
@@ -438,36 +453,54 @@ class AdmissionPolicy:
             raise BlockedPrompt(f"Your prompt contains a word {who} (\u201c{word}\u201d).", word)
 
     def check_queue(
-        self, *, queued_total: int, queued_for_user: int, limits: EffectiveLimits
+        self,
+        *,
+        queued_total: int,
+        queued_for_user: int,
+        limits: EffectiveLimits,
+        platform: str = "",
     ) -> None:
         if queued_total >= limits.max_queue:
             raise TooManyQueued(
                 f"The queue is full ({queued_total} jobs waiting); try again in a few minutes."
             )
         if queued_for_user >= limits.max_queued_per_user:
+            who = limits.who_allows("max_queued_per_user", platform)
             raise TooManyQueued(
-                f"You already have {queued_for_user} jobs waiting (the limit is "
-                f"{limits.max_queued_per_user}); wait for one to finish or cancel one."
+                f"You already have {queued_for_user} jobs waiting: {who} at most "
+                f"{limits.max_queued_per_user} per person. Wait for one to finish or cancel one."
             )
 
     def day_start(self, now: datetime) -> datetime:
         return utc_day_start(now)
 
-    def check_quota(self, used: int, quota: int, now: datetime) -> None:
+    def check_quota(
+        self, used: int, limits: EffectiveLimits, now: datetime, platform: str = ""
+    ) -> None:
+        quota = limits.daily_quota
         if used >= quota:
             wait = seconds_until_utc_midnight(now)
+            who = limits.who_allows("daily_quota", platform)
             raise QuotaExceeded(
-                f"You have used your {quota} images for today; the quota resets "
-                f"{format_retry(wait)} (midnight UTC).",
+                f"You have used your {quota} images for today ({who} {quota} a day); the quota "
+                f"resets {format_retry(wait)} (midnight UTC).",
                 retry_after=wait,
             )
 
-    def check_rate(self, limiter: RateLimiter, key: str, now: float) -> None:
+    def check_rate(
+        self,
+        limiter: RateLimiter,
+        key: str,
+        now: float,
+        *,
+        who: str = "this service allows",
+    ) -> None:
+        """``who``: who set the rate ("this chat's admins allow"; see :func:`who_allows`)."""
         wait = limiter.try_acquire(key, now)
         if wait > 0:
+            rate = describe_rate(limiter.rate_per_minute, limiter.burst)
             raise RateLimited(
-                f"You are drawing too fast: {describe_rate(limiter.rate_per_minute, limiter.burst)}"
-                f"; try again {format_retry(wait)}.",
+                f"You are drawing too fast: {who} {rate}; try again {format_retry(wait)}.",
                 retry_after=wait,
             )
 

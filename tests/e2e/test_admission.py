@@ -317,3 +317,46 @@ async def test_admission_keeps_no_lock_for_users_it_is_not_admitting(app: App) -
     await asyncio.gather(*(app.service.draw(origin(f"user{i}"), small()) for i in range(60)))
     assert len(app.queue) == 60
     assert app.service.admission.users_being_admitted == 0
+
+
+async def test_per_user_refusals_say_who_set_the_limit(app_factory) -> None:
+    # The config allows plenty; a Telegram chat's and a Discord server's admins allow less.
+    app = await app_factory(
+        worker=False, limits={"burst": 50, "max_queued_per_user": 50, "daily_quota": 0}
+    )
+
+    def member(platform: str, scope: str, user: str) -> Origin:
+        return Origin(platform, scope, user, user_name=user)
+
+    chat = member("telegram", "-100", "ann")
+    await app.service.update_scope_settings(
+        Origin("telegram", "-100", "mod", is_admin=True), rate_per_minute=1, burst=1
+    )
+    await app.service.draw(chat, small())
+    with pytest.raises(RateLimited) as rate:
+        await app.service.draw(chat, small())
+    assert "this chat's admins allow at most 1 drawing a minute (1 at once)" in rate.value.message
+
+    server = member("discord", "42", "bob")
+    await app.service.update_scope_settings(
+        Origin("discord", "42", "mod", is_admin=True), max_queued_per_user=1, daily_quota=2
+    )
+    await app.service.draw(server, small())
+    with pytest.raises(TooManyQueued) as waiting:
+        await app.service.draw(server, small())
+    assert "this server's admins allow at most 1 per person" in waiting.value.message
+    await app.service.update_scope_settings(
+        Origin("discord", "42", "mod", is_admin=True), max_queued_per_user=None
+    )
+    await app.service.draw(server, small())
+    with pytest.raises(QuotaExceeded) as quota:
+        await app.service.draw(server, small())
+    assert "(this server's admins allow 2 a day)" in quota.value.message
+
+    # Where the config's limit is the one in force, the service set it.
+    web = member("web", "web", "cy")
+    for _ in range(50):
+        await app.service.draw(web, small())
+    with pytest.raises(TooManyQueued) as mine:
+        await app.service.draw(web, small())
+    assert "this service allows at most 50 per person" in mine.value.message
