@@ -12,7 +12,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from aiohttp import web
 
@@ -103,6 +103,7 @@ async def open_page(
     width: int = 1280,
     height: int = 900,
     basic_auth: tuple[str, str] | None = None,
+    color_scheme: Literal["light", "dark"] = "light",
 ) -> tuple[Page, list[str]]:
     """A fresh page (own context) at ``url``; returns it and the list of JS errors it raises.
 
@@ -113,7 +114,9 @@ async def open_page(
     if basic_auth is not None:
         credentials = {"username": basic_auth[0], "password": basic_auth[1]}
     context = await browser.new_context(
-        viewport={"width": width, "height": height}, http_credentials=credentials
+        viewport={"width": width, "height": height},
+        http_credentials=credentials,
+        color_scheme=color_scheme,
     )
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)

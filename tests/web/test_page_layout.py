@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -178,7 +178,7 @@ async def audit(page: Page, where: str, *, phone: bool) -> list[Any]:
     return problems
 
 
-@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop-light", "phone-dark"])
 async def test_every_page_reads_well_and_passes_the_accessibility_check(
     app_factory: AppFactory, browser: Browser, size: dict[str, int], tmp_path: Path
 ) -> None:
@@ -186,8 +186,10 @@ async def test_every_page_reads_well_and_passes_the_accessibility_check(
     await app.store.get_or_create_scope("discord", "4242", "Art club")
     phone = size is PHONE
     name = "phone" if phone else "desktop"
+    # Both colour schemes are checked: the desktop in the light one, the phone in the dark.
+    scheme: Literal["light", "dark"] = "dark" if phone else "light"
     async with served(app) as url:
-        page, errors = await open_page(browser, url, **size)
+        page, errors = await open_page(browser, url, **size, color_scheme=scheme)
         await draw_on_page(page, "a lighthouse --steps 2", count=2)
         problems = await audit(page, "create", phone=phone)
 
