@@ -468,7 +468,7 @@ class AdmissionPolicy:
             who = limits.who_allows("max_queued_per_user", platform)
             raise TooManyQueued(
                 f"You already have {queued_for_user} jobs waiting: {who} at most "
-                f"{limits.max_queued_per_user} per person. Wait for one to finish or cancel one."
+                f"{limits.max_queued_per_user} per person; wait for one to finish or cancel one."
             )
 
     def day_start(self, now: datetime) -> datetime:
