@@ -15,6 +15,7 @@ class Mode(StrEnum):
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
     UPSCALE = "upscale"
+    INPAINT = "inpaint"
 
 
 class Action(StrEnum):
@@ -29,6 +30,15 @@ class Action(StrEnum):
 
 VARY_STRENGTHS: dict[str, float] = {"subtle": 0.35, "strong": 0.7}
 
+# The inpaint options a job stores (the store keeps them together, in the ``inpaint`` column).
+INPAINT_KEYS = (
+    "mask_blur",
+    "inpainting_fill",
+    "inpaint_full_res",
+    "inpaint_full_res_padding",
+    "mask_invert",
+)
+
 
 @dataclass(frozen=True)
 class GenerationSpec:
@@ -37,6 +47,13 @@ class GenerationSpec:
     ``width``/``height`` are the output size. ``init_image`` is the sha256 of a stored image
     (an upload, or the parent's image for vary/upscale). For ``Mode.UPSCALE`` ``upscaler`` is
     ``"hires"`` (Lanczos, then image-to-image at ``strength``) or a registered upscaler name.
+
+    ``Mode.INPAINT`` repaints the white part of ``mask_image`` (the sha256 of a stored grey
+    mask, the size of ``init_image``) as AUTOMATIC1111 does: ``mask_blur`` (px, Gaussian),
+    ``inpainting_fill`` (what the masked area starts from: 0 fill, 1 original, 2 latent noise,
+    3 latent nothing), ``inpaint_full_res`` ("only masked": render the mask's box plus
+    ``inpaint_full_res_padding`` px at the job's size, paste it back) and ``mask_invert``.
+    Other modes leave these at their defaults.
     """
 
     mode: Mode
@@ -53,6 +70,18 @@ class GenerationSpec:
     strength: float | None = None
     init_image: str | None = None
     upscaler: str | None = None
+    mask_image: str | None = None
+    mask_blur: int = 4
+    inpainting_fill: int = 1
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = 32
+    mask_invert: bool = False
+
+    def inpaint_options(self) -> dict[str, Any] | None:
+        """The inpaint options as the store keeps them; None for other modes."""
+        if self.mode is not Mode.INPAINT:
+            return None
+        return {key: getattr(self, key) for key in INPAINT_KEYS}
 
     @property
     def seeds(self) -> list[int]:

@@ -92,6 +92,8 @@ def job_record(row: JobRow, images: tuple[ImageRecord, ...]) -> JobRecord:
         delivery_attempts=row.delivery_attempts,
         delivery_error=row.delivery_error,
         images=images,
+        mask_image=row.mask_image,
+        inpaint=dict(row.inpaint) if row.inpaint else None,
     )
 
 

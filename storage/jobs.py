@@ -323,15 +323,17 @@ class Jobs(Repository):
             return (await session.execute(stmt)).scalar_one()
 
     async def image_owners(self, sha256: str) -> list[tuple[int, int]]:
-        """(user id, scope id) of every job that made or started from the image ``sha256``."""
+        """(user id, scope id) of every job that made, started from or masked with the image
+        ``sha256``."""
         made = (
             select(JobRow.user_id, JobRow.scope_id)
             .join(ImageRow, ImageRow.job_id == JobRow.id)
             .where(ImageRow.sha256 == sha256)
         )
         started = select(JobRow.user_id, JobRow.scope_id).where(JobRow.init_image == sha256)
+        masked = select(JobRow.user_id, JobRow.scope_id).where(JobRow.mask_image == sha256)
         async with self.db.read() as session:
-            rows = (await session.execute(made.union(started))).all()
+            rows = (await session.execute(made.union(started, masked))).all()
         return [(int(user_id), int(scope_id)) for user_id, scope_id in rows]
 
 
@@ -386,6 +388,8 @@ def job_values(new: NewJob, now: datetime) -> dict[str, Any]:
         "strength": spec.strength,
         "init_image": spec.init_image,
         "upscaler": spec.upscaler,
+        "mask_image": spec.mask_image,
+        "inpaint": spec.inpaint_options(),
         "parent_id": None if new.parent_id is None else normalize_job_id(new.parent_id),
         "parent_index": new.parent_index,
         "user_id": new.user_id,

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-JOB_MODES = ("txt2img", "img2img", "upscale")
+JOB_MODES = ("txt2img", "img2img", "upscale", "inpaint")
 JOB_ACTIONS = ("draw", "rerun", "reroll", "upscale", "vary")
 MODEL_KINDS = ("builtin", "hub", "folder", "single_file", "upscaler")
 MESSAGE_ROLES = ("result", "status")
@@ -130,6 +130,7 @@ class JobRow(Base):
         Index("ix_jobs_parent", "parent_id"),
         Index("ix_jobs_delivery", "platform", "status", "delivered_at"),
         Index("ix_jobs_init_image", "init_image"),
+        Index("ix_jobs_mask_image", "mask_image"),
     )
 
     id: Mapped[str] = mapped_column(String(8), primary_key=True)
@@ -150,6 +151,9 @@ class JobRow(Base):
     strength: Mapped[float | None] = mapped_column(Float)
     init_image: Mapped[str | None] = mapped_column(String(64))
     upscaler: Mapped[str | None] = mapped_column(String(128))
+    # Inpaint jobs (0007): the mask's sha256 and the A1111 options (INPAINT_KEYS), else NULL.
+    mask_image: Mapped[str | None] = mapped_column(String(64))
+    inpaint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     parent_id: Mapped[str | None] = mapped_column(String(8), ForeignKey("jobs.id"))
     parent_index: Mapped[int | None] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"))

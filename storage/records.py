@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from generation.spec import Action, GenerationSpec, Mode
+from generation.spec import INPAINT_KEYS, Action, GenerationSpec, Mode
 
 
 class JobStatus(StrEnum):
@@ -147,6 +147,8 @@ class JobRecord:
     delivery_attempts: int
     delivery_error: str | None
     images: tuple[ImageRecord, ...] = ()
+    mask_image: str | None = None
+    inpaint: dict[str, Any] | None = None  # INPAINT_KEYS -> value, for inpaint jobs
 
     @property
     def spec(self) -> GenerationSpec:
@@ -165,6 +167,8 @@ class JobRecord:
             strength=self.strength,
             init_image=self.init_image,
             upscaler=self.upscaler,
+            mask_image=self.mask_image,
+            **{key: value for key, value in (self.inpaint or {}).items() if key in INPAINT_KEYS},
         )
 
     @property

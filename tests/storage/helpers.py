@@ -6,7 +6,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from sqlalchemy import create_engine
+
 from generation.spec import GenerationSpec, Mode
+from storage.db import alembic_config
 from storage.records import NewJob
 from storage.repository import Store
 
@@ -26,6 +30,19 @@ class FakeClock:
 
 def db_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
+
+
+def downgrade(path: Path, revision: str) -> None:
+    """Run the migrations' downgrades on the SQLite file ``path`` down to ``revision`` (as a
+    database an older Easel wrote, to test the upgrades)."""
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, revision)
+    finally:
+        engine.dispose()
 
 
 def make_spec(**overrides: Any) -> GenerationSpec:

@@ -12,10 +12,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 
+from generation.spec import Mode
 from storage.db import Database
 from storage.models import Base
 from storage.repository import Store
-from tests.storage.helpers import db_url, new_job
+from tests.storage.helpers import db_url, downgrade, new_job
 
 TABLES = {
     "alembic_version",
@@ -49,7 +50,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0006"
+            assert version.scalar() == "0007"
     finally:
         await db.close()
 
@@ -77,6 +78,7 @@ async def test_upgrade_removes_interaction_tokens_older_versions_stored(db_path:
         new = await new_job(store)
         target = {"channel_id": 7, "application_id": 9, "interaction_token": "aW50ZXJhY3Rpb24"}
         job = await store.add_job(replace(new, reply_target=target))
+    downgrade(db_path, "0006")
     with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0003
         conn.execute("DROP TABLE client_options")  # (0006)
         conn.execute("UPDATE alembic_version SET version_num = '0002'")
@@ -102,6 +104,7 @@ async def test_upgrade_makes_one_person_of_a_credential_on_both_http_apis(db_pat
         for user in (web_alice, api_alice, api_bob):
             new = replace(template, user_id=user.id, scope_id=scope.id, platform="api")
             jobs[user.id] = (await store.add_job(new)).id
+    downgrade(db_path, "0006")
     with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0004
         conn.execute("DROP TABLE client_options")  # (0006)
         conn.execute("UPDATE alembic_version SET version_num = '0003'")
@@ -293,3 +296,49 @@ async def test_nested_write_is_refused_not_deadlocked(db: Database) -> None:
             pass
     async with db.write() as session:  # the lock was released
         await session.execute(text("SELECT 1"))
+
+
+async def test_upgrade_to_0007_stores_inpaint_jobs_and_downgrade_keeps_them_as_img2img(
+    db_path: Path,
+) -> None:
+    """0007: ``mode = 'inpaint'`` is allowed, with the mask's sha and the options; jobs made
+    before keep theirs (NULL); the downgrade turns inpaint jobs into image-to-image ones."""
+    async with Database(db_url(db_path)) as db:
+        old = await Store(db).add_job(await new_job(Store(db)))
+    downgrade(db_path, "0006")
+    with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0007
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        assert not {"mask_image", "inpaint"} & columns
+        with pytest.raises(sqlite3.IntegrityError, match="ck_jobs_mode"):
+            conn.execute("UPDATE jobs SET mode = 'inpaint'")
+    async with Database(db_url(db_path)) as db:
+        store = Store(db)
+        template = await new_job(store)
+        spec = replace(
+            template.spec,
+            mode=Mode.INPAINT,
+            init_image="a" * 64,
+            mask_image="b" * 64,
+            strength=0.8,
+            mask_blur=8,
+            inpainting_fill=2,
+            inpaint_full_res=True,
+            inpaint_full_res_padding=16,
+            mask_invert=True,
+        )
+        added = await store.add_job(replace(template, spec=spec))
+        stored = await store.get_job(added.id)
+        before = await store.get_job(old.id)
+    assert stored is not None and stored.spec == spec
+    assert stored.inpaint == spec.inpaint_options()
+    assert before is not None and before.mask_image is None and before.inpaint is None
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    downgrade(db_path, "0006")
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute("SELECT mode, init_image FROM jobs WHERE id = ?", (added.id,))
+        assert row.fetchone() == ("img2img", "a" * 64)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    async with Database(db_url(db_path)) as db:  # and up again
+        again = await Store(db).get_job(added.id)
+    assert again is not None and again.mode is Mode.IMG2IMG and again.mask_image is None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from storage.db import Database
 from storage.repository import Store
-from tests.storage.helpers import db_url
+from tests.storage.helpers import db_url, downgrade
 
 
 async def test_options_merge_and_come_back_unchanged(store: Store) -> None:
@@ -36,6 +36,7 @@ async def test_options_survive_a_restart_and_the_upgrade_adds_the_table(db_path:
         await store.set_client_options(scope.id, {"CLIP_stop_at_last_layers": 2})
     async with Database(db_url(db_path)) as db:
         assert await Store(db).client_options(scope.id) == {"CLIP_stop_at_last_layers": 2}
+    downgrade(db_path, "0006")
     with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0006
         conn.execute("DROP TABLE client_options")
         conn.execute("UPDATE alembic_version SET version_num = '0005'")
@@ -44,4 +45,4 @@ async def test_options_survive_a_restart_and_the_upgrade_adds_the_table(db_path:
         assert await store.client_options(scope.id) == {}
         assert await store.set_client_options(scope.id, {"send_seed": True}) == {"send_seed": True}
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0006",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0007",)
