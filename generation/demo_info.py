@@ -104,3 +104,24 @@ DEMO_REVISION = "demo-v{}-{}".format(
         ).encode()
     ).hexdigest()[:12],
 )
+
+# The demo's inpainting variant: the same text encoder, VAE and tokenizer, and a UNet that takes
+# 9 channels (4 latent + 1 mask + 4 masked-image latent), like runwayml/stable-diffusion-inpainting.
+# Admins register it as "builtin:demo-inpaint"; it only inpaints (text-to-image needs 4 channels).
+DEMO_INPAINT_SOURCE = "builtin:demo-inpaint"
+DEMO_INPAINT_NAME = "demo-inpaint"
+INPAINT_UNET_CONFIG: dict[str, Any] = {**UNET_CONFIG, "in_channels": 9}
+DEMO_INPAINT_REVISION = "demo-inpaint-v{}-{}".format(
+    ARCH_VERSION,
+    hashlib.sha256(
+        json.dumps(
+            [INPAINT_UNET_CONFIG, VAE_CONFIG, TEXT_CONFIG, SCHEDULER_CONFIG, MERGES, WORDS, SEED],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:12],
+)
+# builtin source -> (folder name under data_dir/models, revision)
+BUILTINS: dict[str, tuple[str, str]] = {
+    DEMO_SOURCE: (DEMO_NAME, DEMO_REVISION),
+    DEMO_INPAINT_SOURCE: (DEMO_INPAINT_NAME, DEMO_INPAINT_REVISION),
+}

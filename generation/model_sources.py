@@ -25,7 +25,7 @@ import re
 import struct
 from pathlib import Path
 
-from generation.demo_info import DEMO_REVISION, DEMO_SOURCE
+from generation.demo_info import BUILTINS
 from generation.errors import ModelError
 from generation.render import ModelSource
 
@@ -134,9 +134,10 @@ def inspect_source(
     """Classify and validate ``source``; compute its revision. Downloads nothing."""
     source = source.strip()
     if source.startswith("builtin:"):
-        if source != DEMO_SOURCE:
-            raise ModelError(f"unknown built-in model {source!r}; the only one is {DEMO_SOURCE}")
-        return ModelSource(name, source, "builtin", DEMO_REVISION)
+        if source not in BUILTINS:
+            known = " and ".join(BUILTINS)
+            raise ModelError(f"unknown built-in model {source!r}; the built-in ones are {known}")
+        return ModelSource(name, source, "builtin", BUILTINS[source][1])
     path = Path(source).expanduser()
     if path.is_dir():
         return _inspect_folder(name, path, allow_unsafe_weights)

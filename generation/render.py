@@ -34,6 +34,7 @@ class RenderJob:
     model: ModelSource
     init_image: Image.Image | None = None
     upscaler: ModelSource | None = None
+    mask_image: Image.Image | None = None  # inpaint jobs: the stored mask (white = repaint)
 
 
 def loaded_models(backend: object) -> tuple[str, ...]:

@@ -276,11 +276,16 @@ class Worker:
         init_image = None
         if spec.init_image is not None:
             init_image = await asyncio.to_thread(self._load_image, spec.init_image)
+        mask = None
+        if spec.mask_image is not None:
+            mask = await asyncio.to_thread(self._load_image, spec.mask_image, "L")
         model, upscaler = await render_sources(self.store, spec, models)
-        return RenderJob(spec=spec, model=model, init_image=init_image, upscaler=upscaler)
+        return RenderJob(
+            spec=spec, model=model, init_image=init_image, upscaler=upscaler, mask_image=mask
+        )
 
-    def _load_image(self, sha256: str) -> Image.Image:
-        return Image.open(io.BytesIO(self.images.read(sha256))).convert("RGB")
+    def _load_image(self, sha256: str, mode: str = "RGB") -> Image.Image:
+        return Image.open(io.BytesIO(self.images.read(sha256))).convert(mode)
 
     def _render(self, jobs: list[JobRecord], render_jobs: list[RenderJob]) -> list[Outcome]:
         """Runs on the worker thread."""

@@ -33,10 +33,13 @@ from diffusers import StableDiffusionPipeline
 
 from generation.demo_info import (  # noqa: F401  (re-exported)
     ARCH_VERSION,
+    BUILTINS,
     DEMO_DEFAULTS,
+    DEMO_INPAINT_SOURCE,
     DEMO_NAME,
     DEMO_REVISION,
     DEMO_SOURCE,
+    INPAINT_UNET_CONFIG,
     MARKER_FILE,
     MERGES,
     SCHEDULER_CONFIG,
@@ -134,10 +137,21 @@ def _build_tokenizer() -> Any:
 
 def build_demo_pipeline() -> StableDiffusionPipeline:
     """Build the demo pipeline in memory (fp32, CPU). Same weights every time."""
+    return cast(StableDiffusionPipeline, _build(_d.StableDiffusionPipeline, UNET_CONFIG))
+
+
+def build_demo_inpaint_pipeline() -> Any:
+    """The demo's inpainting variant (``builtin:demo-inpaint``): the demo's text encoder, VAE
+    and tokenizer with a 9-channel UNet (latents + mask + masked-image latents), as a
+    ``StableDiffusionInpaintPipeline`` (fp32, CPU). Same weights every time."""
+    return _build(_d.StableDiffusionInpaintPipeline, INPAINT_UNET_CONFIG)
+
+
+def _build(pipeline_class: Any, unet_config: dict[str, Any]) -> Any:
     tokenizer = _build_tokenizer()
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
         torch.manual_seed(SEED)
-        unet = _d.UNet2DConditionModel(**UNET_CONFIG)
+        unet = _d.UNet2DConditionModel(**unet_config)
         torch.manual_seed(SEED + 1)
         vae = _d.AutoencoderKL(**VAE_CONFIG)
         torch.manual_seed(SEED + 2)
@@ -152,7 +166,7 @@ def build_demo_pipeline() -> StableDiffusionPipeline:
         )
     for module in (unet, vae, text_encoder):
         module.eval()
-    pipe = _d.StableDiffusionPipeline(
+    pipe = pipeline_class(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -163,32 +177,38 @@ def build_demo_pipeline() -> StableDiffusionPipeline:
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
-    return cast(StableDiffusionPipeline, pipe)
+    return pipe
 
 
-def _is_complete(directory: Path) -> bool:
+def _is_complete(directory: Path, revision: str = DEMO_REVISION) -> bool:
     marker = directory / MARKER_FILE
     try:
         data = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and data.get("revision") == DEMO_REVISION
+    return isinstance(data, dict) and data.get("revision") == revision
 
 
-def save_demo_model(directory: Path) -> Path:
-    """Write the demo model to ``directory`` as a diffusers folder; return ``directory``.
+def save_demo_model(directory: Path, source: str = DEMO_SOURCE) -> Path:
+    """Write the built-in model ``source`` (the demo, or its inpainting variant) to
+    ``directory`` as a diffusers folder; return ``directory``.
 
     Idempotent (a complete folder of this revision is left alone) and atomic: the folder is written
     next to its final place and renamed into it, so a crash never leaves a half-written model. A
     folder of another revision is replaced.
     """
     directory = Path(directory)
-    if _is_complete(directory):
+    revision = BUILTINS[source][1]
+    if _is_complete(directory, revision):
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        pipe: Any = build_demo_pipeline()
+        pipe: Any = (
+            build_demo_inpaint_pipeline()
+            if source == DEMO_INPAINT_SOURCE
+            else build_demo_pipeline()
+        )
         pipe.save_pretrained(str(tmp), safe_serialization=True)
         # transformers 5 saves only tokenizer.json; keep the plain BPE files too, so the folder
         # also loads with a transformers 4.x install.
@@ -197,10 +217,10 @@ def save_demo_model(directory: Path) -> Path:
             if not target.exists():
                 target.write_text(text, encoding="utf-8")
         (tmp / MARKER_FILE).write_text(
-            json.dumps({"source": DEMO_SOURCE, "revision": DEMO_REVISION}), encoding="utf-8"
+            json.dumps({"source": source, "revision": revision}), encoding="utf-8"
         )
         if directory.exists():
-            if _is_complete(directory):  # another process finished first
+            if _is_complete(directory, revision):  # another process finished first
                 return directory
             stale = directory.with_name(f".{directory.name}-stale-{os.getpid()}")
             os.replace(directory, stale)
@@ -208,13 +228,14 @@ def save_demo_model(directory: Path) -> Path:
         try:
             os.replace(tmp, directory)
         except OSError:
-            if not _is_complete(directory):  # lost a race to a broken writer: report it
+            if not _is_complete(directory, revision):  # lost a race to a broken writer: report it
                 raise
         return directory
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure_demo_model(data_dir: Path) -> Path:
-    """Return ``data_dir/models/demo``, writing the demo model there on first use."""
-    return save_demo_model(Path(data_dir) / "models" / DEMO_NAME)
+def ensure_demo_model(data_dir: Path, source: str = DEMO_SOURCE) -> Path:
+    """Return ``data_dir/models/<name>`` of the built-in model ``source`` (``demo``, or
+    ``demo-inpaint``), writing it there on first use."""
+    return save_demo_model(Path(data_dir) / "models" / BUILTINS[source][0], source)

@@ -83,7 +83,7 @@ class PipelineLoader:
         """A pipeline for ``model`` on the CPU (the caller moves it to the device)."""
         dtype = self.dtype
         if model.kind == "builtin":
-            folder = ensure_demo_model(self.data_dir)
+            folder = ensure_demo_model(self.data_dir, model.source)
             return self._from_pretrained(model, str(folder), folder / "model_index.json", {})
         if model.kind == "folder":
             folder = Path(model.source)

@@ -1,4 +1,5 @@
-"""Rendering: the resident pipelines, text-to-image, image-to-image and upscales, progress.
+"""Rendering: the resident pipelines, text-to-image, image-to-image, inpainting and upscales,
+progress.
 
 ``DiffusersBackend`` keeps the most recently used pipelines resident (LRU keyed by model name +
 revision), maps A1111 sampler names to diffusers schedulers, and renders text-to-image,
@@ -25,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from generation.backend.fast_path import (
     pipeline_bytes,
     use_sdpa,
 )
+from generation.backend.inpainting import inpaint_inputs, paste_back
 from generation.backend.loading import PipelineLoader, is_oom, pick_device, pick_dtype
 from generation.backend.previews import RGB_SD15, RGB_SDXL, TinyDecoder, is_sdxl, projection_png
 from generation.backend.residents import Residents
@@ -54,7 +56,7 @@ from generation.errors import (
 )
 from generation.render import ModelSource, ProgressFn, RenderJob
 from generation.samplers import scheduler_for
-from generation.spec import Mode
+from generation.spec import GenerationSpec, Mode
 
 # diffusers and transformers are only partly typed; everything from them is Any at this edge.
 _d: Any = _diffusers
@@ -65,7 +67,7 @@ _transformers_log.disable_progress_bar()
 log = logging.getLogger(__name__)
 
 PREVIEW_INTERVAL_S = 0.25
-_DEFAULT_STRENGTH = {Mode.IMG2IMG: 0.75, Mode.UPSCALE: 0.35}
+_DEFAULT_STRENGTH = {Mode.IMG2IMG: 0.75, Mode.UPSCALE: 0.35, Mode.INPAINT: 0.75}
 # Seeds of the throwaway images that pad a batch up to its bucket (never returned).
 _PAD_SEED = 0
 _GIB = 1024**3
@@ -77,12 +79,29 @@ class _Resident:
     scheduler_config: Any  # the pipeline's own scheduler config, as loaded
     rgb_factors: tuple[tuple[float, float, float], ...]
     img2img: Any = None
+    inpaint: Any = None
     # One scheduler per sampler, made once: from_config costs ~4 ms on a CPU, ~8% of a small
     # render. Reusing one is safe: calls take turns (the backend's lock) and every pipeline
     # call starts the scheduler afresh with set_timesteps.
     schedulers: dict[str, Any] = field(default_factory=dict)
     tiny_fits: bool | None = None  # whether the TAESD preview decoder fits (None: not asked yet)
     projection_failed: bool = False  # a latent projection preview failed (logged once)
+
+
+def _at_size(image: Image.Image, width: int, height: int) -> Image.Image:
+    return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _strength_and_steps(spec: GenerationSpec) -> tuple[float, int]:
+    """The strength, and the steps to ask for: diffusers runs ``int(steps * strength)`` steps
+    and refuses 0, so at least one runs."""
+    strength = spec.strength if spec.strength is not None else _DEFAULT_STRENGTH[spec.mode]
+    if not 0.0 < strength <= 1.0:
+        raise InvalidRequest(f"strength must be in (0, 1], not {strength}")
+    steps = spec.steps
+    while int(steps * strength) < 1:
+        steps += 1
+    return strength, steps
 
 
 class DiffusersBackend:
@@ -236,6 +255,15 @@ class DiffusersBackend:
             entry.img2img.set_progress_bar_config(disable=True)
         return entry.img2img
 
+    def _inpaint(self, entry: _Resident) -> Any:
+        """The inpainting pipeline on the resident one's components (no second copy): SD 1.x/2.x
+        and SDXL, 4-channel UNets (re-blended with the original at every step) and dedicated
+        9-channel inpainting UNets alike."""
+        if entry.inpaint is None:
+            entry.inpaint = _d.AutoPipelineForInpainting.from_pipe(entry.pipe)
+            entry.inpaint.set_progress_bar_config(disable=True)
+        return entry.inpaint
+
     def _free_cuda(self, collect: bool = False) -> None:
         if collect:
             gc.collect()
@@ -305,19 +333,13 @@ class DiffusersBackend:
             images = self._call(
                 entry, entry.pipe, jobs, callback, width=spec.width, height=spec.height
             )
+        elif spec.mode is Mode.INPAINT:
+            images = self._render_inpaint(entry, job, callback)
         else:
             if job.init_image is None:
                 raise InvalidRequest(f"a {spec.mode.value} job needs an input image")
-            init = job.init_image.convert("RGB").resize(
-                (spec.width, spec.height), Image.Resampling.LANCZOS
-            )
-            strength = spec.strength if spec.strength is not None else _DEFAULT_STRENGTH[spec.mode]
-            if not 0.0 < strength <= 1.0:
-                raise InvalidRequest(f"strength must be in (0, 1], not {strength}")
-            # diffusers runs int(steps * strength) steps and refuses 0: run at least one.
-            steps = spec.steps
-            while int(steps * strength) < 1:
-                steps += 1
+            init = _at_size(job.init_image, spec.width, spec.height)
+            strength, steps = _strength_and_steps(spec)
             images = self._call(
                 entry,
                 self._img2img(entry),
@@ -332,6 +354,36 @@ class DiffusersBackend:
             out.append([im.convert("RGB") for im in images[: j.spec.count]])
             images = images[j.spec.count :]
         return out
+
+    def _render_inpaint(
+        self, entry: _Resident, job: RenderJob, callback: Callable[..., dict[str, Any]]
+    ) -> list[Image.Image]:
+        """Inpaint image by image (each one's pre-fill can depend on its seed): see
+        ``generation.backend.inpainting`` for what A1111 does and how it maps."""
+        spec = job.spec
+        if job.init_image is None or job.mask_image is None:
+            raise InvalidRequest("an inpaint job needs an input image and a mask")
+        init = _at_size(job.init_image, spec.width, spec.height)
+        strength, steps = _strength_and_steps(spec)
+        pipe = self._inpaint(entry)
+        images = []
+        for seed in spec.seeds:
+            one = replace(job, spec=replace(spec, seed=seed, count=1))
+            inputs = inpaint_inputs(pipe, spec, init, job.mask_image, seed)
+            rendered = self._call(
+                entry,
+                pipe,
+                [one],
+                callback,
+                image=inputs.image,
+                mask_image=inputs.mask,
+                strength=strength,
+                steps=steps,
+                width=spec.width,
+                height=spec.height,
+            )[0]
+            images.append(paste_back(pipe, inputs, rendered))
+        return images
 
     def _call(
         self,
