@@ -81,6 +81,7 @@ def upscale_spec(
         strength=strength,
         init_image=image.sha256,
         upscaler=upscaler or "hires",
+        mask_image=None,
     )
 
 
@@ -97,4 +98,5 @@ def vary_spec(
         strength=strength,
         init_image=image.sha256,
         upscaler=None,
+        mask_image=None,
     )

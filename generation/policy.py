@@ -401,6 +401,10 @@ class AdmissionPolicy:
             init_image=init_image,
         )
 
+    def text(self, label: str, text: str) -> str:
+        """``text`` within ``max_prompt_length`` (clamped or refused, as configured)."""
+        return self._text(label, text)
+
     def _text(self, label: str, text: str) -> str:
         limit = self.config.max_prompt_length
         if len(text) <= limit:

@@ -75,3 +75,25 @@ class DrawRequest:
     count: int | None = None
     strength: float | None = None
     init_image: bytes | None = None  # raw upload bytes; validated and re-encoded by the service
+
+
+@dataclass(frozen=True)
+class InpaintRequest:
+    """Repaint part of a finished job's image (``Service.inpaint``), AUTOMATIC1111's fields.
+
+    ``mask``: raw upload bytes (PNG, JPEG, WebP, GIF or BMP; validated and re-encoded by the
+    service), white = repaint, grey levels from 128 count as white; the image's size, or its
+    shape (then it is resized). ``prompt``/``negative_prompt``: None keeps the job's.
+    ``strength``: None = 0.75. ``inpainting_fill``: 0 fill, 1 original, 2 latent noise,
+    3 latent nothing. ``inpaint_full_res``: "only masked", with ``inpaint_full_res_padding`` px.
+    """
+
+    mask: bytes
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    strength: float | None = None
+    mask_blur: int = 4
+    inpainting_fill: int = 1
+    inpaint_full_res: bool = False
+    inpaint_full_res_padding: int = 32
+    mask_invert: bool = False

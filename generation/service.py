@@ -1,6 +1,7 @@
 """The one door into the engine: every front end (Discord, Telegram, the web, the CLI) calls this.
 
-Use cases: draw; ``act`` on a job (rerun, reroll, upscale, vary); cancel; reads of jobs, images
+Use cases: draw; ``act`` on a job (rerun, reroll, upscale, vary); ``inpaint`` part of a job's
+image; cancel; reads of jobs, images
 and events, every one scoped by the caller's :class:`Origin` (see :mod:`generation.visibility`);
 history and the queue; model and scope administration; which chat message shows which job.
 
@@ -39,6 +40,7 @@ from generation.clock import Clock
 from generation.config import GenerationConfig, LimitsConfig
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, Rejected, shown
 from generation.events import EventBus, JobFinished
+from generation.inpainting import LINEAGE, check_options, clean_mask, inpaint_spec
 from generation.messages import MessageLog
 from generation.metadata import read_infotext_file
 from generation.metrics import EngineMetrics
@@ -51,7 +53,7 @@ from generation.policy import (
 )
 from generation.progress import ProgressTracker, Running
 from generation.queue import JobQueue
-from generation.requests import DrawRequest, Origin, Visibility
+from generation.requests import DrawRequest, InpaintRequest, Origin, Visibility
 from generation.sizing import aspect_of
 from generation.spec import MAX_SEED, Action, GenerationSpec
 from generation.uploads import DEFAULT_MAX_BYTES, clean_upload, png_size
@@ -274,6 +276,63 @@ class Service(Administration):
         self, origin: Origin, job_id: str, index: int = 0, strength: str = "subtle"
     ) -> Accepted:
         return await self.act(origin, JobAction.VARY, job_id, index=index, strength=strength)
+
+    async def inpaint(
+        self,
+        origin: Origin,
+        job_id: str,
+        request: InpaintRequest,
+        *,
+        index: int = 0,
+        max_upload_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> Accepted:
+        """Repaint the white part of ``request.mask`` on image ``index`` (0-based) of a job the
+        caller may see ("Vary (Region)"): every front end's inpaint, with a new seed. The child
+        records ``Action.VARY`` and its parent image; admission, limits and permissions are
+        those of every other action. Bad masks and options are refused before anything is
+        stored or queued (see :mod:`generation.inpainting`)."""
+        with refusals_logged(origin, "inpaint"):
+            strength = check_options(request)
+            for label, text in (("prompt", request.prompt), ("negative", request.negative_prompt)):
+                if text is not None:
+                    check_valid_text(label, text)
+            parent, caller = await self._visible_job(origin, job_id, create=True)
+            assert caller is not None
+            prompt = parent.prompt if request.prompt is None else request.prompt.strip()
+            if not prompt:
+                raise InvalidRequest("The prompt is empty: describe what to paint there.")
+            settings = ScopeSettings.from_dict(caller.scope.settings)
+            self._check_nsfw(origin, settings, prompt)
+            image = parent_image(parent, index)
+            negative = request.negative_prompt
+            png = await asyncio.to_thread(
+                clean_mask,
+                request.mask,
+                (image.width, image.height),
+                invert=request.mask_invert,
+                max_bytes=max_upload_bytes,
+            )
+            model = await self.store.get_model(parent.model)
+            if model is None:
+                raise InvalidRequest(
+                    f"Job {parent.id} used model {parent.model!r}, which is no longer registered."
+                )
+            spec = inpaint_spec(
+                parent,
+                image,
+                request,
+                prompt=self._policy.text("Prompt", prompt),
+                negative_prompt=self._policy.text(
+                    "Negative prompt",
+                    parent.negative_prompt if negative is None else negative.strip(),
+                ),
+                strength=strength,
+                mask_sha=(await asyncio.to_thread(self.images.save, png))[0],
+                seed=random_seed(),
+            )
+            return await self.admission.admit(
+                origin, caller, spec, LINEAGE, model, parent_id=parent.id, parent_index=index
+            )
 
     async def cancel(self, origin: Origin, job_id: str) -> JobRecord:
         """Cancel a queued or running job: the requester's own, or any job for an admin."""

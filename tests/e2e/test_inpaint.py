@@ -15,8 +15,8 @@ import torch
 from PIL import Image, ImageFilter
 
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
-from generation.backend.demo_model import DEMO_DEFAULTS, ensure_demo_model
-from generation.demo_info import DEMO_INPAINT_SOURCE, DEMO_SOURCE
+from generation.backend.demo_model import ensure_demo_model
+from generation.demo_info import DEMO_DEFAULTS, DEMO_INPAINT_SOURCE, DEMO_SOURCE
 from generation.model_sources import inspect_source
 from generation.samplers import scheduler_for
 from generation.spec import GenerationSpec, Mode
