@@ -316,7 +316,10 @@ class ClusterWorker:
         init = None
         if spec.init_image is not None:
             init = await asyncio.to_thread(self.images.read, spec.init_image)
-        return Ticket(RenderMeta.of(job), model, upscaler, init)
+        mask = None
+        if spec.mask_image is not None:
+            mask = await asyncio.to_thread(self.images.read, spec.mask_image)
+        return Ticket(RenderMeta.of(job), model, upscaler, init, mask)
 
     async def _maybe_recall(self) -> None:
         next_user = self.queue.next_user(self._in_flight())

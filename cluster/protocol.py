@@ -92,6 +92,7 @@ class Ticket:
     model: ModelSource
     upscaler: ModelSource | None = None
     init_png: bytes | None = None
+    mask_png: bytes | None = None  # inpaint jobs: the stored mask
 
     @property
     def job_id(self) -> str:
@@ -103,6 +104,7 @@ class Ticket:
             "model": asdict(self.model),
             "upscaler": asdict(self.upscaler) if self.upscaler else None,
             "init_png": _b64(self.init_png),
+            "mask_png": _b64(self.mask_png),
         }
 
     @classmethod
@@ -113,6 +115,7 @@ class Ticket:
             model=ModelSource(**data["model"]),
             upscaler=ModelSource(**upscaler) if upscaler else None,
             init_png=_unb64(data.get("init_png")),
+            mask_png=_unb64(data.get("mask_png")),
         )
 
 

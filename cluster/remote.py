@@ -275,8 +275,15 @@ def _render_job(ticket: Ticket) -> RenderJob:
     init = None
     if ticket.init_png is not None:
         init = Image.open(io.BytesIO(ticket.init_png)).convert("RGB")
+    mask = None
+    if ticket.mask_png is not None:
+        mask = Image.open(io.BytesIO(ticket.mask_png)).convert("L")
     return RenderJob(
-        spec=ticket.meta.spec, model=ticket.model, init_image=init, upscaler=ticket.upscaler
+        spec=ticket.meta.spec,
+        model=ticket.model,
+        init_image=init,
+        upscaler=ticket.upscaler,
+        mask_image=mask,
     )
 
 

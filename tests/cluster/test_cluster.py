@@ -8,11 +8,15 @@ against the store that each job was recorded once, and counts its finished event
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from generation.metadata import job_id_from_png, parse_infotext, read_png_text
-from generation.requests import DrawRequest
+from generation.requests import DrawRequest, InpaintRequest
 from storage.records import JobRecord
 from tests.cluster.conftest import ClusterFactory
 from tests.cluster.harness import Cluster, person
@@ -64,6 +68,22 @@ async def test_the_real_demo_model_renders_on_a_worker(cluster_factory: ClusterF
             "demo loaded on gpu",
         )
         assert next(s for s in cluster.statuses() if s.name == "gpu").device == "cpu"
+
+        # An inpaint job carries its mask to the worker; outside the mask the picture stays.
+        mask = Image.new("L", (64, 64), 0)
+        mask.paste(255, (16, 16, 48, 48))
+        buffer = io.BytesIO()
+        mask.save(buffer, format="PNG")
+        request = InpaintRequest(buffer.getvalue(), mask_blur=0)
+        child = (await cluster.app.service.inpaint(person("ada"), done.id, request)).job
+        (inpainted,) = await cluster.finished([child.id])
+        assert_each_recorded_once(cluster, [inpainted])
+        before, after = (
+            np.asarray(Image.open(io.BytesIO(cluster.app.images.read(job.images[0].sha256))))
+            for job in (done, inpainted)
+        )
+        outside = np.asarray(mask) == 0
+        assert (before[outside] == after[outside]).all() and (before != after).any()
 
 
 async def test_killed_workers_batches_run_elsewhere_once(cluster_factory: ClusterFactory) -> None:

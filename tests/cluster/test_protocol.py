@@ -17,6 +17,7 @@ from cluster.protocol import (
 )
 from generation.render import ModelSource
 from generation.rendering import EncodedPng, RenderMeta
+from generation.spec import Mode
 from tests.records import job_record
 
 DEMO = ModelSource("demo", "builtin:demo", "builtin", "r1")
@@ -34,6 +35,23 @@ def test_a_batch_keeps_every_ticket_field_and_the_starting_image() -> None:
     back = BatchOrder.decode(_bytes_keys(order.encode()))
     assert back == order
     assert back.tickets[0].meta.spec.prompt == "a castle" and back.tickets[0].job_id == "abcd2345"
+
+
+def test_an_inpaint_ticket_carries_its_mask_and_options() -> None:
+    job = job_record(
+        "abcd2345",
+        mode=Mode.INPAINT,
+        strength=0.6,
+        init_image="a" * 64,
+        mask_image="b" * 64,
+        inpaint={"mask_blur": 8, "inpainting_fill": 0, "inpaint_full_res": True},
+    )
+    ticket = Ticket(RenderMeta.of(job), DEMO, None, init_png=b"init", mask_png=b"mask")
+    [back] = BatchOrder.decode(_bytes_keys(BatchOrder("b1", (ticket,)).encode())).tickets
+    assert back == ticket and back.mask_png == b"mask"
+    spec = back.meta.spec
+    assert spec.mode is Mode.INPAINT and spec.mask_image == "b" * 64
+    assert (spec.mask_blur, spec.inpainting_fill, spec.inpaint_full_res) == (8, 0, True)
 
 
 def test_an_outcome_carries_its_png_bytes_and_a_failure_its_reason() -> None:
