@@ -91,12 +91,22 @@ class EncodedPng:
     seed: int
 
 
+_MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+
+
 def job_pngs(meta: RenderMeta, images: Sequence[Image.Image]) -> list[EncodedPng]:
     """The job's images as Easel PNG files, image ``i`` with seed ``seed + i`` (blocking)."""
     spec = meta.spec
     extra: dict[str, object] = {}
     if spec.mode == Mode.UPSCALE:
         extra["Hires upscaler"] = spec.upscaler or "hires"
+    if spec.mode == Mode.INPAINT:  # the keys A1111's img2img tab writes for an inpaint
+        extra["Mask blur"] = spec.mask_blur
+        extra["Masked content"] = _MASKED_CONTENT[spec.inpainting_fill]
+        extra["Mask mode"] = "Inpaint not masked" if spec.mask_invert else None
+        if spec.inpaint_full_res:
+            extra["Inpaint area"] = "Only masked"
+            extra["Masked area padding"] = spec.inpaint_full_res_padding
     if meta.parent_id:
         extra["Easel parent"] = f"{meta.parent_id}/{(meta.parent_index or 0) + 1}"
     encoded = []

@@ -13,6 +13,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from bot.app import App
 from generation.errors import ImageRejected, InvalidRequest, NotFound, Rejected
+from generation.metadata import parse_infotext, read_png_text
 from generation.requests import InpaintRequest
 from generation.spec import Action, Mode
 from storage.records import JobRecord
@@ -79,6 +80,12 @@ async def test_inpaint_a_result_stores_everything_keeps_the_outside_and_reruns_e
     spec = job.spec
     assert spec.mode is Mode.INPAINT and spec.mask_image == job.mask_image
     assert spec.inpaint_full_res and spec.inpaint_full_res_padding == 8
+
+    info = parse_infotext(read_png_text(app.images.read(job.images[0].sha256))["parameters"])
+    assert info["Prompt"] == "a dragon" and info["Denoising strength"] == "0.9"
+    assert (info["Mask blur"], info["Masked content"]) == ("2", "fill")
+    assert (info["Inpaint area"], info["Masked area padding"]) == ("Only masked", "8")
+    assert info["Easel parent"] == f"{parent.id}/2" and "Mask mode" not in info
 
     # Outside the mask's blur band: the parent's pixels exactly.
     mask = Image.open(io.BytesIO(box_mask())).filter(ImageFilter.GaussianBlur(2))
