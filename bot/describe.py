@@ -37,6 +37,8 @@ def job_to_dict(job: JobRecord, image_location: Callable[[str], str]) -> dict[st
         "strength": job.strength,
         "init_image": job.init_image,
         "upscaler": job.upscaler,
+        "mask_image": job.mask_image,  # inpaint jobs: the mask's sha256, else None
+        "inpaint": job.inpaint,  # inpaint jobs: A1111's inpaint options, else None
         "parent_id": job.parent_id,
         "parent_index": job.parent_index,
         "platform": job.platform,

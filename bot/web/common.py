@@ -160,6 +160,7 @@ async def job_json(app: App, job: JobRecord) -> dict[str, Any]:
     ``seconds_left`` (until it is done); a running job ``seconds_left``."""
     data = job_to_dict(job, image_url)
     data["init_image_url"] = image_url(job.init_image) if job.init_image else None
+    data["mask_image_url"] = image_url(job.mask_image) if job.mask_image else None
     if job.status == "queued":
         place = app.service.place_in_queue(job)
         if place is not None:
