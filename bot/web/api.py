@@ -30,7 +30,7 @@ from bot.web.keys import app_of
 from generation.actions import JobAction
 from generation.errors import InvalidRequest
 from generation.policy import ScopeSettings
-from generation.requests import DrawRequest, Origin
+from generation.requests import DrawRequest, InpaintRequest, Origin
 from generation.samplers import SAMPLERS, resolve_sampler
 from generation.service import Accepted
 from generation.sizing import format_aspect, parse_aspect
@@ -181,6 +181,51 @@ async def job_action(request: web.Request) -> web.Response:
         return web.json_response({"job": await job_json(app, job)})
     accepted = await app.service.act(
         origin, action, job_id, index=0 if index is None else index, strength=strength
+    )
+    return await _accepted(request, accepted)
+
+
+def opt_bool(body: dict[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is None or isinstance(value, bool):
+        return value
+    raise InvalidRequest(f"{name} must be true or false, not {value!r}.")
+
+
+def inpaint_request(body: dict[str, Any], max_upload: int) -> InpaintRequest:
+    """``POST /api/jobs/{id}/inpaint``'s body: ``mask`` (base64 or a data: URL; white =
+    repaint) and A1111's inpaint options, each optional."""
+    mask = opt_str(body, "mask")
+    if not mask:
+        raise InvalidRequest("mask is required: a black-and-white image, white where to repaint.")
+    defaults = InpaintRequest(mask=b"")
+    fill, blur, padding = (opt_int(body, k) for k in ("inpainting_fill", "mask_blur", "padding"))
+    only_masked, invert = opt_bool(body, "only_masked"), opt_bool(body, "mask_invert")
+    return InpaintRequest(
+        mask=decode_image(mask, max_upload, field="mask"),
+        prompt=opt_str(body, "prompt"),
+        negative_prompt=opt_str(body, "negative_prompt"),
+        strength=opt_float(body, "strength"),
+        mask_blur=defaults.mask_blur if blur is None else blur,
+        inpainting_fill=defaults.inpainting_fill if fill is None else fill,
+        inpaint_full_res=defaults.inpaint_full_res if only_masked is None else only_masked,
+        inpaint_full_res_padding=defaults.inpaint_full_res_padding if padding is None else padding,
+        mask_invert=defaults.mask_invert if invert is None else invert,
+    )
+
+
+async def inpaint_job(request: web.Request) -> web.Response:
+    """Repaint the white part of a mask on image ``index`` of a job ("Vary region")."""
+    app = app_of(request)
+    body = _object(await read_json(request))
+    inpaint = inpaint_request(body, app.config.web.max_upload_bytes)
+    index = opt_int(body, "index")
+    accepted = await app.service.inpaint(
+        web_origin(principal(request)),
+        request.match_info["id"],
+        inpaint,
+        index=0 if index is None else index,
+        max_upload_bytes=app.config.web.max_upload_bytes,
     )
     return await _accepted(request, accepted)
 
@@ -348,6 +393,7 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_get("/api/jobs", list_jobs)
     r.add_get("/api/jobs/{id}", get_job)
     r.add_post("/api/jobs/{id}/actions", job_action)
+    r.add_post("/api/jobs/{id}/inpaint", inpaint_job)
     r.add_get("/api/images/{name}", get_image)
     r.add_get("/api/models", list_models)
     r.add_get("/api/status", engine_status)

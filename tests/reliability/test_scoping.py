@@ -57,6 +57,7 @@ from tests.reliability.test_permissions import (  # noqa: F401  (fixtures)
     telegram,
     web_sections,
 )
+from tests.web.conftest import png_b64
 
 NO_JOB = "No job with id"
 
@@ -67,6 +68,7 @@ WEB_JOB_ROUTES = {
     ("GET", "/api/jobs"),
     ("GET", "/api/jobs/{id}"),
     ("POST", "/api/jobs/{id}/actions"),
+    ("POST", "/api/jobs/{id}/inpaint"),
     ("GET", "/api/images/{name}"),
     ("GET", "/api/events"),
     ("GET", "/sdapi/v1/progress"),
@@ -208,6 +210,14 @@ async def test_a_credential_sees_its_own_jobs_on_both_apis_and_nobody_elses(
                     **who,
                 )
                 assert status == 404 and NO_JOB in readable(body), (action, body)
+            status, body = await request(
+                served,
+                "POST",
+                f"/api/jobs/{job_id}/inpaint",
+                json={"mask": png_b64((64, 64), (255, 255, 255)), "prompt": "mine now"},
+                **who,
+            )
+            assert status == 404 and NO_JOB in readable(body), body
         status, body = await request(served, "GET", f"/api/images/{sha}.png", **who)
         assert status == 404, body
         status, body = await request(served, "GET", "/api/jobs", **who)

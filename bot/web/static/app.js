@@ -8,6 +8,7 @@
   const KEEP_JOBS = 12; // jobs this tab remembers across a reload (sessionStorage)
   const ACTIVE = new Set(["queued", "running"]);
   const RANK = { queued: 0, running: 1, succeeded: 2, failed: 2, cancelled: 2 };
+  const MODE_TAGS = { img2img: "img2img", inpaint: "vary region" }; // said on a card's head
 
   const state = {
     models: [],
@@ -354,6 +355,8 @@
         el("button", { type: "button", text: "Upscale", onclick: act("upscale") }),
         el("button", { type: "button", text: "Vary (subtle)", onclick: act("vary", "subtle") }),
         el("button", { type: "button", text: "Vary (strong)", onclick: act("vary", "strong") }),
+        el("button", { type: "button", text: "Vary region", title: "Paint over a part to change it",
+          onclick: () => openMaskPainter(job, url, index) }),
         infoButton,
         el("a", {
           href: url, download: `easel-${job.id}-${index + 1}${seed !== null ? `-${seed}` : ""}.png`,
@@ -362,6 +365,47 @@
         copy),
       errorNode,
       info);
+  }
+
+  // "Vary region": paint a mask over image ``index`` of ``job``, then repaint that part.
+  let painting = null; // { job, index, painter } while the dialog is open
+
+  function openMaskPainter(job, url, index) {
+    const painter = new window.Easel.MaskPainter(url, job.width, job.height);
+    painting = { job, index, painter };
+    $("mask-slot").replaceChildren(painter.node);
+    $("mask-prompt").value = job.prompt || "";
+    showError($("mask-error"), null);
+    closeDialog();
+    const dialog = $("mask-dialog");
+    if (typeof dialog.showModal === "function") dialog.showModal(); else dialog.setAttribute("open", "");
+  }
+
+  async function submitMask() {
+    if (!painting) return;
+    const { job, index, painter } = painting;
+    const error = $("mask-error");
+    showError(error, null);
+    if (painter.coverage() === 0) {
+      showError(error, "Paint over the part to change first (nothing is painted yet).");
+      return;
+    }
+    const button = $("mask-submit");
+    button.disabled = true;
+    try {
+      const body = { index, mask: painter.toDataUrl() };
+      const prompt = $("mask-prompt").value.trim();
+      if (prompt) body.prompt = prompt;
+      const result = await api("POST", `/api/jobs/${encodeURIComponent(job.id)}/inpaint`, body);
+      $("mask-dialog").close();
+      painting = null;
+      showView("create");
+      addJob(result.job, result);
+    } catch (failure) {
+      showError(error, failure);
+    } finally {
+      button.disabled = false;
+    }
   }
 
   function jobBody(job, extra) {
@@ -404,7 +448,7 @@
     card.replaceChildren(
       el("div", { class: "job-head" },
         el("span", { class: "job-prompt", text: job.prompt || "(no prompt)" }),
-        job.mode === "img2img" ? el("span", { class: "mode-tag", text: "img2img" }) : null,
+        MODE_TAGS[job.mode] ? el("span", { class: "mode-tag", text: MODE_TAGS[job.mode] }) : null,
         status),
       el("div", { class: "job-status", text: describe(job) }),
       ...jobBody(job, extra));
@@ -684,6 +728,7 @@
     $("draw-form").addEventListener("input", saveForm);
     $("draw-form").addEventListener("change", saveForm);
     $("form-reset").addEventListener("click", resetForm);
+    $("mask-submit").addEventListener("click", submitMask);
     $("prompt").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("draw-form").requestSubmit();
     });

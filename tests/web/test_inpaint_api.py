@@ -1,0 +1,81 @@
+"""``POST /api/jobs/{id}/inpaint`` ("Vary region" on the page): a mask and A1111's inpaint
+options in, a repaint job out; every malformed request refused with its reason, nothing queued."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from PIL import Image, ImageDraw
+
+from tests.web.conftest import SMALL, client_app, png_b64
+
+Client = TestClient[Any, Any]
+
+
+def half_mask(size: tuple[int, int] = (64, 64)) -> str:
+    """A data: URL of a mask whose left half is white (repaint)."""
+    image = Image.new("L", size, 0)
+    ImageDraw.Draw(image).rectangle((0, 0, size[0] // 2 - 1, size[1] - 1), fill=255)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+async def finished_job(client: Client) -> str:
+    drawn = await client.post("/api/jobs", json={"prompt": "a lighthouse", **SMALL, "steps": 2})
+    assert drawn.status == 202, await drawn.text()
+    job_id = str((await drawn.json())["job"]["id"])
+    async with asyncio.timeout(60):
+        while (await (await client.get(f"/api/jobs/{job_id}")).json())["status"] != "succeeded":
+            await asyncio.sleep(0.05)
+    return job_id
+
+
+async def test_a_masked_region_is_repainted_with_the_options_given(web_client: Client) -> None:
+    parent = await finished_job(web_client)
+    answer = await web_client.post(
+        f"/api/jobs/{parent}/inpaint",
+        json={
+            "mask": half_mask(),
+            "prompt": "a red door",
+            "mask_blur": 2,
+            "only_masked": True,
+            "padding": 8,
+            "inpainting_fill": 1,
+        },
+    )
+    assert answer.status == 202, await answer.text()
+    body = await answer.json()
+    job = body["job"]
+    assert job["mode"] == "inpaint" and job["parent_id"] == parent and job["prompt"] == "a red door"
+    assert job["inpaint"]["mask_blur"] == 2 and job["inpaint"]["inpaint_full_res"] is True
+    assert job["inpaint"]["inpaint_full_res_padding"] == 8
+    assert job["mask_image_url"].startswith("/api/images/")
+    assert "eta_seconds" in body and "seconds_left" in body
+
+
+async def test_bad_inpaint_requests_are_refused_and_nothing_is_queued(web_client: Client) -> None:
+    parent = await finished_job(web_client)
+    app = client_app(web_client)
+    before = len(await app.store.list_jobs(limit=100))
+    cases = [
+        ({}, "mask is required"),
+        ({"mask": "!!! not base64"}, "not base64"),
+        ({"mask": half_mask(), "only_masked": "yes"}, "only_masked must be true or false"),
+        ({"mask": half_mask(), "mask_blur": "soft"}, "mask_blur must be a whole number"),
+        ({"mask": png_b64((64, 64), (0, 0, 0))}, "all black"),
+        ({"mask": png_b64((64, 64), (255, 255, 255))}, "all white"),
+        ({"mask": half_mask((64, 32))}, "it must be 64x64"),
+        ({"mask": base64.b64encode(b"%PDF-1.4 not a picture").decode()}, "mask was refused"),
+    ]
+    for body, reason in cases:
+        answer = await web_client.post(f"/api/jobs/{parent}/inpaint", json=body)
+        text = await answer.text()
+        assert answer.status == 400 and reason in text, (body.keys(), answer.status, text)
+    missing = await web_client.post("/api/jobs/nosuchjob/inpaint", json={"mask": half_mask()})
+    assert missing.status == 404
+    assert len(await app.store.list_jobs(limit=100)) == before and len(app.queue) == 0

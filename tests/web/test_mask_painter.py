@@ -1,0 +1,154 @@
+"""The page's mask painter ("Vary region") in a real headless Chromium: painting with the mouse
+and with touch, the eraser, undo, invert and clear, then the repaint job from the painted mask
+(the real demo pipeline behind a real server)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import TYPE_CHECKING
+
+import pytest
+from PIL import Image
+
+from tests.conftest import AppFactory
+from tests.web.browser_helpers import (
+    RENDER_TIMEOUT_MS,
+    find_chromium,
+    first_image_loaded,
+    open_page,
+    served,
+)
+from tests.web.page_checks import TOO_SMALL_TO_TOUCH, serious_accessibility_violations
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Locator, Page
+
+pytestmark = [
+    pytest.mark.skipif(find_chromium() is None, reason="no chromium (apt-get install chromium)"),
+    pytest.mark.timeout(180),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
+
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright is not installed")
+expect = playwright_api.expect
+expect.set_options(timeout=10_000)
+
+DONE = '#current article.job[data-status="succeeded"]'
+
+
+def white_share(mask: Image.Image, box: tuple[int, int, int, int] | None = None) -> float:
+    part = mask.crop(box) if box else mask
+    values = list(part.getdata())
+    return sum(value >= 128 for value in values) / len(values)
+
+
+Point = tuple[float, float]  # a place on the canvas, as fractions of its width and height
+
+
+async def drag(page: Page, canvas: Locator, start: Point, end: Point) -> None:
+    """A mouse stroke from ``start`` to ``end`` (fractions of the canvas)."""
+    box = await canvas.bounding_box()
+    assert box
+    x0, y0 = box["x"] + start[0] * box["width"], box["y"] + start[1] * box["height"]
+    x1, y1 = box["x"] + end[0] * box["width"], box["y"] + end[1] * box["height"]
+    await page.mouse.move(x0, y0)
+    await page.mouse.down()
+    await page.mouse.move(x1, y1, steps=8)
+    await page.mouse.up()
+
+
+async def touch_drag(
+    page: Page, canvas: Locator, start: tuple[float, float], end: tuple[float, float]
+):
+    """A finger stroke, as a phone's touch screen sends it (Chrome's own touch events)."""
+    box = await canvas.bounding_box()
+    assert box
+    cdp = await page.context.new_cdp_session(page)
+    points = [
+        (start[0] + (end[0] - start[0]) * i / 8, start[1] + (end[1] - start[1]) * i / 8)
+        for i in range(9)
+    ]
+    for i, (fx, fy) in enumerate(points):
+        kind = "touchStart" if i == 0 else "touchMove"
+        point = {"x": box["x"] + fx * box["width"], "y": box["y"] + fy * box["height"]}
+        await cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [point]})
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+async def test_paint_a_region_with_mouse_and_touch_then_repaint_it(
+    app_factory: AppFactory, browser: Browser
+) -> None:
+    app = await app_factory()
+    async with served(app) as url:
+        page, errors = await open_page(browser, url, width=390, height=844)  # a phone
+        await page.fill("#prompt", "a lighthouse --steps 2 --seed 5")
+        await page.click("#generate")
+        await page.wait_for_selector(DONE, timeout=RENDER_TIMEOUT_MS)
+        await first_image_loaded(page, DONE)
+        parent_id = await page.locator(DONE).get_attribute("data-job")
+
+        await page.locator(DONE).get_by_role("button", name="Vary region").click()
+        dialog = page.locator("#mask-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(page.locator("#mask-prompt")).to_have_value("a lighthouse")
+        canvas = dialog.locator("canvas.mask-overlay")
+        await expect(canvas).to_be_visible()
+        # Readable and touchable on a phone like the rest of the page.
+        assert await serious_accessibility_violations(page) == []
+        assert await page.evaluate(TOO_SMALL_TO_TOUCH) == []
+
+        # Nothing painted: Repaint says so, and nothing is queued.
+        await page.click("#mask-submit")
+        await expect(page.locator("#mask-error")).to_contain_text("Paint over the part")
+        assert len(app.queue) == 0
+
+        # A finger paints the left half's middle; undo takes it back; the mouse paints it again.
+        await touch_drag(page, canvas, (0.1, 0.5), (0.4, 0.5))
+        mask = await current_mask(page)
+        assert white_share(mask, (8, 30, 24, 34)) > 0.9 and white_share(mask, (40, 0, 64, 64)) == 0
+        await dialog.get_by_role("button", name="Undo").click()
+        assert white_share(await current_mask(page)) == 0
+        await drag(page, canvas, (0.1, 0.5), (0.4, 0.5))
+        await dialog.get_by_role("button", name="Eraser").click()
+        await expect(dialog.get_by_role("button", name="Eraser")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        await drag(page, canvas, (0.1, 0.5), (0.2, 0.5))  # rubs out the stroke's start
+        mask = await current_mask(page)
+        assert white_share(mask, (0, 28, 10, 36)) < 0.2 < white_share(mask, (18, 28, 26, 36))
+        await dialog.get_by_role("button", name="Invert").click()
+        assert white_share(await current_mask(page)) > 0.5
+        await dialog.get_by_role("button", name="Clear").click()
+        assert white_share(await current_mask(page)) == 0
+        await dialog.get_by_role("button", name="Brush").click()
+        await drag(page, canvas, (0.1, 0.5), (0.4, 0.5))
+        sent = await current_mask(page)
+        assert sent.size == (64, 64)
+
+        await page.fill("#mask-prompt", "a red door")
+        await page.click("#mask-submit")
+        await expect(dialog).to_be_hidden()
+        child = page.locator("#current article.job")
+        await expect(child).not_to_have_attribute("data-job", parent_id or "")
+        await expect(child.locator(".mode-tag")).to_have_text("vary region")
+        await page.wait_for_selector(DONE, timeout=RENDER_TIMEOUT_MS)
+        child_id = await page.locator(DONE).get_attribute("data-job")
+        assert child_id
+        job = await app.store.get_job(child_id)
+        assert job is not None and job.mode == "inpaint" and job.parent_id == parent_id
+        assert job.prompt == "a red door" and job.mask_image
+        stored = Image.open(app.images.path_for(job.mask_image)).convert("L")
+        assert list(stored.getdata()) == list(sent.getdata())  # the mask painted, as sent
+        assert errors == []
+        await page.context.close()
+
+
+async def current_mask(page: Page) -> Image.Image:
+    """The mask the painter would send now (white = repaint), as an image."""
+    url = await page.evaluate(
+        "() => document.querySelector('#mask-slot .mask-painter').maskPainter.toDataUrl()"
+    )
+    header, data = url.split(",", 1)
+    assert header == "data:image/png;base64", header
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("L")
