@@ -88,6 +88,20 @@ def clean_mask(
     return buffer.getvalue()
 
 
+def upload_spec(spec: GenerationSpec, options: InpaintRequest, mask_sha: str) -> GenerationSpec:
+    """An image-to-image spec of an upload (``DrawRequest.init_image``) made an inpaint."""
+    return replace(
+        spec,
+        mode=Mode.INPAINT,
+        mask_image=mask_sha,
+        mask_blur=options.mask_blur,
+        inpainting_fill=options.inpainting_fill,
+        inpaint_full_res=options.inpaint_full_res,
+        inpaint_full_res_padding=options.inpaint_full_res_padding,
+        mask_invert=options.mask_invert,
+    )
+
+
 def inpaint_spec(
     parent: JobRecord,
     image: ImageRecord,

@@ -75,6 +75,9 @@ class DrawRequest:
     count: int | None = None
     strength: float | None = None
     init_image: bytes | None = None  # raw upload bytes; validated and re-encoded by the service
+    # Inpainting an upload (A1111's img2img with a mask): ``init_image`` and its ``mask``, with
+    # A1111's inpaint options (see InpaintRequest; its prompt and strength are this request's).
+    mask: InpaintRequest | None = None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from generation.clock import Clock
 from generation.config import GenerationConfig, LimitsConfig
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, Rejected, shown
 from generation.events import EventBus, JobFinished
-from generation.inpainting import LINEAGE, check_options, clean_mask, inpaint_spec
+from generation.inpainting import LINEAGE, check_options, clean_mask, inpaint_spec, upload_spec
 from generation.messages import MessageLog
 from generation.metadata import read_infotext_file
 from generation.metrics import EngineMetrics
@@ -171,7 +171,9 @@ class Service(Administration):
     async def draw(
         self, origin: Origin, request: DrawRequest, *, max_upload_bytes: int = DEFAULT_MAX_BYTES
     ) -> Accepted:
-        """Admit a new job. ``max_upload_bytes`` is the front end's cap on ``init_image``."""
+        """Admit a new job. ``max_upload_bytes`` is the front end's cap on ``init_image`` (and
+        ``mask.mask``: an inpaint of the upload, A1111's img2img with a mask; the mask is
+        checked against the upload as :meth:`inpaint` checks it against a result)."""
         with refusals_logged(origin, "draw"):
             return await self._draw(origin, request, max_upload_bytes)
 
@@ -181,11 +183,23 @@ class Service(Administration):
         settings = ScopeSettings.from_dict(caller.scope.settings)
         self._check_nsfw(origin, settings, request.prompt)
         model = await self._choose_model(request.model, settings)
-        init_sha = None
+        init_sha = mask_png = None
+        if request.mask is not None:
+            check_options(request.mask)
+            if request.init_image is None:
+                raise InvalidRequest("A mask needs the picture it masks: attach that image too.")
         if request.init_image is not None:
             data = request.init_image
             # Decoding a large upload takes seconds: never on the event loop.
             png = await asyncio.to_thread(clean_upload, data, max_bytes=max_upload_bytes)
+            if request.mask is not None:  # checked against the picture before storing either
+                mask_png = await asyncio.to_thread(
+                    clean_mask,
+                    request.mask.mask,
+                    png_size(png),
+                    invert=request.mask.mask_invert,
+                    max_bytes=max_upload_bytes,
+                )
             init_sha, _ = await asyncio.to_thread(self.images.save, png)
             if request.width is None and request.height is None and not request.aspect:
                 # No size asked for: the picture keeps the starting image's shape.
@@ -193,6 +207,9 @@ class Service(Administration):
         spec = self._policy.build_spec(
             request, model, settings, init_sha, random_seed(), platform=origin.platform
         )
+        if request.mask is not None and mask_png is not None:
+            mask_sha, _ = await asyncio.to_thread(self.images.save, mask_png)
+            spec = upload_spec(spec, request.mask, mask_sha)
         return await self.admission.admit(origin, caller, spec, Action.DRAW, model)
 
     async def act(

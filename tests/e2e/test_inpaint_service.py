@@ -186,3 +186,36 @@ async def test_inpaint_follows_the_rules_of_every_action(app_factory: Any) -> No
             origin(), parent.id, InpaintRequest(box_mask()), max_upload_bytes=10
         )
     assert len(await app.store.list_jobs()) == 1
+
+
+async def test_an_upload_is_inpainted_with_draw_and_its_mask(app_factory: Any) -> None:
+    """A1111's img2img with a mask: the picture and its mask are uploads."""
+    app = await app_factory()
+    parent = await parent_job(app)
+    upload = app.images.read(parent.images[0].sha256)
+    options = InpaintRequest(box_mask(), mask_blur=0, inpainting_fill=2)
+    request = small(prompt="a dragon", init_image=upload, strength=0.8, mask=options)
+    job = await wait_finished(app, (await app.service.draw(origin(), request)).job.id)
+    assert job.status == "succeeded", job.error
+    assert (job.mode, job.action, job.parent_id) == (Mode.INPAINT, Action.DRAW, None)
+    assert job.strength == 0.8 and job.init_image and job.mask_image
+    assert job.inpaint is not None and job.inpaint["inpainting_fill"] == 2
+    outside = np.asarray(Image.open(io.BytesIO(box_mask()))) == 0
+    ours, before = pixels(app, job), pixels(app, parent)
+    assert (ours[outside] == before[outside]).all() and max_diff(ours, before) > 10
+
+
+async def test_a_bad_mask_on_an_upload_stores_and_queues_nothing(app_factory: Any) -> None:
+    app = await app_factory()
+    parent = await parent_job(app)
+    upload = app.images.read(parent.images[0].sha256)
+    files = stored_files(app)
+    black = InpaintRequest(png(Image.new("L", (64, 64), 0)))
+    with pytest.raises(ImageRejected, match="nothing to repaint"):
+        await app.service.draw(origin(), small(init_image=upload, mask=black))
+    with pytest.raises(InvalidRequest, match="attach that image too"):
+        await app.service.draw(origin(), small(mask=InpaintRequest(box_mask())))
+    with pytest.raises(InvalidRequest, match="Mask blur"):
+        await app.service.draw(origin(), small(mask=InpaintRequest(box_mask(), mask_blur=99)))
+    assert [job.id for job in await app.store.list_jobs()] == [parent.id]
+    assert len(app.queue) == 0 and stored_files(app) == files
