@@ -8,6 +8,7 @@ showed in its status lines, so a test can assert on states that last only millis
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -141,3 +142,10 @@ async def first_image_loaded(page: Page, card: str) -> None:
         arg=card,
         timeout=RENDER_TIMEOUT_MS,
     )
+
+
+def screenshots(tmp_path: Path) -> Path:
+    """Where screenshots go: ``EASEL_SCREENSHOTS`` (scripts/screenshots: the README's) or tmp."""
+    folder = Path(os.environ.get("EASEL_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,6 +18,7 @@ from tests.web.browser_helpers import (
     find_chromium,
     first_image_loaded,
     open_page,
+    screenshots,
     served,
 )
 from tests.web.page_checks import TOO_SMALL_TO_TOUCH, serious_accessibility_violations
@@ -77,7 +79,7 @@ async def touch_drag(
 
 
 async def test_paint_a_region_with_mouse_and_touch_then_repaint_it(
-    app_factory: AppFactory, browser: Browser
+    app_factory: AppFactory, browser: Browser, tmp_path: Path
 ) -> None:
     app = await app_factory()
     async with served(app) as url:
@@ -125,6 +127,7 @@ async def test_paint_a_region_with_mouse_and_touch_then_repaint_it(
         await drag(page, canvas, (0.1, 0.5), (0.4, 0.5))
         sent = await current_mask(page)
         assert sent.size == (64, 64)
+        await page.screenshot(path=str(screenshots(tmp_path) / "mask-painter-phone.png"))
 
         await page.fill("#mask-prompt", "a red door")
         await page.click("#mask-submit")

@@ -8,7 +8,6 @@ touch targets of 44 px on phones, menus that show their whole text and no word b
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,6 +21,7 @@ from tests.web.browser_helpers import (
     find_chromium,
     first_image_loaded,
     open_page,
+    screenshots,
     served,
 )
 from tests.web.page_checks import (
@@ -47,13 +47,6 @@ expect.set_options(timeout=10_000)
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 DONE = '#current article.job[data-status="succeeded"]'
-
-
-def screenshots(tmp_path: Path) -> Path:
-    """Where screenshots go: ``EASEL_SCREENSHOTS`` (scripts/screenshots: the README's) or tmp."""
-    folder = Path(os.environ.get("EASEL_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 async def draw_on_page(page: Page, prompt: str, count: int = 1) -> None:

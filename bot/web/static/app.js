@@ -374,6 +374,8 @@
     const painter = new window.Easel.MaskPainter(url, job.width, job.height);
     painting = { job, index, painter };
     $("mask-slot").replaceChildren(painter.node);
+    // After a stroke, not during it: the dialog re-centres when the message goes.
+    painter.node.addEventListener("pointerup", () => showError($("mask-error"), null));
     $("mask-prompt").value = job.prompt || "";
     showError($("mask-error"), null);
     closeDialog();
