@@ -31,7 +31,7 @@ from generation.actions import JobAction
 from generation.errors import ConfigError, EaselError, Rejected
 from generation.events import JobFinished, JobProgress
 from generation.render import Backend
-from generation.requests import DrawRequest, Origin, Visibility
+from generation.requests import DrawRequest, InpaintRequest, Origin, Visibility
 from generation.service import Accepted, Service
 from generation.sizing import parse_size
 from generation.uploads import DEFAULT_MAX_BYTES
@@ -104,6 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "vary":
             p.add_argument("--strength", choices=["subtle", "strong"], default="subtle")
         output_options(p)
+
+    inpaint = sub.add_parser(
+        "inpaint", help="repaint the white part of a mask on one image of a job (Vary region)"
+    )
+    inpaint.add_argument("id")
+    inpaint.add_argument("--mask", type=Path, required=True, help="black-and-white image file")
+    inpaint.add_argument("--index", type=int, default=1, help="which image, 1-based (default 1)")
+    inpaint.add_argument("--prompt", help="what to paint there (default: the job's prompt)")
+    inpaint.add_argument("--negative", help="negative prompt (default: the job's)")
+    inpaint.add_argument("--strength", type=float, help="how much may change, 0-1 (0.75)")
+    inpaint.add_argument("--mask-blur", type=int, default=4, help="mask edge blur in pixels")
+    inpaint.add_argument(
+        "--fill", choices=list(INPAINT_FILLS), default="original", help="the masked area starts as"
+    )
+    inpaint.add_argument(
+        "--only-masked", action="store_true", help="render the masked area alone, larger"
+    )
+    inpaint.add_argument("--padding", type=int, default=32, help="--only-masked margin, px")
+    inpaint.add_argument("--invert", action="store_true", help="repaint the black part instead")
+    output_options(inpaint)
 
     cancel = sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("id")
@@ -279,6 +299,11 @@ def submitter(
     if args.command == "draw":
         request = draw_request(args)
         return lambda: service.draw(origin, request, max_upload_bytes=MAX_UPLOAD_BYTES)
+    if args.command == "inpaint":
+        inpaint = inpaint_request(args)
+        return lambda: service.inpaint(
+            origin, args.id, inpaint, index=args.index - 1, max_upload_bytes=MAX_UPLOAD_BYTES
+        )
     action = JobAction(args.command)
     index = getattr(args, "index", 1) - 1
     strength = getattr(args, "strength", None)
@@ -289,18 +314,38 @@ def submitter(
 MAX_UPLOAD_BYTES = max(DEFAULT_MAX_BYTES, 200 * 1024 * 1024)
 
 
+# A1111's "Masked content" choices (``inpainting_fill``), as the CLI spells them.
+INPAINT_FILLS = {"fill": 0, "original": 1, "latent-noise": 2, "latent-nothing": 3}
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise Rejected(f"Cannot read {path}: {error.strerror}") from None
+
+
+def inpaint_request(args: argparse.Namespace) -> InpaintRequest:
+    return InpaintRequest(
+        mask=read_file(args.mask),
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        strength=args.strength,
+        mask_blur=args.mask_blur,
+        inpainting_fill=INPAINT_FILLS[args.fill],
+        inpaint_full_res=args.only_masked,
+        inpaint_full_res_padding=args.padding,
+        mask_invert=args.invert,
+    )
+
+
 def draw_request(args: argparse.Namespace) -> DrawRequest:
     """The prompt in the /draw grammar, the flags as fields (the prompt's options win, as on
     every front end: :func:`bot.grammar.merge_fields`)."""
     width = height = None
     if args.size:
         width, height = parse_size(args.size)
-    init_image = None
-    if args.init_image is not None:
-        try:
-            init_image = args.init_image.read_bytes()
-        except OSError as error:
-            raise Rejected(f"Cannot read {args.init_image}: {error.strerror}") from None
+    init_image = None if args.init_image is None else read_file(args.init_image)
     fields = DrawRequest(
         prompt="",
         negative_prompt=args.negative,
@@ -529,7 +574,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         level = "DEBUG" if args.verbose else config.log_level
         setup_logging(level, config.secret_env_vars)
-        if args.command in ("draw", "rerun", "reroll", "upscale", "vary"):
+        if args.command in ("draw", "rerun", "reroll", "upscale", "vary", "inpaint"):
             return asyncio.run(generate(config, args))
         if args.command == "serve":
             return asyncio.run(serve(config))

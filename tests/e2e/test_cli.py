@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from bot.cli import run
 from generation.metadata import job_id_from_png
@@ -281,3 +281,45 @@ def test_serve_refuses_a_public_address_without_credentials(
         monkeypatch.delenv(name, raising=False)
     assert easel(config_file, "serve") == 2
     assert "no API credentials" in capsys.readouterr().err
+
+
+def test_inpaint_repaints_the_masked_part_of_a_job(config_file, capsys, tmp_path) -> None:
+    parent = easel_json(
+        capsys, config_file, "draw", "a lighthouse", "--size", "64x64", "--steps", "2"
+    )
+    assert isinstance(parent, dict)
+    mask = tmp_path / "mask.png"
+    image = Image.new("L", (64, 64), 0)
+    image.paste(255, (0, 0, 32, 64))  # repaint the left half
+    image.save(mask)
+    job = easel_json(
+        capsys,
+        config_file,
+        "inpaint",
+        parent["id"],
+        "--mask",
+        str(mask),
+        "--prompt",
+        "a red door",
+        "--fill",
+        "latent-noise",
+        "--only-masked",
+        "--padding",
+        "8",
+    )
+    assert isinstance(job, dict) and job["status"] == "succeeded"
+    assert (job["mode"], job["parent_id"], job["prompt"]) == ("inpaint", parent["id"], "a red door")
+    assert job["inpaint"]["inpainting_fill"] == 2 and job["inpaint"]["inpaint_full_res"] is True
+    repainted = Image.open(job["images"][0]).convert("RGB").crop((48, 0, 64, 64))
+    original = Image.open(parent["images"][0]).convert("RGB").crop((48, 0, 64, 64))
+    # Beyond the blur band (a 4 px Gaussian reaches ~12 px) the right part is the parent's
+    # (within 1/255: A1111's overlay, like diffusers' apply_overlay, is premultiplied alpha).
+    difference = ImageChops.difference(repainted, original).getextrema()
+    assert max(high for _, high in difference) <= 1, difference
+
+    black = tmp_path / "black.png"
+    Image.new("L", (64, 64), 0).save(black)
+    assert easel(config_file, "inpaint", parent["id"], "--mask", str(black)) == 2
+    assert "all black" in capsys.readouterr().err
+    assert easel(config_file, "inpaint", parent["id"], "--mask", str(tmp_path / "no.png")) == 2
+    assert "Cannot read" in capsys.readouterr().err
