@@ -37,6 +37,7 @@ INPAINT_KEYS = (
     "inpaint_full_res",
     "inpaint_full_res_padding",
     "mask_invert",
+    "outpaint",
 )
 
 
@@ -53,6 +54,8 @@ class GenerationSpec:
     ``inpainting_fill`` (what the masked area starts from: 0 fill, 1 original, 2 latent noise,
     3 latent nothing), ``inpaint_full_res`` ("only masked": render the mask's box plus
     ``inpaint_full_res_padding`` px at the job's size, paste it back) and ``mask_invert``.
+    ``outpaint`` names an outpaint ("zoom 2", "zoom 1.5", "pan left"...): the inpaint of a
+    larger canvas (``init_image``) whose new border is the mask; None for other inpaints.
     Other modes leave these at their defaults.
     """
 
@@ -76,6 +79,7 @@ class GenerationSpec:
     inpaint_full_res: bool = False
     inpaint_full_res_padding: int = 32
     mask_invert: bool = False
+    outpaint: str | None = None
 
     def inpaint_options(self) -> dict[str, Any] | None:
         """The inpaint options as the store keeps them; None for other modes."""
