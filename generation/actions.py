@@ -82,6 +82,7 @@ def upscale_spec(
         init_image=image.sha256,
         upscaler=upscaler or "hires",
         mask_image=None,
+        outpaint=None,
     )
 
 
@@ -99,4 +100,5 @@ def vary_spec(
         init_image=image.sha256,
         upscaler=None,
         mask_image=None,
+        outpaint=None,
     )

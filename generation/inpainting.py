@@ -132,4 +132,5 @@ def inpaint_spec(
         inpaint_full_res=request.inpaint_full_res,
         inpaint_full_res_padding=request.inpaint_full_res_padding,
         mask_invert=request.mask_invert,
+        outpaint=None,
     )

@@ -1,7 +1,7 @@
 """The one door into the engine: every front end (Discord, Telegram, the web, the CLI) calls this.
 
 Use cases: draw; ``act`` on a job (rerun, reroll, upscale, vary); ``inpaint`` part of a job's
-image; cancel; reads of jobs, images
+image; ``zoom_out``/``pan`` (outpaint) it; cancel; reads of jobs, images
 and events, every one scoped by the caller's :class:`Origin` (see :mod:`generation.visibility`);
 history and the queue; model and scope administration; which chat message shows which job.
 
@@ -22,6 +22,8 @@ import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image
 
 from generation.actions import (
     JobAction,
@@ -44,6 +46,7 @@ from generation.inpainting import LINEAGE, check_options, clean_mask, inpaint_sp
 from generation.messages import MessageLog
 from generation.metadata import read_infotext_file
 from generation.metrics import EngineMetrics
+from generation.outpainting import Outpaint, compose, outpaint_spec, pan, zoom_out
 from generation.policy import (
     AdmissionPolicy,
     ScopeSettings,
@@ -96,6 +99,11 @@ def refusals_logged(origin: Origin, what: str) -> Iterator[None]:
             refusal.message,
         )
         raise
+
+
+def _compose_file(path: Path, how: Outpaint, canvas: tuple[int, int]) -> tuple[bytes, bytes]:
+    with Image.open(path) as picture:
+        return compose(picture, how, canvas)
 
 
 def random_seed() -> int:
@@ -329,11 +337,7 @@ class Service(Administration):
                 invert=request.mask_invert,
                 max_bytes=max_upload_bytes,
             )
-            model = await self.store.get_model(parent.model)
-            if model is None:
-                raise InvalidRequest(
-                    f"Job {parent.id} used model {parent.model!r}, which is no longer registered."
-                )
+            model = await self._model_of(parent)
             spec = inpaint_spec(
                 parent,
                 image,
@@ -350,6 +354,51 @@ class Service(Administration):
             return await self.admission.admit(
                 origin, caller, spec, LINEAGE, model, parent_id=parent.id, parent_index=index
             )
+
+    async def zoom_out(
+        self, origin: Origin, job_id: str, factor: float | str = 2.0, *, index: int = 0
+    ) -> Accepted:
+        """Image ``index`` of a job centred on a canvas ``factor`` times its size (1 < factor
+        <= 2), the new border painted ("Zoom Out 1.5x/2x")."""
+        return await self.outpaint(origin, job_id, zoom_out(factor), index=index)
+
+    async def pan(self, origin: Origin, job_id: str, direction: str, *, index: int = 0) -> Accepted:
+        """Image ``index`` of a job with half a side more canvas towards ``direction`` (left,
+        right, up, down), painted ("Pan")."""
+        return await self.outpaint(origin, job_id, pan(direction), index=index)
+
+    async def outpaint(
+        self, origin: Origin, job_id: str, how: Outpaint, *, index: int = 0
+    ) -> Accepted:
+        """Zoom out or pan (see :mod:`generation.outpainting`): an inpaint of a larger canvas,
+        its size within the model's multiples and the scope's size limits."""
+        with refusals_logged(origin, how.name):
+            parent, caller = await self._visible_job(origin, job_id, create=True)
+            assert caller is not None
+            settings = ScopeSettings.from_dict(caller.scope.settings)
+            self._check_nsfw(origin, settings, parent.prompt)
+            image = parent_image(parent, index)
+            model = await self._model_of(parent)
+            wanted = how.canvas_size(image.width, image.height)
+            # within the size limits, as a draw of that size would be
+            size = DrawRequest("", width=wanted[0], height=wanted[1])
+            canvas = self._policy._size(size, model, settings, origin.platform)
+            path = self.images.path_for(image.sha256)
+            canvas_png, mask_png = await asyncio.to_thread(_compose_file, path, how, canvas)
+            canvas_sha, _ = await asyncio.to_thread(self.images.save, canvas_png)
+            mask_sha, _ = await asyncio.to_thread(self.images.save, mask_png)
+            spec = outpaint_spec(parent, how, canvas, canvas_sha, mask_sha, random_seed())
+            return await self.admission.admit(
+                origin, caller, spec, LINEAGE, model, parent_id=parent.id, parent_index=index
+            )
+
+    async def _model_of(self, parent: JobRecord) -> ModelRecord:
+        model = await self.store.get_model(parent.model)
+        if model is None:
+            raise InvalidRequest(
+                f"Job {parent.id} used model {parent.model!r}, which is no longer registered."
+            )
+        return model
 
     async def cancel(self, origin: Origin, job_id: str) -> JobRecord:
         """Cancel a queued or running job: the requester's own, or any job for an admin."""

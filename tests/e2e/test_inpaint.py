@@ -4,6 +4,7 @@ blur band is the original's, reruns are identical."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,18 @@ from PIL import Image, ImageFilter
 
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
 from generation.backend.demo_model import ensure_demo_model
+from generation.backend.inpainting import a1111_fill
 from generation.demo_info import DEMO_DEFAULTS, DEMO_INPAINT_SOURCE, DEMO_SOURCE
 from generation.model_sources import inspect_source
+from generation.outpainting import (
+    FILL,
+    MASK_BLUR,
+    STRENGTH,
+    Outpaint,
+    compose,
+    pan,
+    zoom_out,
+)
 from generation.samplers import scheduler_for
 from generation.spec import GenerationSpec, Mode
 
@@ -210,3 +221,41 @@ def test_inpaint_pipeline_shares_the_resident_components(
     entry: Any = demo_backend._pipes.get((source.name, source.revision))
     assert entry is not None and entry.inpaint is not None
     assert entry.inpaint.unet is entry.pipe.unet and entry.inpaint.vae is entry.pipe.vae
+
+
+# ------------------------------------------------------------------ outpainting
+
+
+@pytest.mark.parametrize("how", [zoom_out(2), zoom_out(1.5), pan("left"), pan("down")])
+def test_outpaint_equals_plain_diffusers_on_the_composed_canvas(
+    demo_backend: DiffusersBackend, model: tuple[ModelSource, Any], how: Outpaint
+) -> None:
+    """Zoom out and pan are inpaints of a larger canvas: what Easel renders is plain diffusers'
+    inpaint of that canvas (A1111's "fill" start, strength 1) laid under the canvas through
+    the blurred mask; the picture itself, beyond the overlap and blur band, keeps its pixels."""
+    source, plain = model
+    width, height = how.canvas_size(SIZE, SIZE)
+    canvas_png, mask_png = compose(picture(), how, (width, height))
+    canvas, mask = Image.open(io.BytesIO(canvas_png)), Image.open(io.BytesIO(mask_png))
+    job_spec = spec(
+        width=width,
+        height=height,
+        strength=STRENGTH,
+        mask_blur=MASK_BLUR,
+        inpainting_fill=FILL,
+        inpaint_full_res_padding=0,
+        outpaint=how.name,
+    )
+    job = RenderJob(job_spec, source, init_image=canvas, mask_image=mask)
+    [ours] = demo_backend.render(job, _ignore, _never)
+    blurred = mask.filter(ImageFilter.GaussianBlur(MASK_BLUR))
+    theirs = plain_render(plain, job_spec, image=a1111_fill(canvas, blurred), mask_image=blurred)
+    assert ours.size == (width, height)
+    assert _max_diff(ours, overlay(blurred, canvas, theirs)) <= TOLERANCE
+    # Beyond the overlap and the blur band the picture keeps its pixels (where compose put
+    # it: see tests/unit/test_outpainting.py).
+    keep = np.asarray(blurred) == 0
+    assert keep.sum() >= 64
+    assert (_pixels(ours)[keep] == _pixels(canvas)[keep]).all()
+    # ...and the border was painted, not left as the stretched edge.
+    assert _max_diff(ours, canvas) > 10
