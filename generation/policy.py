@@ -22,6 +22,7 @@ from generation.errors import (
     RateLimited,
     TooManyQueued,
 )
+from generation.hires import resolve as resolve_hires
 from generation.limits import RateLimiter, format_retry, seconds_until_utc_midnight, utc_day_start
 from generation.requests import DrawRequest
 from generation.samplers import resolve_sampler
@@ -295,6 +296,20 @@ class AdmissionPolicy:
             raise InvalidRequest(
                 f"Size {width}x{height} is not valid: both sides must be positive."
             )
+        return self._limit_size(width, height, settings, platform)
+
+    def _limit_size(
+        self,
+        width: int,
+        height: int,
+        settings: ScopeSettings,
+        platform: str,
+        *,
+        label: str = "Size",
+    ) -> tuple[int, int]:
+        """``width`` x ``height`` within the admin's size limits: refused, or shrunk with
+        ``on_excess = "clamp"``; multiples of 8. ``label`` names the size in refusals (the
+        hires fix's final size is checked here too)."""
         g = self.config
         max_pixels = min(g.max_pixels, settings.max_pixels or g.max_pixels)
         too_big = width > g.max_width or height > g.max_height or width * height > max_pixels
@@ -304,11 +319,12 @@ class AdmissionPolicy:
                 if not too_wide and _by_scope(settings.max_pixels, g.max_pixels):
                     who = who_allows(platform, by_scope=True)
                     raise InvalidRequest(
-                        f"Size {width}x{height} is larger than {who} (at most "
+                        f"{label} {width}x{height} is larger than {who} (at most "
                         f"{max_pixels:,} pixels; this one is {width * height:,})."
                     )
+                who = who_allows(platform, by_scope=False)
                 raise InvalidRequest(
-                    f"Size {width}x{height} is larger than {who_allows(platform, by_scope=False)} "
+                    f"{label} {width}x{height} is larger than {who} "
                     f"(at most {g.max_width}x{g.max_height} and {max_pixels:,} pixels)."
                 )
             scale = min(
@@ -318,7 +334,7 @@ class AdmissionPolicy:
         if width < MIN_SIDE or height < MIN_SIDE:
             if g.on_excess == "refuse":
                 raise InvalidRequest(
-                    f"Size {width}x{height} is too small: each side must be at least {MIN_SIDE}."
+                    f"{label} {width}x{height} is too small: each side must be at least {MIN_SIDE}."
                 )
             width, height = max(width, MIN_SIDE), max(height, MIN_SIDE)
         # Diffusion models work on multiples of 8; round down so limits still hold.
@@ -385,6 +401,23 @@ class AdmissionPolicy:
                 raise InvalidRequest("Strength must be greater than 0 and at most 1.")
         elif request.strength is not None:
             raise InvalidRequest("Strength only applies to image-to-image: attach an image.")
+        hires = None
+        if request.hires is not None:
+            if init_image is not None:
+                raise InvalidRequest(
+                    "The hires fix is for text-to-image: leave out the image, or upscale the "
+                    "result."
+                )
+            hires = resolve_hires(
+                request.hires,
+                width,
+                height,
+                default_strength=g.upscale_strength,
+                max_steps=max_steps,
+                fit=lambda w, h: self._limit_size(
+                    w, h, settings, platform, label="The hires fix's size"
+                ),
+            )
         return GenerationSpec(
             mode=mode,
             prompt=prompt,
@@ -399,6 +432,7 @@ class AdmissionPolicy:
             count=count,
             strength=strength,
             init_image=init_image,
+            hires=hires,
         )
 
     def text(self, label: str, text: str) -> str:

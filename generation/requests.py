@@ -78,6 +78,28 @@ class DrawRequest:
     # Inpainting an upload (A1111's img2img with a mask): ``init_image`` and its ``mask``, with
     # A1111's inpaint options (see InpaintRequest; its prompt and strength are this request's).
     mask: InpaintRequest | None = None
+    # Text-to-image only: render, upscale, render again (A1111's "Hires. fix"; ``--hires 2``).
+    hires: HiresRequest | None = None
+
+
+@dataclass(frozen=True)
+class HiresRequest:
+    """AUTOMATIC1111's hires fix for a text-to-image request (``enable_hr`` and its fields).
+
+    ``scale`` (1 < x <= 4) multiplies the first pass's size unless ``resize_x``/``resize_y``
+    (px, 0 = not given) set the final size: one of them keeps the aspect ratio, both crop to
+    it. ``upscaler``: an A1111 latent mode ("Latent", "Latent (bicubic)", ...), "Lanczos",
+    "Nearest", "None" (a Lanczos resize) or a registered upscaler's name; None = "Lanczos", the
+    Upscale action's. ``steps``: the second pass's, 0 = the request's. ``strength``: the second
+    pass's denoising strength, None = ``generation.upscale_strength`` (the Upscale action's).
+    """
+
+    scale: float = 2.0
+    resize_x: int = 0
+    resize_y: int = 0
+    upscaler: str | None = None
+    steps: int = 0
+    strength: float | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -42,6 +42,35 @@ INPAINT_KEYS = (
 
 
 @dataclass(frozen=True)
+class Hires:
+    """A text-to-image job's hires fix (AUTOMATIC1111's "Hires. fix"): the first pass at the
+    spec's size, upscaled to ``width`` x ``height`` by ``upscaler``, then the upscale action's
+    image-to-image second pass at ``strength`` for ``steps`` (0 = the job's steps).
+
+    ``upscaler``: one of A1111's latent modes ("Latent", "Latent (antialiased)", ...), "Lanczos",
+    "Nearest", or a registered upscaler's name (see :mod:`generation.hires`). ``scale``,
+    ``resize_x`` and ``resize_y`` are what was asked, as A1111's infotext says it (``Hires
+    upscale`` or ``Hires resize``); ``width``/``height`` the final size they resolved to.
+    """
+
+    width: int
+    height: int
+    upscaler: str
+    strength: float
+    steps: int = 0
+    scale: float = 2.0
+    resize_x: int = 0
+    resize_y: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Hires:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class GenerationSpec:
     """Resolved, validated parameters. Image ``i`` of a job uses seed ``seed + i``.
 
@@ -57,6 +86,10 @@ class GenerationSpec:
     ``outpaint`` names an outpaint ("zoom 2", "zoom 1.5", "pan left"...): the inpaint of a
     larger canvas (``init_image``) whose new border is the mask; None for other inpaints.
     Other modes leave these at their defaults.
+
+    ``hires``: a ``Mode.TXT2IMG`` job's hires fix (``width``/``height`` are then the first
+    pass's size, as in A1111's infotext; :attr:`output_size` the images'); any other mode
+    drops it, so a child made with ``replace(parent.spec, mode=...)`` never inherits it.
     """
 
     mode: Mode
@@ -80,6 +113,18 @@ class GenerationSpec:
     inpaint_full_res_padding: int = 32
     mask_invert: bool = False
     outpaint: str | None = None
+    hires: Hires | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.hires is not None and self.mode is not Mode.TXT2IMG:
+            object.__setattr__(self, "hires", None)  # the hires fix is text-to-image's only
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The size of the job's images: the hires fix's final size, else the spec's."""
+        if self.hires is not None:
+            return self.hires.width, self.hires.height
+        return self.width, self.height
 
     def inpaint_options(self) -> dict[str, Any] | None:
         """The inpaint options as the store keeps them; None for other modes."""
@@ -103,8 +148,19 @@ class GenerationSpec:
     def from_dict(cls, data: dict[str, Any]) -> GenerationSpec:
         fields = dict(data)
         fields["mode"] = Mode(fields["mode"])
+        if fields.get("hires") is not None:
+            fields["hires"] = Hires.from_dict(fields["hires"])
         return cls(**fields)
 
     def batch_key(self) -> tuple[object, ...]:
         """Jobs with equal keys can share one pipeline call (text-to-image only)."""
-        return (self.mode, self.model, self.sampler, self.width, self.height, self.steps, self.cfg)
+        return (
+            self.mode,
+            self.model,
+            self.sampler,
+            self.width,
+            self.height,
+            self.steps,
+            self.cfg,
+            self.hires,
+        )

@@ -94,6 +94,7 @@ def job_record(row: JobRow, images: tuple[ImageRecord, ...]) -> JobRecord:
         images=images,
         mask_image=row.mask_image,
         inpaint=dict(row.inpaint) if row.inpaint else None,
+        hires=dict(row.hires) if row.hires else None,
     )
 
 

@@ -390,6 +390,7 @@ def job_values(new: NewJob, now: datetime) -> dict[str, Any]:
         "upscaler": spec.upscaler,
         "mask_image": spec.mask_image,
         "inpaint": spec.inpaint_options(),
+        "hires": None if spec.hires is None else spec.hires.to_dict(),
         "parent_id": None if new.parent_id is None else normalize_job_id(new.parent_id),
         "parent_index": new.parent_index,
         "user_id": new.user_id,

@@ -154,6 +154,8 @@ class JobRow(Base):
     # Inpaint jobs (0007): the mask's sha256 and the A1111 options (INPAINT_KEYS), else NULL.
     mask_image: Mapped[str | None] = mapped_column(String(64))
     inpaint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Text-to-image jobs with a hires fix (0008): generation.spec.Hires as JSON, else NULL.
+    hires: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     parent_id: Mapped[str | None] = mapped_column(String(8), ForeignKey("jobs.id"))
     parent_index: Mapped[int | None] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"))

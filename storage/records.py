@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from generation.spec import INPAINT_KEYS, Action, GenerationSpec, Mode
+from generation.spec import INPAINT_KEYS, Action, GenerationSpec, Hires, Mode
 
 
 class JobStatus(StrEnum):
@@ -149,6 +149,7 @@ class JobRecord:
     images: tuple[ImageRecord, ...] = ()
     mask_image: str | None = None
     inpaint: dict[str, Any] | None = None  # INPAINT_KEYS -> value, for inpaint jobs
+    hires: dict[str, Any] | None = None  # generation.spec.Hires as a dict, hires fix jobs
 
     @property
     def spec(self) -> GenerationSpec:
@@ -168,6 +169,7 @@ class JobRecord:
             init_image=self.init_image,
             upscaler=self.upscaler,
             mask_image=self.mask_image,
+            hires=None if self.hires is None else Hires.from_dict(self.hires),
             **{key: value for key, value in (self.inpaint or {}).items() if key in INPAINT_KEYS},
         )
 

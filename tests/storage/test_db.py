@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 
-from generation.spec import Mode
+from generation.spec import Hires, Mode
 from storage.db import Database
 from storage.models import Base
 from storage.repository import Store
@@ -50,7 +50,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0007"
+            assert version.scalar() == "0008"
     finally:
         await db.close()
 
@@ -342,3 +342,38 @@ async def test_upgrade_to_0007_stores_inpaint_jobs_and_downgrade_keeps_them_as_i
     async with Database(db_url(db_path)) as db:  # and up again
         again = await Store(db).get_job(added.id)
     assert again is not None and again.mode is Mode.IMG2IMG and again.mask_image is None
+
+
+async def test_upgrade_to_0008_stores_the_hires_fix_and_downgrade_drops_it(
+    db_path: Path,
+) -> None:
+    """0008: a text-to-image job keeps its hires fix (the rerun is the same job); jobs made
+    before have none; the downgrade drops the column and keeps the jobs."""
+    async with Database(db_url(db_path)) as db:
+        old = await Store(db).add_job(await new_job(Store(db)))
+    downgrade(db_path, "0007")
+    with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0008
+        assert "hires" not in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    async with Database(db_url(db_path)) as db:
+        store = Store(db)
+        template = await new_job(store)
+        hires = Hires(width=1024, height=1536, upscaler="Latent", strength=0.55, steps=12)
+        added = await store.add_job(replace(template, spec=replace(template.spec, hires=hires)))
+        stored = await store.get_job(added.id)
+        before = await store.get_job(old.id)
+    assert (
+        stored is not None
+        and stored.spec.hires == hires
+        and stored.spec.output_size
+        == (
+            1024,
+            1536,
+        )
+    )
+    assert before is not None and before.hires is None and before.spec.hires is None
+    downgrade(db_path, "0007")
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT mode FROM jobs WHERE id = ?", (added.id,)).fetchone() == (
+            "txt2img",
+        )
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from generation.errors import NotFound
-from generation.spec import Action, Mode
+from generation.spec import Action, Hires, Mode
 from storage.records import JobStatus, NewImage, NewJob
 from storage.repository import JOB_ID_ALPHABET, Store
 from tests.storage.helpers import FakeClock, make_spec, new_job
@@ -312,3 +312,18 @@ async def test_naive_datetimes_are_refused(db: object) -> None:
     store = Store(db, now=lambda: datetime(2025, 1, 1))  # naive: a bug in the caller
     with pytest.raises(Exception, match="naive"):
         await store.get_or_create_user("cli", "x")
+
+
+async def test_a_hires_fix_job_comes_back_with_its_hires_options(store: Store) -> None:
+    """The hires fix is part of the spec the store keeps (both databases): a rerun of the
+    stored job is the same job; a job without one reads back None."""
+    hires = Hires(
+        width=1024, height=768, upscaler="Latent (bicubic)", strength=0.5, steps=7, scale=2.0
+    )
+    new = await new_job(store, hires=hires, width=512, height=384)
+    added = await store.add_job(new)
+    stored = await store.get_job(added.id)
+    assert stored is not None and stored.spec == new.spec
+    assert stored.hires == hires.to_dict()
+    plain = await store.get_job((await store.add_job(await new_job(store))).id)
+    assert plain is not None and plain.hires is None and plain.spec.hires is None
