@@ -57,7 +57,7 @@ async def test_zoom_out_centres_the_picture_on_a_larger_canvas_and_reruns_exactl
     assert (ours[60:68, 60:68] == pixels(app, parent, 1)[28:36, 28:36]).all()
     assert max_diff(ours[:16], canvas[:16]) > 10
     info = parse_infotext(read_png_text(app.images.read(job.images[0].sha256))["parameters"])
-    assert info["Size"] == "128x128" and info["Masked content"] == "fill"
+    assert (info["Size-1"], info["Size-2"]) == ("128", "128") and info["Masked content"] == "fill"
 
     rerun = await wait_finished(app, (await app.service.rerun(origin(), job.id)).job.id)
     assert rerun.spec == job.spec and max_diff(pixels(app, rerun), ours) == 0
