@@ -8,6 +8,7 @@ leads to one :class:`generation.actions.JobAction`, which the Service carries ou
 from __future__ import annotations
 
 from generation.actions import JobAction
+from generation.outpainting import Outpaint, pan, zoom_out
 
 VS16 = "\ufe0f"  # emoji presentation selector: "❤️" and "❤" are the same reaction
 
@@ -35,6 +36,12 @@ BUTTONS = {
     "reroll": ("🔄", "Reroll"),
     "upscale": ("⬆️", "Upscale"),
     "vary": ("🎨", "Vary"),
+    "zoom": ("🔍", "Zoom Out"),  # label completed by the factor: "Zoom Out 2x"
+    "left": ("⬅️", "Pan left"),
+    "right": ("➡️", "Pan right"),
+    "up": ("⬆️", "Pan up"),
+    "down": ("⬇️", "Pan down"),
+    "region": ("🖌️", "Vary (Region)"),
     "info": ("ℹ️", "Info"),
     "delete": ("🗑️", "Delete"),
     "png": ("📄", "PNG"),
@@ -50,3 +57,36 @@ def button_parts(action: str, index: int | None = None) -> tuple[str, str]:
 def button_text(action: str, index: int | None = None) -> str:
     emoji, label = button_parts(action, index)
     return f"{emoji} {label}"
+
+
+# Outpaint buttons (Zoom Out and Pan), by the short code a button carries: one picture's
+# actions, like Midjourney's under an upscaled image.
+OUTPAINTS: dict[str, Outpaint] = {
+    "z15": zoom_out(1.5),
+    "z2": zoom_out(2),
+    "pl": pan("left"),
+    "pr": pan("right"),
+    "pu": pan("up"),
+    "pd": pan("down"),
+}
+
+
+def outpaint_button(code: str) -> tuple[str, str]:
+    """(emoji, label) of an outpaint button: "🔍 Zoom Out 1.5x", "⬅️ Pan left"."""
+    how = OUTPAINTS[code]
+    kind, value = how.name.split(" ", 1)
+    if kind == "zoom":
+        emoji, word = BUTTONS["zoom"]
+        return emoji, f"{word} {value}x"
+    return BUTTONS[value]
+
+
+def outpaint_doing(how: Outpaint) -> str:
+    """The note that confirms an outpaint: "🔍 Zooming out 2x", "⬅️ Panning left"."""
+    kind, value = how.name.split(" ", 1)
+    if kind == "zoom":
+        return f"{BUTTONS['zoom'][0]} Zooming out {value}x"
+    return f"{BUTTONS[value][0]} Panning {value}"
+
+
+REGION_DOING = "🖌️ Repainting the region"

@@ -16,6 +16,7 @@ from bot.grammar import format_draw
 from generation.config import GenerationConfig, LimitsConfig
 from generation.errors import EaselError
 from generation.limits import format_retry
+from generation.outpainting import parse_outpaint
 from generation.policy import ScopeSettings
 from generation.requests import DrawRequest
 from generation.service import QueueStatus
@@ -176,7 +177,10 @@ def lineage(job: JobRecord, markup: Markup) -> str | None:
         return None
     action = str(job.action)
     title = DERIVED_TITLES.get(action, action.capitalize())
-    if action == "vary" and (word := _vary_word(job.strength)) is not None:
+    if job.mode == Mode.INPAINT:  # a Vary (Region), or an outpaint: Zoom out 2x, Pan left
+        outpaint = (job.inpaint or {}).get("outpaint")
+        title = parse_outpaint(str(outpaint)).label if outpaint else "Vary (Region)"
+    elif action == "vary" and (word := _vary_word(job.strength)) is not None:
         title = f"{title} ({word})"
     which = ""
     if job.parent_index is not None and action in ("upscale", "vary", "zoom", "pan", "inpaint"):

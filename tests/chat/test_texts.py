@@ -3,7 +3,13 @@ what they are, of what and for whom; every button has a word; a non-picture gets
 
 from __future__ import annotations
 
-from bot.chat.actions import button_parts, button_text
+from bot.chat.actions import (
+    OUTPAINTS,
+    button_parts,
+    button_text,
+    outpaint_button,
+    outpaint_doing,
+)
 from bot.chat.texts import (
     MARKDOWN,
     PLAIN,
@@ -41,6 +47,12 @@ def test_a_derived_result_says_what_it_is_of_what_and_for_whom() -> None:
     assert lineage(strong, PLAIN) == "Vary (strong) of image 1 of k7m3xq2p"
     reroll = child(Action.REROLL, None)
     assert result_headline(reroll, PLAIN, None) == "Reroll of k7m3xq2p"
+    region = child(Action.VARY, 0, mode=Mode.INPAINT, strength=0.35, inpaint={"mask_blur": 4})
+    assert lineage(region, PLAIN) == "Vary (Region) of image 1 of k7m3xq2p"
+    zoom = child(Action.VARY, 1, mode=Mode.INPAINT, strength=1.0, inpaint={"outpaint": "zoom 1.5"})
+    assert lineage(zoom, MARKDOWN) == "Zoom out 1.5x of image 2 of `k7m3xq2p`"
+    pan = child(Action.VARY, 0, mode=Mode.INPAINT, strength=1.0, inpaint={"outpaint": "pan up"})
+    assert result_headline(pan, PLAIN, "@bob") == "Pan up of image 1 of k7m3xq2p, for @bob"
     assert result_headline(job_record(images=1), PLAIN, "@alice") is None  # a new drawing
 
 
@@ -68,6 +80,15 @@ def test_telegram_vary_caption_names_the_job_it_varies_and_the_requester() -> No
 
 def test_every_button_has_a_word() -> None:
     assert button_text("reroll") == "🔄 Reroll"
+    assert [outpaint_button(code) for code in ("z15", "z2", "pl", "pd")] == [
+        ("🔍", "Zoom Out 1.5x"),
+        ("🔍", "Zoom Out 2x"),
+        ("⬅️", "Pan left"),
+        ("⬇️", "Pan down"),
+    ]
+    assert button_text("region") == "🖌️ Vary (Region)"
+    assert outpaint_doing(OUTPAINTS["z2"]) == "🔍 Zooming out 2x"
+    assert outpaint_doing(OUTPAINTS["pr"]) == "➡️ Panning right"
     assert button_parts("upscale", 0) == ("⬆️", "Upscale 1")
     assert button_text("vary", 1) == "🎨 Vary 2"
     assert button_parts("delete") == ("🗑️", "Delete")
