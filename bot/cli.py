@@ -27,9 +27,12 @@ from bot.config import Config, load_config
 from bot.describe import describe_params, describe_queue, job_to_dict
 from bot.grammar import merge_fields, parse_draw
 from bot.logsetup import setup_logging
-from generation.actions import JobAction
+from generation.actions import JobAction, parent_image
 from generation.errors import ConfigError, EaselError, Rejected
 from generation.events import JobFinished, JobProgress
+from generation.outpainting import PAN_DIRECTIONS
+from generation.regions import USAGE as REGION_USAGE
+from generation.regions import region_mask
 from generation.render import Backend
 from generation.requests import DrawRequest, InpaintRequest, Origin, Visibility
 from generation.service import Accepted, Service
@@ -109,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         "inpaint", help="repaint the white part of a mask on one image of a job (Vary region)"
     )
     inpaint.add_argument("id")
-    inpaint.add_argument("--mask", type=Path, required=True, help="black-and-white image file")
+    where = inpaint.add_mutually_exclusive_group(required=True)
+    where.add_argument("--mask", type=Path, help="black-and-white image file (white = repaint)")
+    where.add_argument("--region", help=f"instead of --mask: {REGION_USAGE}")
     inpaint.add_argument("--index", type=int, default=1, help="which image, 1-based (default 1)")
     inpaint.add_argument("--prompt", help="what to paint there (default: the job's prompt)")
     inpaint.add_argument("--negative", help="negative prompt (default: the job's)")
@@ -124,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     inpaint.add_argument("--padding", type=int, default=32, help="--only-masked margin, px")
     inpaint.add_argument("--invert", action="store_true", help="repaint the black part instead")
     output_options(inpaint)
+
+    zoom = sub.add_parser(
+        "zoom-out", help="one image of a job on a larger canvas, the new border painted"
+    )
+    zoom.add_argument("id")
+    zoom.add_argument("factor", nargs="?", default="2", help="above 1, at most 2 (default 2)")
+    zoom.add_argument("--index", type=int, default=1, help="which image, 1-based (default 1)")
+    output_options(zoom)
+    pan = sub.add_parser("pan", help="extend one image of a job by half a side, painted")
+    pan.add_argument("id")
+    pan.add_argument("direction", choices=list(PAN_DIRECTIONS))
+    pan.add_argument("--index", type=int, default=1, help="which image, 1-based (default 1)")
+    output_options(pan)
 
     cancel = sub.add_parser("cancel", help="cancel a queued or running job")
     cancel.add_argument("id")
@@ -300,10 +318,18 @@ def submitter(
         request = draw_request(args)
         return lambda: service.draw(origin, request, max_upload_bytes=MAX_UPLOAD_BYTES)
     if args.command == "inpaint":
-        inpaint = inpaint_request(args)
-        return lambda: service.inpaint(
-            origin, args.id, inpaint, index=args.index - 1, max_upload_bytes=MAX_UPLOAD_BYTES
-        )
+
+        async def inpaint() -> Accepted:
+            request = await inpaint_request(service, origin, args)
+            return await service.inpaint(
+                origin, args.id, request, index=args.index - 1, max_upload_bytes=MAX_UPLOAD_BYTES
+            )
+
+        return inpaint
+    if args.command == "zoom-out":
+        return lambda: service.zoom_out(origin, args.id, args.factor, index=args.index - 1)
+    if args.command == "pan":
+        return lambda: service.pan(origin, args.id, args.direction, index=args.index - 1)
     action = JobAction(args.command)
     index = getattr(args, "index", 1) - 1
     strength = getattr(args, "strength", None)
@@ -325,9 +351,17 @@ def read_file(path: Path) -> bytes:
         raise Rejected(f"Cannot read {path}: {error.strerror}") from None
 
 
-def inpaint_request(args: argparse.Namespace) -> InpaintRequest:
+async def inpaint_request(
+    service: Service, origin: Origin, args: argparse.Namespace
+) -> InpaintRequest:
+    if args.mask is not None:
+        mask = read_file(args.mask)
+    else:  # a region preset: the mask is drawn at the size of the job's image
+        job = await service.job_for(origin, args.id)
+        image = parent_image(job, args.index - 1)
+        mask = region_mask(args.region, (image.width, image.height))
     return InpaintRequest(
-        mask=read_file(args.mask),
+        mask=mask,
         prompt=args.prompt,
         negative_prompt=args.negative,
         strength=args.strength,
@@ -568,13 +602,16 @@ async def copy_db(config: Config, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- entry point
 
 
+GENERATING = ("draw", "rerun", "reroll", "upscale", "vary", "inpaint", "zoom-out", "pan")
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
         level = "DEBUG" if args.verbose else config.log_level
         setup_logging(level, config.secret_env_vars)
-        if args.command in ("draw", "rerun", "reroll", "upscale", "vary", "inpaint"):
+        if args.command in GENERATING:
             return asyncio.run(generate(config, args))
         if args.command == "serve":
             return asyncio.run(serve(config))

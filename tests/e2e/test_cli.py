@@ -323,3 +323,31 @@ def test_inpaint_repaints_the_masked_part_of_a_job(config_file, capsys, tmp_path
     assert "all black" in capsys.readouterr().err
     assert easel(config_file, "inpaint", parent["id"], "--mask", str(tmp_path / "no.png")) == 2
     assert "Cannot read" in capsys.readouterr().err
+
+
+def test_inpaint_a_region_preset_then_zoom_out_and_pan(config_file, capsys) -> None:
+    parent = easel_json(
+        capsys, config_file, "draw", "a lighthouse", "--size", "64x64", "--steps", "2"
+    )
+    assert isinstance(parent, dict)
+    region = easel_json(capsys, config_file, "inpaint", parent["id"], "--region", "top")
+    assert isinstance(region, dict) and region["status"] == "succeeded"
+    bottom = (0, 48, 64, 64)  # beyond the top half's blur band: the parent's pixels
+    repainted = Image.open(region["images"][0]).convert("RGB").crop(bottom)
+    original = Image.open(parent["images"][0]).convert("RGB").crop(bottom)
+    assert max(high for _, high in ImageChops.difference(repainted, original).getextrema()) <= 1
+
+    zoomed = easel_json(capsys, config_file, "zoom-out", region["id"], "1.5")
+    assert isinstance(zoomed, dict) and zoomed["status"] == "succeeded"
+    assert Image.open(zoomed["images"][0]).size == (96, 96)
+    assert (zoomed["parent_id"], zoomed["inpaint"]["outpaint"]) == (region["id"], "zoom 1.5")
+    panned = easel_json(capsys, config_file, "pan", parent["id"], "down")
+    assert isinstance(panned, dict) and Image.open(panned["images"][0]).size == (64, 96)
+
+    assert easel(config_file, "inpaint", parent["id"], "--region", "elsewhere") == 2
+    assert "Unknown region" in capsys.readouterr().err
+    assert easel(config_file, "zoom-out", parent["id"], "3") == 2
+    assert "at most 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: the four directions only
+        easel(config_file, "pan", parent["id"], "sideways")
+    assert "invalid choice" in capsys.readouterr().err
