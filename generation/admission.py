@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
 
 from generation.clock import Clock
 from generation.config import LimitsConfig
-from generation.errors import Rejected
+from generation.errors import InvalidRequest, Rejected, shown
 from generation.events import EventBus, JobQueued
+from generation.hires import LATENT_MODES, PIXEL_UPSCALERS, builtin_upscaler
 from generation.limits import RateLimiter
 from generation.policy import AdmissionPolicy, ScopeSettings, who_allows
 from generation.queue import JobQueue
@@ -119,6 +120,7 @@ class Admission:
     ) -> Accepted:
         if not self.accepting:
             raise Rejected("Easel is shutting down; try again in a minute.")
+        spec = await self._hires_upscaler_checked(spec)
         settings = ScopeSettings.from_dict(caller.scope.settings)
         self._policy.check_prompt(spec.prompt, settings, platform=origin.platform)
         exempt = origin.is_admin and self._limits.exempt_admins
@@ -148,6 +150,22 @@ class Admission:
         left = eta + self._queue.estimate(job.id)
         self._bus.publish(JobQueued(job, position, eta, left))
         return Accepted(job, position, eta, left)
+
+    async def _hires_upscaler_checked(self, spec: GenerationSpec) -> GenerationSpec:
+        """A hires fix naming a registered upscaler: that upscaler's own spelling, or a
+        refusal listing what there is (the policy knows only the built-in ones)."""
+        hires = spec.hires
+        if hires is None or builtin_upscaler(hires.upscaler) is not None:
+            return spec
+        registered = [m.name for m in await self._store.list_models() if m.kind == "upscaler"]
+        wanted = hires.upscaler.lower()
+        name = next((n for n in registered if n.lower() == wanted), None)
+        if name is None:
+            choices = ", ".join([*LATENT_MODES, *PIXEL_UPSCALERS, *registered])
+            raise InvalidRequest(
+                f"Hires upscaler {shown(hires.upscaler)} not found. Available: {choices}."
+            )
+        return replace(spec, hires=replace(hires, upscaler=name))
 
     async def _check_limits(
         self, user: UserRecord, settings: ScopeSettings, platform: str, *, exempt: bool

@@ -1,7 +1,8 @@
 """How long jobs take, learned from the jobs that finished (pure: time is a parameter).
 
 A job's *work* is its pixel-steps: width × height × denoising steps × images. Image-to-image
-(vary, upscale, uploads) runs ``int(steps × strength)`` steps, as diffusers does. Its seconds are
+(vary, upscale, uploads) runs ``int(steps × strength)`` steps, as diffusers does; a hires fix
+adds its second pass's pixel-steps at the final size. Its seconds are
 estimated per model as ``overhead + rate × work``:
 
 * the fit is least squares over the model's recent jobs, each weighted by 1/seconds² (so a
@@ -46,9 +47,15 @@ def denoising_steps(steps: int, strength: float | None) -> int:
 
 
 def job_work(spec: GenerationSpec) -> float:
-    """The job's pixel-steps (see the module docstring)."""
+    """The job's pixel-steps (see the module docstring); a hires fix adds its second pass's
+    (the final size, ``int(steps × strength)`` steps), the larger part of such a job."""
     steps = denoising_steps(spec.steps, spec.strength)
-    return float(spec.width * spec.height * steps * max(1, spec.count))
+    work = spec.width * spec.height * steps
+    hires = spec.hires
+    if hires is not None:
+        second = denoising_steps(hires.steps or spec.steps, hires.strength)
+        work += hires.width * hires.height * second
+    return float(work * max(1, spec.count))
 
 
 class _Fit:

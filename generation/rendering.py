@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from generation.errors import EaselError, OutOfMemory
+from generation.hires import infotext_items as hires_items
 from generation.metadata import build_infotext, encode_png, short_hash
 from generation.render import Backend, ProgressFn, RenderJob, StopFn
 from generation.spec import GenerationSpec, Mode
@@ -98,8 +99,12 @@ def job_pngs(meta: RenderMeta, images: Sequence[Image.Image]) -> list[EncodedPng
     """The job's images as Easel PNG files, image ``i`` with seed ``seed + i`` (blocking)."""
     spec = meta.spec
     extra: dict[str, object] = {}
+    strength = spec.strength
     if spec.mode == Mode.UPSCALE:
         extra["Hires upscaler"] = spec.upscaler or "hires"
+    if spec.hires is not None:  # A1111's hires keys; Size stays the first pass's, as there
+        extra.update(hires_items(spec.hires))
+        strength = spec.hires.strength
     if spec.mode == Mode.INPAINT:  # the keys A1111's img2img tab writes for an inpaint
         extra["Mask blur"] = spec.mask_blur
         extra["Masked content"] = _MASKED_CONTENT[spec.inpainting_fill]
@@ -118,12 +123,12 @@ def job_pngs(meta: RenderMeta, images: Sequence[Image.Image]) -> list[EncodedPng
             sampler=spec.sampler,
             cfg=spec.cfg,
             seed=seed,
-            width=image.width,
-            height=image.height,
+            width=spec.width if spec.hires is not None else image.width,
+            height=spec.height if spec.hires is not None else image.height,
             model=spec.model,
             model_hash=short_hash(meta.model_revision),
             job_id=meta.job_id,
-            strength=spec.strength,
+            strength=strength,
             extra=extra,
         )
         data = encode_png(image, text, meta.job_id)

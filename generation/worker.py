@@ -26,6 +26,7 @@ from PIL import Image
 
 from generation.errors import EaselError, JobInterrupted
 from generation.events import EventBus, JobProgress, JobStarted
+from generation.hires import builtin_upscaler
 from generation.lazy_backend import LOADING
 from generation.queue import JobQueue
 from generation.recording import Recorder
@@ -55,9 +56,9 @@ def model_source(record: ModelRecord) -> ModelSource:
 async def render_sources(
     store: Store, spec: GenerationSpec, known: dict[str, ModelSource]
 ) -> tuple[ModelSource, ModelSource | None]:
-    """The job's model and, for an upscale with a registered upscaler, that upscaler, as the
-    registry has them now; ``known`` caches them across a batch. Refused (``EaselError``) when
-    one was removed since the job was queued."""
+    """The job's model and, for an upscale or a hires fix with a registered upscaler, that
+    upscaler, as the registry has them now; ``known`` caches them across a batch. Refused
+    (``EaselError``) when one was removed since the job was queued."""
 
     async def registered(name: str, what: str) -> ModelSource:
         if name not in known:
@@ -70,6 +71,8 @@ async def render_sources(
     upscaler = None
     if spec.mode == Mode.UPSCALE and spec.upscaler not in (None, "hires"):
         upscaler = await registered(str(spec.upscaler), "Upscaler")
+    elif spec.hires is not None and builtin_upscaler(spec.hires.upscaler) is None:
+        upscaler = await registered(spec.hires.upscaler, "Upscaler")
     return await registered(spec.model, "Model"), upscaler
 
 

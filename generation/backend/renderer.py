@@ -42,6 +42,7 @@ from generation.backend.fast_path import (
     pipeline_bytes,
     use_sdpa,
 )
+from generation.backend.hires import crop_pixels, resize_pixels, upscale_latents
 from generation.backend.inpainting import inpaint_inputs, paste_back
 from generation.backend.loading import PipelineLoader, is_oom, pick_device, pick_dtype
 from generation.backend.previews import RGB_SD15, RGB_SDXL, TinyDecoder, is_sdxl, projection_png
@@ -54,6 +55,8 @@ from generation.errors import (
     JobInterrupted,
     OutOfMemory,
 )
+from generation.estimate import denoising_steps
+from generation.hires import cover_size, is_latent
 from generation.render import ModelSource, ProgressFn, RenderJob
 from generation.samplers import scheduler_for
 from generation.spec import GenerationSpec, Mode
@@ -89,7 +92,16 @@ class _Resident:
 
 
 def _at_size(image: Image.Image, width: int, height: int) -> Image.Image:
-    return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    return resize_pixels(image, (width, height))  # Lanczos: the Upscale action's resize too
+
+
+def _spanned(progress: ProgressFn, offset: int, total: int) -> ProgressFn:
+    """Progress of one pass of several: steps counted on from ``offset``, out of ``total``."""
+
+    def report(step: int, _pass_total: int, preview: bytes | None) -> None:
+        progress(min(offset + step, total), total, preview)
+
+    return report
 
 
 def _strength_and_steps(spec: GenerationSpec) -> tuple[float, int]:
@@ -289,6 +301,7 @@ class DiffusersBackend:
         first = jobs[0]
         together = all(
             j.spec.mode is Mode.TXT2IMG
+            and j.spec.hires is None  # its passes render image by image
             and j.spec.batch_key() == first.spec.batch_key()
             and j.model == first.model
             for j in jobs
@@ -329,31 +342,101 @@ class DiffusersBackend:
             return [self._upscalers.render(job, progress)]
         entry = self._resident(job.model)
         callback = self._callback(entry, progress, should_stop)
-        if spec.mode is Mode.TXT2IMG:
+        if spec.mode is Mode.TXT2IMG and spec.hires is not None:
+            images = self._render_hires(entry, job, progress, should_stop)
+        elif spec.mode is Mode.TXT2IMG:
             images = self._call(
                 entry, entry.pipe, jobs, callback, width=spec.width, height=spec.height
             )
         elif spec.mode is Mode.INPAINT:
             images = self._render_inpaint(entry, job, callback)
-        else:
+        else:  # image-to-image, and the Upscale action's "hires": Lanczos, then a second pass
             if job.init_image is None:
                 raise InvalidRequest(f"a {spec.mode.value} job needs an input image")
             init = _at_size(job.init_image, spec.width, spec.height)
-            strength, steps = _strength_and_steps(spec)
-            images = self._call(
-                entry,
-                self._img2img(entry),
-                jobs,
-                callback,
-                image=init,
-                strength=strength,
-                steps=steps,
-            )
+            images = self._second_pass(entry, job, callback, init)
         out: list[list[Image.Image]] = []
         for j in jobs:
             out.append([im.convert("RGB") for im in images[: j.spec.count]])
             images = images[j.spec.count :]
         return out
+
+    def _second_pass(
+        self,
+        entry: _Resident,
+        job: RenderJob,
+        callback: Callable[..., dict[str, Any]],
+        start: Image.Image | Any,
+    ) -> list[Image.Image]:
+        """Image-to-image from ``start`` (a picture at the spec's size, or latents) at the
+        spec's strength: image-to-image, the Upscale action's second pass and the hires fix's."""
+        strength, steps = _strength_and_steps(job.spec)
+        return self._call(
+            entry,
+            self._img2img(entry),
+            [job],
+            callback,
+            image=start,
+            strength=strength,
+            steps=steps,
+        )
+
+    def _render_hires(
+        self,
+        entry: _Resident,
+        job: RenderJob,
+        progress: ProgressFn,
+        should_stop: Callable[[], bool],
+    ) -> list[Image.Image]:
+        """The hires fix: the first pass, then per image the upscale (``backend.hires``) and
+        the Upscale action's second pass, with the image's seed (so image ``i`` equals the
+        Upscale action on image ``i`` of the first pass, for "Lanczos")."""
+        spec = job.spec
+        hires = spec.hires
+        assert hires is not None
+        second = replace(
+            spec,
+            mode=Mode.UPSCALE,  # drops ``hires``: the second pass is an upscale's
+            width=hires.width,
+            height=hires.height,
+            count=1,
+            strength=hires.strength,
+            steps=hires.steps or spec.steps,
+            upscaler=hires.upscaler,
+        )
+        per_image = denoising_steps(second.steps, hires.strength)
+        total = spec.steps + per_image * spec.count
+        latent = is_latent(hires.upscaler)
+        first = self._call(
+            entry,
+            entry.pipe,
+            [job],
+            self._callback(entry, _spanned(progress, 0, total), should_stop),
+            width=spec.width,
+            height=spec.height,
+            output_type="latent" if latent else "pil",
+        )
+        final = (hires.width, hires.height)
+        cover = cover_size((spec.width, spec.height), final)
+        model_upscale = None
+        if job.upscaler is not None:  # a registered upscaler: the Upscale action's model step
+            source = job.upscaler
+
+            def model_upscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+                return self._upscalers.upscale(image, source, size)
+
+        images = []
+        for i, (seed, image) in enumerate(zip(spec.seeds, first, strict=True)):
+            if latent:
+                start = upscale_latents(image.unsqueeze(0), hires.upscaler, cover, final)
+            else:
+                upscaled = resize_pixels(image, cover, hires.upscaler, model_upscale)
+                start = crop_pixels(upscaled, cover, final)
+            one = RenderJob(replace(second, seed=seed), job.model)
+            offset = spec.steps + per_image * i
+            callback = self._callback(entry, _spanned(progress, offset, total), should_stop)
+            images.extend(self._second_pass(entry, one, callback, start))
+        return images
 
     def _render_inpaint(
         self, entry: _Resident, job: RenderJob, callback: Callable[..., dict[str, Any]]
@@ -392,8 +475,10 @@ class DiffusersBackend:
         jobs: list[RenderJob],
         callback: Callable[..., dict[str, Any]],
         steps: int | None = None,
+        output_type: str = "pil",
         **kwargs: Any,
-    ) -> list[Image.Image]:
+    ) -> list[Any]:
+        """The pipeline's images (PIL; latent tensors with ``output_type="latent"``)."""
         spec = jobs[0].spec
         try:
             pipe.scheduler = self._scheduler(entry, spec.sampler)
@@ -425,7 +510,7 @@ class DiffusersBackend:
             num_inference_steps=steps if steps is not None else spec.steps,
             guidance_scale=spec.cfg,
             num_images_per_prompt=1,
-            output_type="pil",
+            output_type=output_type,
             callback_on_step_end=callback,
             callback_on_step_end_tensor_inputs=["latents"],
             **kwargs,

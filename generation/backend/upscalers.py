@@ -24,24 +24,32 @@ class Upscalers:
         self._loaded: OrderedDict[tuple[str, str | None], Any] = OrderedDict()
 
     def render(self, job: RenderJob, progress: ProgressFn) -> list[Image.Image]:
-        """Upscale ``job.init_image`` with ``job.upscaler`` to the spec's size."""
+        """The Upscale action with ``job.upscaler``: ``job.init_image`` at the spec's size."""
         spec = job.spec
         upscaler = job.upscaler
         assert upscaler is not None
         if job.init_image is None:
             raise InvalidRequest("an upscale job needs an input image")
+        image = self.upscale(job.init_image, upscaler, (spec.width, spec.height))
+        progress(1, 1, None)
+        return [image.copy() for _ in range(spec.count)]
+
+    def upscale(
+        self, image: Image.Image, upscaler: ModelSource, size: tuple[int, int]
+    ) -> Image.Image:
+        """``image`` through the upscaler's model, then Lanczos to ``size`` (the Upscale
+        action's step, and the hires fix's with a registered upscaler)."""
         model = self._load(upscaler)
-        source = job.init_image.convert("RGB")
+        source = image.convert("RGB")
         tensor = torch.from_numpy(np.asarray(source, dtype=np.float32) / 255.0)
         tensor = tensor.permute(2, 0, 1).unsqueeze(0).to(self.device)
         with torch.inference_mode():
             result = model(tensor)
         pixels = (result[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255.0).round()
-        image = Image.fromarray(pixels.astype(np.uint8), "RGB")
-        if image.size != (spec.width, spec.height):
-            image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS)
-        progress(1, 1, None)
-        return [image.copy() for _ in range(spec.count)]
+        upscaled = Image.fromarray(pixels.astype(np.uint8), "RGB")
+        if upscaled.size != size:
+            upscaled = upscaled.resize(size, Image.Resampling.LANCZOS)
+        return upscaled
 
     def _load(self, upscaler: ModelSource) -> Any:
         key = (upscaler.name, upscaler.revision)
