@@ -27,12 +27,11 @@ from bot.config import Config, load_config
 from bot.describe import describe_params, describe_queue, job_to_dict
 from bot.grammar import merge_fields, parse_draw
 from bot.logsetup import setup_logging
-from generation.actions import JobAction, parent_image
+from generation.actions import JobAction
 from generation.errors import ConfigError, EaselError, Rejected
 from generation.events import JobFinished, JobProgress
 from generation.outpainting import PAN_DIRECTIONS
 from generation.regions import USAGE as REGION_USAGE
-from generation.regions import region_mask
 from generation.render import Backend
 from generation.requests import DrawRequest, InpaintRequest, Origin, Visibility
 from generation.service import Accepted, Service
@@ -318,14 +317,10 @@ def submitter(
         request = draw_request(args)
         return lambda: service.draw(origin, request, max_upload_bytes=MAX_UPLOAD_BYTES)
     if args.command == "inpaint":
-
-        async def inpaint() -> Accepted:
-            request = await inpaint_request(service, origin, args)
-            return await service.inpaint(
-                origin, args.id, request, index=args.index - 1, max_upload_bytes=MAX_UPLOAD_BYTES
-            )
-
-        return inpaint
+        inpaint = inpaint_request(args)
+        return lambda: service.inpaint(
+            origin, args.id, inpaint, index=args.index - 1, max_upload_bytes=MAX_UPLOAD_BYTES
+        )
     if args.command == "zoom-out":
         return lambda: service.zoom_out(origin, args.id, args.factor, index=args.index - 1)
     if args.command == "pan":
@@ -351,17 +346,10 @@ def read_file(path: Path) -> bytes:
         raise Rejected(f"Cannot read {path}: {error.strerror}") from None
 
 
-async def inpaint_request(
-    service: Service, origin: Origin, args: argparse.Namespace
-) -> InpaintRequest:
-    if args.mask is not None:
-        mask = read_file(args.mask)
-    else:  # a region preset: the mask is drawn at the size of the job's image
-        job = await service.job_for(origin, args.id)
-        image = parent_image(job, args.index - 1)
-        mask = region_mask(args.region, (image.width, image.height))
+def inpaint_request(args: argparse.Namespace) -> InpaintRequest:
     return InpaintRequest(
-        mask=mask,
+        mask=b"" if args.mask is None else read_file(args.mask),
+        region=args.region,
         prompt=args.prompt,
         negative_prompt=args.negative,
         strength=args.strength,

@@ -111,6 +111,7 @@ class InpaintRequest:
     shape (then it is resized). ``prompt``/``negative_prompt``: None keeps the job's.
     ``strength``: None = 0.75. ``inpainting_fill``: 0 fill, 1 original, 2 latent noise,
     3 latent nothing. ``inpaint_full_res``: "only masked", with ``inpaint_full_res_padding`` px.
+    ``region``: a preset instead of a mask, for front ends without a brush.
     """
 
     mask: bytes
@@ -122,3 +123,6 @@ class InpaintRequest:
     inpaint_full_res: bool = False
     inpaint_full_res_padding: int = 32
     mask_invert: bool = False
+    # Instead of ``mask`` (left empty): a region preset or box of generation.regions ("left",
+    # "10,20,50,40"), drawn at the image's size by the Service.
+    region: str | None = None

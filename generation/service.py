@@ -56,6 +56,7 @@ from generation.policy import (
 )
 from generation.progress import ProgressTracker, Running
 from generation.queue import JobQueue
+from generation.regions import region_mask
 from generation.requests import DrawRequest, InpaintRequest, Origin, Visibility
 from generation.sizing import aspect_of
 from generation.spec import MAX_SEED, Action, GenerationSpec
@@ -330,9 +331,14 @@ class Service(Administration):
             self._check_nsfw(origin, settings, prompt)
             image = parent_image(parent, index)
             negative = request.negative_prompt
+            mask = request.mask
+            if request.region is not None:
+                if mask:
+                    raise InvalidRequest("Give a mask or a region, not both.")
+                mask = region_mask(request.region, (image.width, image.height))
             png = await asyncio.to_thread(
                 clean_mask,
-                request.mask,
+                mask,
                 (image.width, image.height),
                 invert=request.mask_invert,
                 max_bytes=max_upload_bytes,

@@ -30,6 +30,7 @@ from bot.web.keys import app_of
 from generation.actions import JobAction
 from generation.errors import InvalidRequest
 from generation.policy import ScopeSettings
+from generation.regions import USAGE as REGION_USAGE
 from generation.requests import DrawRequest, InpaintRequest, Origin
 from generation.samplers import SAMPLERS, resolve_sampler
 from generation.service import Accepted
@@ -37,7 +38,7 @@ from generation.sizing import format_aspect, parse_aspect
 from storage.records import ModelRecord
 
 _IMAGE_NAME = re.compile(r"^([0-9a-fA-F]{64})\.png$")
-ACTIONS = (*(action.value for action in JobAction), "cancel")
+ACTIONS = (*(action.value for action in JobAction), "zoom_out", "pan", "cancel")
 
 
 # ---------------------------------------------------------------------- body fields
@@ -179,9 +180,19 @@ async def job_action(request: web.Request) -> web.Response:
     if action == "cancel":
         job = await app.service.cancel(origin, job_id)
         return web.json_response({"job": await job_json(app, job)})
-    accepted = await app.service.act(
-        origin, action, job_id, index=0 if index is None else index, strength=strength
-    )
+    at = 0 if index is None else index
+    if action == "zoom_out":  # {"factor": 1.5 | 2 (default) | any in (1, 2]}
+        factor = opt_float(body, "factor")
+        accepted = await app.service.zoom_out(
+            origin, job_id, 2.0 if factor is None else factor, index=at
+        )
+    elif action == "pan":  # {"direction": "left" | "right" | "up" | "down"}
+        direction = opt_str(body, "direction")
+        if not direction:
+            raise InvalidRequest("direction is required for pan: left, right, up or down.")
+        accepted = await app.service.pan(origin, job_id, direction, index=at)
+    else:
+        accepted = await app.service.act(origin, action, job_id, index=at, strength=strength)
     return await _accepted(request, accepted)
 
 
@@ -194,15 +205,20 @@ def opt_bool(body: dict[str, Any], name: str) -> bool | None:
 
 def inpaint_request(body: dict[str, Any], max_upload: int) -> InpaintRequest:
     """``POST /api/jobs/{id}/inpaint``'s body: ``mask`` (base64 or a data: URL; white =
-    repaint) and A1111's inpaint options, each optional."""
-    mask = opt_str(body, "mask")
-    if not mask:
-        raise InvalidRequest("mask is required: a black-and-white image, white where to repaint.")
+    repaint) or ``region`` (a preset: "left", "10,20,50,40"), and A1111's inpaint options,
+    each optional."""
+    mask, region = opt_str(body, "mask"), opt_str(body, "region")
+    if not mask and not region:
+        raise InvalidRequest(
+            "mask is required: a black-and-white image, white where to repaint (or a region: "
+            f"{REGION_USAGE})."
+        )
     defaults = InpaintRequest(mask=b"")
     fill, blur, padding = (opt_int(body, k) for k in ("inpainting_fill", "mask_blur", "padding"))
     only_masked, invert = opt_bool(body, "only_masked"), opt_bool(body, "mask_invert")
     return InpaintRequest(
-        mask=decode_image(mask, max_upload, field="mask"),
+        mask=decode_image(mask, max_upload, field="mask") if mask else b"",
+        region=region,
         prompt=opt_str(body, "prompt"),
         negative_prompt=opt_str(body, "negative_prompt"),
         strength=opt_float(body, "strength"),

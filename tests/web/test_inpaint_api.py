@@ -71,11 +71,73 @@ async def test_bad_inpaint_requests_are_refused_and_nothing_is_queued(web_client
         ({"mask": png_b64((64, 64), (255, 255, 255))}, "all white"),
         ({"mask": half_mask((64, 32))}, "it must be 64x64"),
         ({"mask": base64.b64encode(b"%PDF-1.4 not a picture").decode()}, "mask was refused"),
+        ({"region": "elsewhere"}, "Unknown region"),
+        ({"region": "50,0,60,10"}, "inside the picture"),
+        ({"region": "left", "mask": half_mask()}, "a mask or a region, not both"),
     ]
     for body, reason in cases:
         answer = await web_client.post(f"/api/jobs/{parent}/inpaint", json=body)
         text = await answer.text()
         assert answer.status == 400 and reason in text, (body.keys(), answer.status, text)
     missing = await web_client.post("/api/jobs/nosuchjob/inpaint", json={"mask": half_mask()})
+    assert missing.status == 404
+    assert len(await app.store.list_jobs(limit=100)) == before and len(app.queue) == 0
+
+
+async def finished(client: Client, job_id: str) -> dict[str, Any]:
+    async with asyncio.timeout(60):
+        while True:
+            job: dict[str, Any] = await (await client.get(f"/api/jobs/{job_id}")).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return job
+            await asyncio.sleep(0.05)
+
+
+async def test_a_region_preset_zoom_out_and_pan_through_the_actions(web_client: Client) -> None:
+    parent = await finished_job(web_client)
+    region = await web_client.post(f"/api/jobs/{parent}/inpaint", json={"region": "right"})
+    assert region.status == 202, await region.text()
+    job = await finished(web_client, (await region.json())["job"]["id"])
+    assert job["status"] == "succeeded" and job["mode"] == "inpaint"
+    mask = Image.open(io.BytesIO(await (await web_client.get(job["mask_image_url"])).read()))
+    assert mask.getpixel((10, 10)) == 0 and mask.getpixel((50, 10)) == 255
+
+    cases = [
+        ({"action": "zoom_out", "factor": 1.5}, (96, 96), "zoom 1.5"),
+        ({"action": "zoom_out"}, (128, 128), "zoom 2"),
+        ({"action": "pan", "direction": "left"}, (96, 64), "pan left"),
+        ({"action": "pan", "direction": "up"}, (64, 96), "pan up"),
+    ]
+    for body, size, name in cases:
+        answer = await web_client.post(f"/api/jobs/{parent}/actions", json=body)
+        assert answer.status == 202, await answer.text()
+        child = await finished(web_client, (await answer.json())["job"]["id"])
+        assert child["status"] == "succeeded", child
+        assert (child["width"], child["height"]) == size and child["inpaint"]["outpaint"] == name
+        assert child["parent_id"] == parent
+        image = await web_client.get(child["images"][0])
+        assert Image.open(io.BytesIO(await image.read())).size == size
+
+
+async def test_bad_zoom_and_pan_requests_are_refused_and_nothing_is_queued(
+    web_client: Client,
+) -> None:
+    parent = await finished_job(web_client)
+    app = client_app(web_client)
+    before = len(await app.store.list_jobs(limit=100))
+    cases = [
+        ({"action": "zoom_out", "factor": 3}, "at most 2"),
+        ({"action": "zoom_out", "factor": "big"}, "factor must be a number"),
+        ({"action": "pan"}, "direction is required"),
+        ({"action": "pan", "direction": "sideways"}, "left, right, up, down"),
+        ({"action": "pan", "direction": "left", "index": 3}, "has 1 image"),
+    ]
+    for body, reason in cases:
+        answer = await web_client.post(f"/api/jobs/{parent}/actions", json=body)
+        text = await answer.text()
+        assert answer.status == 400 and reason in text, (body, answer.status, text)
+    missing = await web_client.post(
+        "/api/jobs/nosuchjob/actions", json={"action": "pan", "direction": "up"}
+    )
     assert missing.status == 404
     assert len(await app.store.list_jobs(limit=100)) == before and len(app.queue) == 0

@@ -155,3 +155,43 @@ async def current_mask(page: Page) -> Image.Image:
     header, data = url.split(",", 1)
     assert header == "data:image/png;base64", header
     return Image.open(io.BytesIO(base64.b64decode(data))).convert("L")
+
+
+async def test_zoom_out_and_pan_from_a_result_card(
+    app_factory: AppFactory, browser: Browser
+) -> None:
+    """The result's "Zoom out" and "Pan" buttons queue an outpaint of that image: a new card
+    says what it is and shows the larger picture."""
+    app = await app_factory()
+    async with served(app) as url:
+        page, errors = await open_page(browser, url)
+        await page.fill("#prompt", "a lighthouse --steps 2 --seed 5")
+        await page.click("#generate")
+        await page.wait_for_selector(DONE, timeout=RENDER_TIMEOUT_MS)
+        parent_id = await page.locator(DONE).get_attribute("data-job")
+        extend = page.locator(DONE).get_by_role("group", name="Extend the picture")
+        for button, tag, size in (
+            ("Zoom out 2x", "zoom out 2x", (128, 128)),
+            ("← Pan left", "pan left", (96, 64)),
+        ):
+            await extend.get_by_role("button", name=button).click()
+            child = page.locator("#current article.job")
+            await expect(child).not_to_have_attribute("data-job", parent_id or "")
+            await expect(child.locator(".mode-tag")).to_have_text(tag)
+            await page.wait_for_selector(DONE, timeout=RENDER_TIMEOUT_MS)
+            await first_image_loaded(page, DONE)
+            image = page.locator(f"{DONE} figure img").first
+            natural = await image.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+            assert tuple(natural) == size
+            child_id = await page.locator(DONE).get_attribute("data-job")
+            job = await app.store.get_job(child_id or "")
+            assert job is not None and job.parent_id == parent_id
+            # the next button acts on the original again: its card is still listed below
+            await page.locator(
+                f'article.job[data-job="{parent_id}"]'
+            ).first.scroll_into_view_if_needed()
+            extend = page.locator(f'article.job[data-job="{parent_id}"]').first.get_by_role(
+                "group", name="Extend the picture"
+            )
+        assert errors == []
+        await page.context.close()

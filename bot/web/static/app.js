@@ -298,6 +298,16 @@
     return parts.filter(Boolean).join(" · ");
   }
 
+  // "vary region", "zoom out 2x", "pan left", "img2img": what a card's job did, on its head.
+  function modeTag(job) {
+    const outpaint = job.inpaint && job.inpaint.outpaint;
+    if (outpaint) {
+      const [kind, value] = outpaint.split(" ");
+      return kind === "zoom" ? `zoom out ${value}x` : `pan ${value}`;
+    }
+    return MODE_TAGS[job.mode] || null;
+  }
+
   function infoText(job, index) {
     if (job.infotexts && job.infotexts[index]) return job.infotexts[index];
     const seed = job.image_seeds && job.image_seeds[index] !== undefined ? job.image_seeds[index] : job.seed;
@@ -308,12 +318,12 @@
     return lines.join("\n");
   }
 
-  async function runAction(job, action, index, strength, errorNode) {
+  // ``extra``: an action's own fields ({strength}, {factor}, {direction}).
+  async function runAction(job, action, index, extra, errorNode) {
     showError(errorNode, null);
     try {
-      const body = { action };
+      const body = { action, ...(extra || {}) };
       if (index !== undefined && index !== null) body.index = index;
-      if (strength) body.strength = strength;
       const result = await api("POST", `/api/jobs/${encodeURIComponent(job.id)}/actions`, body);
       if (action === "cancel") {
         updateJob(result.job);
@@ -343,7 +353,11 @@
       },
     });
     copy.addEventListener("click", () => copyText(info.textContent, copy));
-    const act = (action, strength) => () => runAction(job, action, index, strength, errorNode);
+    const act = (action, extra) => () => runAction(job, action, index, extra, errorNode);
+    const pan = (direction, arrow) => el("button", {
+      type: "button", text: `${arrow} Pan ${direction}`, title: `Extend the picture ${direction === "up" || direction === "down" ? "by half its height" : "by half its width"}, ${direction}`,
+      onclick: act("pan", { direction }),
+    });
     return el("figure", { "data-index": index },
       el("a", { href: url, target: "_blank", rel: "noopener" },
         el("img", {
@@ -353,8 +367,8 @@
       el("div", { class: "actions" },
         el("button", { type: "button", text: "Reroll", title: "Same settings, new seed", onclick: act("reroll") }),
         el("button", { type: "button", text: "Upscale", onclick: act("upscale") }),
-        el("button", { type: "button", text: "Vary (subtle)", onclick: act("vary", "subtle") }),
-        el("button", { type: "button", text: "Vary (strong)", onclick: act("vary", "strong") }),
+        el("button", { type: "button", text: "Vary (subtle)", onclick: act("vary", { strength: "subtle" }) }),
+        el("button", { type: "button", text: "Vary (strong)", onclick: act("vary", { strength: "strong" }) }),
         el("button", { type: "button", text: "Vary region", title: "Paint over a part to change it",
           onclick: () => openMaskPainter(job, url, index) }),
         infoButton,
@@ -363,7 +377,12 @@
           text: "Download", class: "download",
         }),
         copy),
-      errorNode,
+      errorNode, // between the two rows: next to whichever button asked
+      // Outpainting: more room around the picture, the new part painted.
+      el("div", { class: "actions extend", role: "group", "aria-label": "Extend the picture" },
+        el("button", { type: "button", text: "Zoom out 1.5x", title: "The picture centred on a canvas 1.5 times its size", onclick: act("zoom_out", { factor: 1.5 }) }),
+        el("button", { type: "button", text: "Zoom out 2x", title: "The picture centred on a canvas twice its size", onclick: act("zoom_out", { factor: 2 }) }),
+        pan("left", "←"), pan("right", "→"), pan("up", "↑"), pan("down", "↓")),
       info);
   }
 
@@ -450,7 +469,7 @@
     card.replaceChildren(
       el("div", { class: "job-head" },
         el("span", { class: "job-prompt", text: job.prompt || "(no prompt)" }),
-        MODE_TAGS[job.mode] ? el("span", { class: "mode-tag", text: MODE_TAGS[job.mode] }) : null,
+        modeTag(job) ? el("span", { class: "mode-tag", text: modeTag(job) }) : null,
         status),
       el("div", { class: "job-status", text: describe(job) }),
       ...jobBody(job, extra));
