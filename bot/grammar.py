@@ -404,6 +404,7 @@ def merge_fields(inline: DrawRequest, fields: DrawRequest) -> DrawRequest:
         count=pick(inline.count, fields.count),
         strength=pick(inline.strength, fields.strength),
         init_image=fields.init_image if fields.init_image is not None else inline.init_image,
+        mask=fields.mask,  # never typed: the page's or an API's mask of the uploaded image
     )
 
 
