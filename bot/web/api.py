@@ -122,6 +122,9 @@ def draw_request(body: dict[str, Any], max_upload: int) -> DrawRequest:
         count=opt_int(body, "count"),
         strength=opt_float(body, "strength"),
         init_image=decode_image(init, max_upload, field="init_image") if init else None,
+        # "mask" (and A1111's inpaint options, as /api/jobs/{id}/inpaint takes them): an
+        # inpaint of the uploaded image, white = repaint
+        mask=inpaint_request(body, max_upload) if body.get("mask") is not None else None,
     )
     return merge_fields(inline, fields)
 

@@ -141,3 +141,33 @@ async def test_bad_zoom_and_pan_requests_are_refused_and_nothing_is_queued(
     )
     assert missing.status == 404
     assert len(await app.store.list_jobs(limit=100)) == before and len(app.queue) == 0
+
+
+async def test_an_upload_with_a_mask_is_an_inpaint_and_bad_ones_are_refused(
+    web_client: Client,
+) -> None:
+    app = client_app(web_client)
+    upload = {"prompt": "a red door", **SMALL, "steps": 2, "init_image": png_b64()}
+    answer = await web_client.post(
+        "/api/jobs", json={**upload, "mask": half_mask(), "mask_blur": 0}
+    )
+    assert answer.status == 202, await answer.text()
+    job = await finished(web_client, (await answer.json())["job"]["id"])
+    assert job["status"] == "succeeded" and job["mode"] == "inpaint"
+    assert job["inpaint"]["mask_blur"] == 0 and job["mask_image_url"]
+    image = await web_client.get(job["images"][0])
+    result = Image.open(io.BytesIO(await image.read())).convert("RGB")
+    assert set(result.crop((40, 0, 64, 64)).getdata()) == {(200, 40, 40)}  # unmasked: kept
+
+    before = len(await app.store.list_jobs(limit=100))
+    cases = [
+        ({"prompt": "a door", **SMALL, "mask": half_mask()}, "needs the picture it masks"),
+        ({**upload, "mask": half_mask((64, 32))}, "it must be 64x64"),
+        ({**upload, "mask": png_b64((64, 64), (0, 0, 0))}, "all black"),
+        ({**upload, "mask": half_mask(), "inpainting_fill": 7}, "Inpainting fill must be"),
+    ]
+    for body, reason in cases:
+        answer = await web_client.post("/api/jobs", json=body)
+        text = await answer.text()
+        assert answer.status == 400 and reason in text, (reason, answer.status, text)
+    assert len(await app.store.list_jobs(limit=100)) == before and len(app.queue) == 0

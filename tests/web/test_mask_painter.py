@@ -195,3 +195,54 @@ async def test_zoom_out_and_pan_from_a_result_card(
             )
         assert errors == []
         await page.context.close()
+
+
+async def test_paint_a_region_of_an_uploaded_picture_then_generate(
+    app_factory: AppFactory, browser: Browser, tmp_path: Path
+) -> None:
+    """Image to image with a painted region: only that part of the upload is repainted (an
+    inpaint of the upload, like A1111's img2img with a mask)."""
+    start = tmp_path / "start.png"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(start)
+    app = await app_factory()
+    async with served(app) as url:
+        page, errors = await open_page(browser, url)
+        await page.check('input[name="mode"][value="img2img"]')
+        await expect(page.locator("#paint-region")).to_be_hidden()  # nothing to paint yet
+        await page.set_input_files("#init-file", str(start))
+        await page.click("#paint-region")
+        dialog = page.locator("#mask-dialog")
+        await expect(dialog).to_be_visible()
+        await expect(page.locator("#mask-prompt")).to_be_hidden()  # the form's prompt is used
+        await page.click("#mask-submit")  # nothing painted: said, the dialog stays
+        await expect(page.locator("#mask-error")).to_contain_text("Paint over the part")
+        canvas = dialog.locator("canvas.mask-overlay")
+        await drag(page, canvas, (0.1, 0.3), (0.4, 0.3))
+        sent = await current_mask(page)
+        await expect(page.locator("#mask-submit")).to_have_text("Use this region")
+        await page.click("#mask-submit")
+        await expect(dialog).to_be_hidden()
+        await expect(page.locator("#region-state")).to_be_visible()
+
+        await page.fill("#prompt", "a red house --size 64x64 --steps 2")
+        await page.click("#generate")
+        await page.wait_for_selector(DONE, timeout=RENDER_TIMEOUT_MS)
+        await expect(page.locator(f"{DONE} .mode-tag")).to_have_text("vary region")
+        job_id = await page.locator(DONE).get_attribute("data-job")
+        job = await app.store.get_job(job_id or "")
+        assert job is not None and job.mode == "inpaint" and job.mask_image and job.init_image
+        stored = Image.open(app.images.path_for(job.mask_image)).convert("L")
+        assert list(stored.getdata()) == list(sent.getdata())
+        result = Image.open(app.images.path_for(job.images[0].sha256)).convert("RGB")
+        # the bottom rows, far from the painted stroke, are the upload's
+        assert set(result.crop((0, 56, 64, 64)).getdata()) == {(200, 40, 40)}
+
+        # "Change the whole picture" drops the region: plain image to image again.
+        await page.click("#clear-region")
+        await expect(page.locator("#region-state")).to_be_hidden()
+        await page.click("#generate")
+        await expect(page.locator(DONE)).to_have_count(1)
+        plain = page.locator("#current article.job")
+        await expect(plain.locator(".mode-tag")).to_have_text("img2img")
+        assert errors == []
+        await page.context.close()

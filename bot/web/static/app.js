@@ -137,6 +137,7 @@
     $("strength-out").value = Number($("strength").value).toFixed(2);
     initImage = null;
     $("init-preview").hidden = true;
+    setUploadMask(null);
     try { localStorage.removeItem(FORM_KEY); } catch (e) { /* private mode */ }
     refreshModelHints();
     $("prompt").focus();
@@ -159,6 +160,15 @@
   }
 
   let initImage = null; // data: URL of the chosen starting image
+  let uploadMask = null; // data: URL of a region painted over it (white = repaint), or null
+
+  // With a painted region only that part of the starting image changes (an inpaint).
+  function setUploadMask(mask) {
+    uploadMask = mask;
+    $("paint-region").hidden = !initImage;
+    $("paint-region").textContent = mask ? "Repaint the region" : "Paint a region to change";
+    $("region-state").hidden = !mask;
+  }
 
   async function readImage(file) {
     const dataUrl = await new Promise((resolve, reject) => {
@@ -209,6 +219,7 @@
     if (mode() === "img2img") {
       body.strength = Number($("strength").value);
       if (initImage) body.init_image = initImage;
+      if (initImage && uploadMask) body.mask = uploadMask;
     }
     return body;
   }
@@ -387,15 +398,29 @@
   }
 
   // "Vary region": paint a mask over image ``index`` of ``job``, then repaint that part.
-  let painting = null; // { job, index, painter } while the dialog is open
+  let painting = null; // { job, index, painter } or { upload: true, painter } while open
 
   function openMaskPainter(job, url, index) {
-    const painter = new window.Easel.MaskPainter(url, job.width, job.height);
-    painting = { job, index, painter };
+    showPainter({ job, index, painter: new window.Easel.MaskPainter(url, job.width, job.height) });
+    $("mask-prompt").value = job.prompt || "";
+  }
+
+  // The same painter over the starting image of the form: the region is kept for Generate.
+  async function openUploadPainter() {
+    if (!initImage) return;
+    const image = new Image();
+    await new Promise((resolve) => { image.onload = resolve; image.src = initImage; });
+    showPainter({ upload: true, painter: new window.Easel.MaskPainter(initImage, image.naturalWidth, image.naturalHeight) });
+  }
+
+  function showPainter(session) {
+    const { painter } = session;
+    painting = session;
     $("mask-slot").replaceChildren(painter.node);
+    $("mask-prompt-field").hidden = Boolean(session.upload); // the form's prompt is used
+    $("mask-submit").textContent = session.upload ? "Use this region" : "Repaint";
     // After a stroke, not during it: the dialog re-centres when the message goes.
     painter.node.addEventListener("pointerup", () => showError($("mask-error"), null));
-    $("mask-prompt").value = job.prompt || "";
     showError($("mask-error"), null);
     closeDialog();
     const dialog = $("mask-dialog");
@@ -409,6 +434,12 @@
     showError(error, null);
     if (painter.coverage() === 0) {
       showError(error, "Paint over the part to change first (nothing is painted yet).");
+      return;
+    }
+    if (painting.upload) {
+      setUploadMask(painter.toDataUrl());
+      $("mask-dialog").close();
+      painting = null;
       return;
     }
     const button = $("mask-submit");
@@ -750,6 +781,8 @@
     $("draw-form").addEventListener("change", saveForm);
     $("form-reset").addEventListener("click", resetForm);
     $("mask-submit").addEventListener("click", submitMask);
+    $("paint-region").addEventListener("click", openUploadPainter);
+    $("clear-region").addEventListener("click", () => setUploadMask(null));
     $("prompt").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("draw-form").requestSubmit();
     });
@@ -769,12 +802,14 @@
       const preview = $("init-preview");
       initImage = null;
       preview.hidden = true;
+      setUploadMask(null);
       showError($("form-error"), null);
       if (!file) return;
       try {
         initImage = await readImage(file);
         preview.src = initImage;
         preview.hidden = false;
+        setUploadMask(null);
       } catch (error) {
         showError($("form-error"), error);
       }
