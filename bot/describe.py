@@ -39,6 +39,8 @@ def job_to_dict(job: JobRecord, image_location: Callable[[str], str]) -> dict[st
         "upscaler": job.upscaler,
         "mask_image": job.mask_image,  # inpaint jobs: the mask's sha256, else None
         "inpaint": job.inpaint,  # inpaint jobs: A1111's inpaint options, else None
+        # hires fix jobs: final width/height, upscaler, strength, steps, scale/resize; else None
+        "hires": job.hires,
         "parent_id": job.parent_id,
         "parent_index": job.parent_index,
         "platform": job.platform,
@@ -66,6 +68,12 @@ def describe_params(job: JobRecord) -> str:
     ]
     if job.strength is not None:
         parts.append(f"strength {job.strength:g}")
+    hires = job.spec.hires
+    if hires is not None:
+        parts.append(
+            f"hires fix to {hires.width}x{hires.height} ({hires.upscaler}, "
+            f"strength {hires.strength:g})"
+        )
     return ", ".join(parts)
 
 

@@ -95,16 +95,19 @@ class EncodedPng:
 _MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
 
 
-def job_pngs(meta: RenderMeta, images: Sequence[Image.Image]) -> list[EncodedPng]:
-    """The job's images as Easel PNG files, image ``i`` with seed ``seed + i`` (blocking)."""
-    spec = meta.spec
+def denoising_strength(spec: GenerationSpec) -> float | None:
+    """A1111's ``Denoising strength``: image-to-image's, or the hires fix's second pass's."""
+    return spec.hires.strength if spec.hires is not None else spec.strength
+
+
+def extra_generation_params(spec: GenerationSpec) -> dict[str, object]:
+    """The infotext keys of the job's mode beyond the common ones, in A1111's order (``None``
+    values are left out of the text); A1111's API answers them as ``extra_generation_params``."""
     extra: dict[str, object] = {}
-    strength = spec.strength
     if spec.mode == Mode.UPSCALE:
         extra["Hires upscaler"] = spec.upscaler or "hires"
     if spec.hires is not None:  # A1111's hires keys; Size stays the first pass's, as there
         extra.update(hires_items(spec.hires))
-        strength = spec.hires.strength
     if spec.mode == Mode.INPAINT:  # the keys A1111's img2img tab writes for an inpaint
         extra["Mask blur"] = spec.mask_blur
         extra["Masked content"] = _MASKED_CONTENT[spec.inpainting_fill]
@@ -112,6 +115,14 @@ def job_pngs(meta: RenderMeta, images: Sequence[Image.Image]) -> list[EncodedPng
         if spec.inpaint_full_res:
             extra["Inpaint area"] = "Only masked"
             extra["Masked area padding"] = spec.inpaint_full_res_padding
+    return extra
+
+
+def job_pngs(meta: RenderMeta, images: Sequence[Image.Image]) -> list[EncodedPng]:
+    """The job's images as Easel PNG files, image ``i`` with seed ``seed + i`` (blocking)."""
+    spec = meta.spec
+    extra = extra_generation_params(spec)
+    strength = denoising_strength(spec)
     if meta.parent_id:
         extra["Easel parent"] = f"{meta.parent_id}/{(meta.parent_index or 0) + 1}"
     encoded = []

@@ -21,6 +21,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bot.web import a1111_options
+from bot.web.a1111_jobs import (
+    hires_of,
+    info_extras,
+    inpaint_of,
+    inpaint_size,
+    inpainting_conditioning,
+)
 from bot.web.a1111_models import (
     GenerationRequest,
     Img2ImgRequest,
@@ -36,7 +43,8 @@ from bot.web.errors import A1111HTTPError, A1111Validation, JobFailed, JobTimeou
 from bot.web.keys import app_of, state_of
 from generation.errors import InvalidRequest
 from generation.metadata import PARAMETERS_KEY, read_png_text, short_hash
-from generation.requests import DrawRequest
+from generation.rendering import denoising_strength
+from generation.requests import DrawRequest, HiresRequest, InpaintRequest
 from storage.records import JobRecord, ModelRecord
 
 if TYPE_CHECKING:
@@ -67,13 +75,6 @@ def _refuse_unsupported(req: GenerationRequest) -> None:
         raise A1111HTTPError(422, f"Script '{req.script_name}' not found")
     if req.alwayson_scripts:
         raise A1111HTTPError(422, f"Script '{next(iter(req.alwayson_scripts))}' not found")
-    if isinstance(req, Txt2ImgRequest) and req.enable_hr:
-        raise InvalidRequest(
-            "Easel has no hires fix in txt2img: render, then upscale the job "
-            "(POST /api/jobs/{id}/actions with action upscale)."
-        )
-    if isinstance(req, Img2ImgRequest) and req.mask:
-        raise InvalidRequest("Easel does not inpaint: send img2img without a mask.")
     if req.restore_faces:
         raise InvalidRequest(
             "Easel has no face restorers (GFPGAN, CodeFormer): send restore_faces false."
@@ -99,32 +100,49 @@ async def _model_override(app: App, req: GenerationRequest) -> str | None:
 
 
 async def draw_request(
-    app: App, req: GenerationRequest, init_image: bytes | None, strength: float | None
+    app: App,
+    req: GenerationRequest,
+    init_image: bytes | None,
+    strength: float | None,
+    *,
+    mask: InpaintRequest | None = None,
+    hires: HiresRequest | None = None,
 ) -> DrawRequest:
     sampler = resolve_a1111_sampler(req.sampler_name, req.sampler_index, req.scheduler)
     seed = req.seed if req.seed is not None and req.seed != -1 else None
+    width, height = req.width, req.height
+    if mask is not None and mask.inpaint_full_res and init_image is not None:
+        # "Only masked" pastes the repainted box back into the picture: its own size.
+        width, height = inpaint_size(init_image) or (width, height)
     return DrawRequest(
         prompt=_single(req.prompt, "prompt"),
         negative_prompt=_single(req.negative_prompt, "negative_prompt"),
         seed=seed,
         steps=req.steps,
         cfg=req.cfg_scale,
-        width=req.width,
-        height=req.height,
+        width=width,
+        height=height,
         sampler=sampler[0] if sampler else None,
         model=await _model_override(app, req),
         count=(req.batch_size or 1) * (req.n_iter or 1),
         strength=strength,
         init_image=init_image,
+        mask=mask,
+        hires=hires,
     )
 
 
-def build_info(job: JobRecord, req: GenerationRequest, texts: list[str]) -> dict[str, Any]:
-    """The ``info`` document (§5); serialised into a string by the caller."""
+def build_info(
+    job: JobRecord, req: GenerationRequest, texts: list[str], *, inpainting_model: bool = False
+) -> dict[str, Any]:
+    """The ``info`` document (§5); serialised into a string by the caller. ``width`` and
+    ``height`` are the first pass's for a hires fix, as A1111's; ``inpainting_model``: the
+    job's model has a 9-channel UNet."""
     sampler, schedule = a1111_sampler_of(job.sampler)
     n = len(job.images) or job.count
     subseed = req.subseed if req.subseed is not None and req.subseed >= 0 else job.seed
     denoising = req.denoising_strength if isinstance(req, Txt2ImgRequest) else None
+    strength = denoising_strength(job.spec)
     return {
         "prompt": job.prompt,
         "all_prompts": [job.prompt] * n,
@@ -149,15 +167,15 @@ def build_info(job: JobRecord, req: GenerationRequest, texts: list[str]) -> dict
         "sd_vae_hash": None,
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
-        # img2img: the strength used; txt2img: the request's value, like A1111 (unused there).
-        "denoising_strength": job.strength if job.strength is not None else denoising,
-        "extra_generation_params": {"Schedule type": schedule},
+        # img2img and hires: the strength used; txt2img: the request's value, like A1111.
+        "denoising_strength": strength if strength is not None else denoising,
+        "extra_generation_params": {"Schedule type": schedule, **info_extras(job)},
         "index_of_first_image": 0,
         "infotexts": texts,
         "styles": list(req.styles or []),
         "job_timestamp": _timestamp(job),
         "clip_skip": 1,
-        "is_using_inpainting_conditioning": False,
+        "is_using_inpainting_conditioning": inpainting_model,
         "version": VERSION,
         "easel_job_id": job.id,
         "easel_status": str(job.status),
@@ -226,10 +244,15 @@ async def run_sync(request: web.Request, req: GenerationRequest, draw: DrawReque
         return [base64.b64encode(data).decode("ascii") for data in files], texts
 
     images, texts = await asyncio.to_thread(encode)
+    models = {model.name: model for model in await app.service.list_models()}
+    nine = await asyncio.to_thread(
+        inpainting_conditioning, models.get(job.model), app.config.data_dir
+    )
+    info = build_info(job, req, texts, inpainting_model=nine)
     body = {
         "images": images,
         "parameters": echo_parameters(req, job),
-        "info": json.dumps(build_info(job, req, texts), ensure_ascii=False),
+        "info": json.dumps(info, ensure_ascii=False),
     }
     await app.service.delivered(job)
     return web.json_response(body)
@@ -239,7 +262,8 @@ async def txt2img(request: web.Request) -> web.Response:
     app = app_of(request)
     req = validate(Txt2ImgRequest, await read_json(request, required=False))
     _refuse_unsupported(req)
-    return await run_sync(request, req, await draw_request(app, req, None, None))
+    draw = await draw_request(app, req, None, None, hires=hires_of(req))
+    return await run_sync(request, req, draw)
 
 
 async def img2img(request: web.Request) -> web.Response:
@@ -250,9 +274,12 @@ async def img2img(request: web.Request) -> web.Response:
         raise A1111HTTPError(404, "Init image not found")
     if len(set(req.init_images)) > 1:
         raise InvalidRequest("Easel takes one init image per img2img request.")
-    init = decode_image(req.init_images[0], app.config.web.max_upload_bytes, field="init_images")
+    limit = app.config.web.max_upload_bytes
+    init = decode_image(req.init_images[0], limit, field="init_images")
+    mask = inpaint_of(req, limit)  # checked against the picture by the Service
     strength = 0.75 if req.denoising_strength is None else req.denoising_strength
-    return await run_sync(request, req, await draw_request(app, req, init, strength))
+    draw = await draw_request(app, req, init, strength, mask=mask)
+    return await run_sync(request, req, draw)
 
 
 # ---------------------------------------------------------------------- progress, interrupt

@@ -4,6 +4,9 @@ Lists describe what Easel has: its diffusion models (``sd-models``), samplers an
 schedule types it renders (Automatic, Karras), and the upscalers ``extra-single-image`` can run.
 Everything Easel has none of answers an empty list (hypernetworks, face restorers, loras...).
 
+``latent-upscale-modes`` lists A1111's latent modes, which the hires fix (``enable_hr``) takes
+as ``hr_upscaler`` besides the ``upscalers``.
+
 ``extra-single-image`` resizes an uploaded image with Pillow (Lanczos by default, or Nearest;
 "None" returns it unchanged), keeping its text chunks and adding A1111's ``postprocessing``
 chunk. It runs in a thread, one at a time, bounded by ``generation.max_upscale_pixels``; it does
@@ -39,6 +42,7 @@ from bot.web.common import decode_image, read_json
 from bot.web.errors import A1111HTTPError
 from bot.web.keys import app_of, state_of
 from generation.errors import ImageRejected, InvalidRequest
+from generation.hires import LATENT_MODES
 from generation.metadata import PARAMETERS_KEY, parse_infotext, read_png_text
 from generation.uploads import load_upload
 
@@ -121,11 +125,29 @@ async def schedulers(request: web.Request) -> web.Response:
 
 
 async def upscalers(request: web.Request) -> web.Response:
+    """Pillow's, then the registered ESRGAN-family upscalers (the hires fix and the Upscale
+    action run those; ``extra-single-image`` only Pillow's)."""
     entries = [
         {"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0}
         for name in _RESAMPLERS
     ]
+    for model in await app_of(request).service.list_models():
+        if model.kind == "upscaler":
+            entries.append(
+                {
+                    "name": model.name,
+                    "model_name": model.name,
+                    "model_path": model.source,
+                    "model_url": None,
+                    "scale": 4.0,
+                }
+            )
     return web.json_response(entries)
+
+
+async def latent_upscale_modes(request: web.Request) -> web.Response:
+    """A1111's latent modes, which ``hr_upscaler`` accepts (§4.11)."""
+    return web.json_response([{"name": name} for name in LATENT_MODES])
 
 
 async def memory(request: web.Request) -> web.Response:
@@ -301,13 +323,14 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_get(f"{base}/samplers", samplers)
     r.add_get(f"{base}/schedulers", schedulers)
     r.add_get(f"{base}/upscalers", upscalers)
+    r.add_get(f"{base}/latent-upscale-modes", latent_upscale_modes)
     r.add_get(f"{base}/memory", memory)
     r.add_post(f"{base}/png-info", png_info)
     r.add_post(f"{base}/extra-single-image", extra_single_image)
     r.add_post(f"{base}/extra-batch-images", extra_batch_images)
     r.add_post(f"{base}/interrogate", interrogate)
     empty_lists = (
-        "latent-upscale-modes", "sd-vae", "sd-modules", "hypernetworks", "face-restorers",
+        "sd-vae", "sd-modules", "hypernetworks", "face-restorers",
         "realesrgan-models", "prompt-styles", "loras", "script-info", "extensions",
     )  # fmt: skip
     for name in empty_lists:

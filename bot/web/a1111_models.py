@@ -3,8 +3,9 @@
 Request models follow A1111-API.md §4.1/§4.2: every field optional and nullable, unknown keys
 ignored, pydantic's lax coercion (``"7"`` is 7). A body that does not fit gives FastAPI's 422
 ``{"detail": [{"loc": ["body", "steps"], "msg": ..., "type": "type_error.integer"}]}``.
-Fields where Easel has nothing to offer (hires fix, inpainting masks, scripts) are refused with a
-clear 422 by the handlers rather than silently ignored; cosmetic ones are ignored.
+Fields where Easel has nothing to offer (scripts, face restoration, a second checkpoint for the
+hires pass) are refused with a clear 422 by the handlers rather than silently ignored; cosmetic
+ones are ignored. Masks and the hires fix become Easel requests in ``a1111_jobs``.
 """
 
 from __future__ import annotations

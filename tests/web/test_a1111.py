@@ -45,9 +45,11 @@ async def test_read_only_endpoints_answer_json(idle_client: Client) -> None:
     options = await get("options")
     assert options["sd_model_checkpoint"] == "demo" and options["samples_format"] == "png"
     for empty in ("hypernetworks", "face-restorers", "realesrgan-models", "prompt-styles",
-                  "loras", "sd-vae", "sd-modules", "latent-upscale-modes", "script-info",
+                  "loras", "sd-vae", "sd-modules", "script-info",
                   "extensions"):  # fmt: skip
         assert await get(empty) == []
+    latent = [mode["name"] for mode in await get("latent-upscale-modes")]
+    assert latent[:2] == ["Latent", "Latent (antialiased)"] and len(latent) == 6
     assert await get("embeddings") == {"loaded": {}, "skipped": {}}
     assert await get("cmd-flags") == {}
     assert set(await get("memory")) == {"ram", "cuda"}
@@ -108,7 +110,10 @@ async def test_bad_requests_are_clear_4xx_and_queue_nothing(web_factory: WebFact
         ),
         "model 'nope' not found",
     )
-    wrapped(await post("txt2img", 422, json={"prompt": "x", "enable_hr": True}), "hires")
+    wrapped(
+        await post("txt2img", 422, json={"prompt": "x", "enable_hr": True, "hr_scale": 9}),
+        "Hires scale 9",
+    )
     wrapped(await post("txt2img", 422, json={"prompt": "x", "restore_faces": True}), "face")
     wrapped(await post("txt2img", 422, json={"prompt": "x", "script_name": "xyz"}), "Script 'xyz'")
     wrapped(await post("txt2img", 422, json={"prompt": "x", "steps": 1000}), "Steps 1000")
