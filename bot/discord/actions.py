@@ -10,7 +10,13 @@ button              reaction     does
 🎨 Vary 1..4        🎨 + 1️⃣..4️⃣    a variation of image n
 ℹ️ Info             -            every parameter, only to whoever asked
 🗑️ Delete           -            delete the message (requester or admin)
+🔍 Zoom Out 1.5x/2x -            the picture centred on a larger canvas (outpaint)
+⬅️➡️⬆️⬇️ Pan        -            half a side more canvas that way (outpaint)
+🖌️ Vary (Region)    -            repaint a part (:mod:`bot.discord.region`)
 ==================  ===========  ===========================================
+
+Zoom Out and Pan are ``Service.outpaint`` with the chats' shared short codes
+(``bot.chat.actions.OUTPAINTS``), on the single image of a result (or image n of a grid).
 
 Every job is looked up as the clicking member (``Service.job_for``/``act``): a job of another
 server does not exist from here. A number reaction chooses the image for ⬆️/🎨 whichever comes
@@ -29,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.chat.actions import emoji_key
+from bot.chat.actions import OUTPAINTS, emoji_key
 from bot.chat.texts import MARKDOWN, describe_error, info_text
-from bot.discord.buttons import job_id_of_message
+from bot.discord.buttons import REGION, job_id_of_message
 from bot.discord.origin import (
     NO_MENTIONS,
     PLATFORM,
@@ -41,6 +47,7 @@ from bot.discord.origin import (
     reply,
     scope_of,
 )
+from bot.discord.region import RegionFlow
 from generation.actions import JobAction
 from generation.errors import EaselError, NotFound
 from generation.requests import Origin, Visibility
@@ -60,6 +67,7 @@ PICK_IMAGE = {"⬆", "🎨"}  # reactions that need an image number on a multi-i
 NUMBER_REACTIONS = {f"{n}\u20e3": n - 1 for n in range(1, 5)}  # 1️⃣..4️⃣ without VS16
 INFO_LIMIT = 1900
 Runner = Callable[[Origin], Awaitable[Accepted]]
+Step = Callable[[], Awaitable[None]]
 
 
 class DiscordActions:
@@ -67,6 +75,7 @@ class DiscordActions:
         self.bot = bot
         self.app = app
         self.front_end = front_end
+        self.region = RegionFlow(self)
 
     @property
     def owner_ids(self) -> tuple[int, ...]:
@@ -106,25 +115,49 @@ class DiscordActions:
     async def on_result_button(
         self, interaction: discord.Interaction[Any], code: str, job_id: str, index: int
     ) -> None:
+        async def step() -> None:
+            await self._button(interaction, code, job_id, index)
+
+        await self.guarded(interaction, f"button {code}", job_id, step)
+
+    async def _button(
+        self, interaction: discord.Interaction[Any], code: str, job_id: str, index: int
+    ) -> None:
+        if code == "info":
+            job = await self.app.service.job_for(self.origin(interaction), job_id)
+            await reply(interaction, info_text(job, MARKDOWN, INFO_LIMIT))
+        elif code == "del":
+            await self._delete(interaction, job_id)
+        elif code == REGION:
+            await self.region.offer(interaction, job_id, index)
+        elif code in OUTPAINTS:
+            how = OUTPAINTS[code]
+
+            async def outpaint(origin: Origin) -> Accepted:
+                return await self.app.service.outpaint(origin, job_id, how, index=index)
+
+            await self.submit(interaction, outpaint)
+        else:
+            action = BUTTON_ACTIONS[code]
+
+            async def run(origin: Origin) -> Accepted:
+                return await self.app.service.act(origin, action, job_id, index=index)
+
+            await self.submit(interaction, run)
+
+    async def guarded(
+        self, interaction: discord.Interaction[Any], what: str, job_id: str, step: Step
+    ) -> None:
+        """Run one step of a button, menu or form: a refusal is answered in words only the
+        member sees; anything unexpected is logged, answered with an apology, and survived."""
         try:
-            if code == "info":
-                job = await self.app.service.job_for(self.origin(interaction), job_id)
-                await reply(interaction, info_text(job, MARKDOWN, INFO_LIMIT))
-            elif code == "del":
-                await self._delete(interaction, job_id)
-            else:
-                action = BUTTON_ACTIONS[code]
-
-                async def run(origin: Origin) -> Accepted:
-                    return await self.app.service.act(origin, action, job_id, index=index)
-
-                await self.submit(interaction, run)
+            await step()
         except EaselError as error:
             await reply(interaction, describe_error(error))
         except Exception:
             log.exception(
-                "button %s on job %s failed for user %s (interaction %s)",
-                code,
+                "%s on job %s failed for user %s (interaction %s)",
+                what,
                 job_id,
                 interaction.user.id,
                 interaction.id,

@@ -7,6 +7,15 @@ Every button's ``custom_id`` carries the job id (and the image number where it m
     easel:var:<job>:<n>     🎨 Vary n: a variation of image n
     easel:info:<job>        ℹ️ Info: every parameter, only to whoever asked
     easel:del:<job>         🗑️ Delete: delete the message (requester or admin)
+    easel:z15:<job>:<n>     🔍 Zoom Out 1.5x: image n centred on a canvas 1.5 times its size
+    easel:z2:<job>:<n>      🔍 Zoom Out 2x: likewise, twice its size
+    easel:pl:<job>:<n>      ⬅️ Pan left (pr ➡️ right, pu ⬆️ up, pd ⬇️ down): half a side more
+    easel:reg:<job>:<n>     🖌️ Vary (Region): choose a part of image n, then repaint it
+                            (:mod:`bot.discord.region`)
+
+The outpaint codes are the chats' shared short codes (``bot.chat.actions.OUTPAINTS``). A result
+with one image carries them all (like Midjourney's upscaled image); a grid keeps its U and V
+buttons, and its U/V results carry the rest.
 
 :class:`ResultButton` is registered once with ``Bot.add_dynamic_items``; discord.py rebuilds it
 from the ``custom_id`` of any click, also on messages a previous process posted, so no view
@@ -20,11 +29,14 @@ from typing import Any, Protocol
 
 import discord
 
-from bot.chat.actions import button_parts
+from bot.chat.actions import button_parts, outpaint_button
 
-ACTIONS = ("reroll", "up", "var", "info", "del")
+REGION = "reg"  # the code of 🖌️ Vary (Region)
+ZOOMS = ("z15", "z2")
+PANS = ("pl", "pr", "pu", "pd")
+ACTIONS = ("reroll", "up", "var", "info", "del", *ZOOMS, *PANS, REGION)
 CUSTOM_ID_RE = re.compile(
-    r"easel:(?P<action>reroll|up|var|info|del):(?P<job>[a-z0-9]{4,32})(?::(?P<index>[1-9]\d?))?"
+    rf"easel:(?P<action>{'|'.join(ACTIONS)}):(?P<job>[a-z0-9]{{4,32}})(?::(?P<index>[1-9]\d?))?"
 )
 MAX_BUTTON_IMAGES = 4  # one row of U and one of V buttons, like Midjourney
 
@@ -101,10 +113,12 @@ class ResultButton(
 def result_view(job_id: str, image_count: int) -> discord.ui.View:
     """The buttons of a finished job with ``image_count`` images, each an emoji and a word.
 
-    One image: "🔄 Reroll", "⬆️ Upscale", "🎨 Vary", "ℹ️ Info", "🗑️ Delete" in one row. Several:
-    Reroll, Info, Delete, then a row of "⬆️ Upscale n" and one of "🎨 Vary n" (at most 4 each:
-    Discord allows 5 buttons per row and 80-character labels). The custom ids are those of
-    :func:`custom_id`, unchanged, so buttons posted by older versions keep working."""
+    One image, three rows: "🔄 Reroll", "⬆️ Upscale", "🎨 Vary", "ℹ️ Info", "🗑️ Delete"; then
+    "🔍 Zoom Out 1.5x", "🔍 Zoom Out 2x", "🖌️ Vary (Region)"; then "⬅️ Pan left", "➡️ Pan right",
+    "⬆️ Pan up", "⬇️ Pan down". Several: Reroll, Info, Delete, then a row of "⬆️ Upscale n" and
+    one of "🎨 Vary n" (at most 4 each: Discord allows 5 buttons per row, 5 rows and
+    80-character labels). The custom ids are those of :func:`custom_id`, unchanged, so buttons
+    posted by older versions keep working."""
     view = discord.ui.View(timeout=None)
 
     def add(
@@ -125,6 +139,13 @@ def result_view(job_id: str, image_count: int) -> discord.ui.View:
         add("var", "vary", 0, 0)
         add("info", "info", None, 0)
         add("del", "delete", None, 0, discord.ButtonStyle.danger)
+        for code in ZOOMS:
+            emoji, label = outpaint_button(code)
+            view.add_item(ResultButton(code, job_id, 0, label=label, emoji=emoji, row=1))
+        add(REGION, "region", 0, 1)
+        for code in PANS:
+            emoji, label = outpaint_button(code)
+            view.add_item(ResultButton(code, job_id, 0, label=label, emoji=emoji, row=2))
     else:
         add("reroll", "reroll", None, 0, discord.ButtonStyle.primary)
         add("info", "info", None, 0)

@@ -34,6 +34,7 @@ from bot.discord.buttons import ResultButton
 from bot.discord.commands import UserCommands
 from bot.discord.delivery import DiscordFrontEnd
 from bot.discord.origin import NO_MENTIONS, reply, scope_of
+from bot.discord.region import RegionSelect
 from generation.errors import EaselError
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class EaselBot(commands.Bot):
         self.easel_buttons = DiscordActions(self, app, self.front_end)
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(ResultButton)
+        self.add_dynamic_items(ResultButton, RegionSelect)
         await self.add_cog(UserCommands(self))
         await self.add_cog(AdminCommands(self.app, self.easel_buttons))
         if self.settings.sync_commands:
@@ -117,6 +118,10 @@ class EaselBot(commands.Bot):
             await self.easel_buttons.on_reaction(payload)
         except discord.HTTPException as error:
             log.warning("reaction %s on message %s: %s", payload.emoji, payload.message_id, error)
+
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        # Modals are sent stopped (discord.py keeps none): their submissions come here.
+        await self.easel_buttons.region.on_modal_interaction(interaction)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         log.exception("error in Discord event %s", event_method)

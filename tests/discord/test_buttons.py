@@ -71,8 +71,12 @@ async def test_buttons_have_words_and_ids_old_messages_still_carry(world_factory
             [("⬆️", f"Upscale {n}", f"easel:up:{several}:{n}") for n in (1, 2)],
             [("🎨", f"Vary {n}", f"easel:var:{several}:{n}") for n in (1, 2)],
         ]
-        labels = [b.label for row in world.result_message(one).components for b in row.children]
-        assert labels == ["Reroll", "Upscale", "Vary", "Info", "Delete"]
+        labels = [[b.label for b in row.children] for row in world.result_message(one).components]
+        assert labels == [
+            ["Reroll", "Upscale", "Vary", "Info", "Delete"],
+            ["Zoom Out 1.5x", "Zoom Out 2x", "Vary (Region)"],
+            ["Pan left", "Pan right", "Pan up", "Pan down"],
+        ]
 
 
 async def test_info_and_delete(world_factory) -> None:

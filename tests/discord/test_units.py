@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.discord.buttons import custom_id, parse_custom_id, result_view
+from bot.chat.actions import OUTPAINTS
+from bot.discord.buttons import PANS, ZOOMS, custom_id, parse_custom_id, result_view
 from bot.discord.commands import slash_fields
 from bot.discord.origin import TOKEN_LIFETIME_SECONDS, token_usable
 from bot.grammar import merge_fields, parse_draw
@@ -36,6 +37,17 @@ def test_button_ids_round_trip() -> None:
     ids = [item.custom_id for item in view.children]  # type: ignore[attr-defined]
     assert len(ids) == 3 + 4 + 4 and all(len(i) <= 100 for i in ids)
     assert all(item.is_persistent() for item in view.children)
+    # One image: every action, within Discord's 5 buttons per row and 5 rows.
+    single = result_view("ab3cd5ef", 1)
+    rows: dict[int, list[str]] = {}
+    for item in single.children:
+        rows.setdefault(item.row or 0, []).append(item.custom_id)  # type: ignore[attr-defined]
+    assert len(rows) <= 5 and all(len(ids) <= 5 for ids in rows.values())
+    assert rows[1] == ["easel:z15:ab3cd5ef:1", "easel:z2:ab3cd5ef:1", "easel:reg:ab3cd5ef:1"]
+    assert parse_custom_id("easel:pl:ab3cd5ef:1") == ("pl", "ab3cd5ef", 0)
+    assert parse_custom_id("easel:region:ab3cd5ef:1") is None  # the region menu's, not a button
+    # Every short code the chats share for outpaints has its Discord button.
+    assert set(ZOOMS + PANS) == set(OUTPAINTS)
 
 
 def test_interaction_tokens_are_used_for_fourteen_minutes() -> None:

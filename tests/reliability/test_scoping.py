@@ -30,7 +30,7 @@ import pytest
 
 from bot.discord.actions import BUTTON_ACTIONS
 from bot.discord.buttons import ACTIONS as DISCORD_BUTTONS
-from bot.discord.buttons import result_view
+from bot.discord.buttons import PANS, REGION, ZOOMS, result_view
 from bot.telegram.keyboards import ACTIONS as TELEGRAM_CALLBACKS
 from generation.events import JobFinished, JobStarted
 from tests.conftest import AppFactory
@@ -320,7 +320,7 @@ def discord_commands_taking_a_job(tree: discord.app_commands.CommandTree[Any]) -
 async def test_discord_jobs_of_another_server_do_not_exist_there(world_factory: Any) -> None:
     async with world_factory(worker=False) as world:
         assert discord_commands_taking_a_job(world.bot.tree) == DISCORD_JOB_COMMANDS
-        assert set(DISCORD_BUTTONS) == {*BUTTON_ACTIONS, "info", "del"}
+        assert set(DISCORD_BUTTONS) == {*BUTTON_ACTIONS, "info", "del", *ZOOMS, *PANS, REGION}
         alice = world.member("alice")
         drawn = await alice.slash(world.channel, "draw", prompt="alice's secret pond")
         job_id = job_id_in(drawn.response.content)
@@ -340,7 +340,7 @@ async def test_discord_jobs_of_another_server_do_not_exist_there(world_factory: 
         await world.env.settle()
         message = world.result_message(job_id, channel)
         for code in sorted(DISCORD_BUTTONS):
-            index = ":1" if code in ("up", "var") else ""
+            index = ":1" if code in ("up", "var", *ZOOMS, *PANS, REGION) else ""
             click = await stranger.click(message, custom_id=f"easel:{code}:{job_id}{index}")
             text = click.response.content if click.response else ""
             followups = " ".join(str(f.content) for f in click.followups)
