@@ -25,7 +25,7 @@ from tqdm import tqdm
 from bot.app import App
 from bot.config import Config, load_config
 from bot.describe import describe_params, describe_queue, job_to_dict
-from bot.grammar import merge_fields, parse_draw
+from bot.grammar import HIRES_DEFAULT, merge_fields, parse_draw
 from bot.logsetup import setup_logging
 from generation.actions import JobAction
 from generation.errors import ConfigError, EaselError, Rejected
@@ -33,7 +33,7 @@ from generation.events import JobFinished, JobProgress
 from generation.outpainting import PAN_DIRECTIONS
 from generation.regions import USAGE as REGION_USAGE
 from generation.render import Backend
-from generation.requests import DrawRequest, InpaintRequest, Origin, Visibility
+from generation.requests import DrawRequest, HiresRequest, InpaintRequest, Origin, Visibility
 from generation.service import Accepted, Service
 from generation.sizing import parse_size
 from generation.uploads import DEFAULT_MAX_BYTES
@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--count", type=int, help="number of images (seeds s, s+1, ...)")
     draw.add_argument("--init-image", type=Path, help="image-to-image from this file")
     draw.add_argument("--strength", type=float, help="image-to-image strength, 0-1")
+    draw.add_argument(
+        "--hires",
+        type=float,
+        nargs="?",
+        const=HIRES_DEFAULT,
+        metavar="SCALE",
+        help="hires fix: render, upscale by SCALE (1-4, alone: 2), render again",
+    )
     output_options(draw)
 
     for name, text in [
@@ -382,6 +390,7 @@ def draw_request(args: argparse.Namespace) -> DrawRequest:
         count=args.count,
         strength=args.strength,
         init_image=init_image,
+        hires=None if args.hires is None else HiresRequest(scale=args.hires),
     )
     return merge_fields(parse_draw(args.prompt), fields)
 

@@ -7,8 +7,9 @@
 
 Options (aliases in brackets): ``--no`` (repeatable, joined with ", "), ``--seed``, ``--steps``,
 ``--cfg`` [``--guidance``], ``--ar`` [``--aspect``], ``--size``, ``--sampler``, ``--model``,
-``--n`` [``--count``, ``--batch``], ``--strength``. Option names are case-insensitive and may be
-written ``--seed=5``.
+``--n`` [``--count``, ``--batch``], ``--strength``, ``--hires`` (A1111's hires fix: the scale,
+more than 1 and at most 4; ``--hires`` alone is 2). Option names are case-insensitive and may
+be written ``--seed=5``.
 
 Rules, chosen to be tolerant of phones and chat clients:
 
@@ -40,13 +41,15 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from generation.errors import InvalidRequest, shown
-from generation.requests import DrawRequest
+from generation.hires import MAX_SCALE, MIN_SCALE
+from generation.requests import DrawRequest, HiresRequest
 from generation.samplers import resolve_sampler
 from generation.sizing import format_aspect, parse_aspect, parse_size
 from generation.spec import MAX_SEED
 
 T = TypeVar("T")
 
+HIRES_DEFAULT = 2.0  # "--hires" alone
 EMPTY_PROMPT_MESSAGE = "Write what to draw after /draw, e.g. /draw a castle at dusk --no blurry"
 
 
@@ -79,6 +82,12 @@ _OPTIONS: tuple[_Option, ...] = (
     _Option("model", (), "the name of an installed model", "--model sd15"),
     _Option("n", ("count", "batch"), "a whole number of at least 1", "--n 4"),
     _Option("strength", (), "a number greater than 0 and at most 1", "--strength 0.6"),
+    _Option(
+        "hires",
+        (),
+        f"a scale more than {MIN_SCALE:g} and at most {MAX_SCALE:g} (alone: {HIRES_DEFAULT:g})",
+        "--hires 2",
+    ),
 )
 _BY_NAME: dict[str, _Option] = {
     alias: option for option in _OPTIONS for alias in (option.name, *option.aliases)
@@ -262,6 +271,8 @@ def parse_draw(text: str) -> DrawRequest:
         option = _BY_NAME[typed.lower()]
         flag = _flag(typed.lower())
         value = _clean(body[value_start:end])
+        if option.name == "hires" and not value.strip():
+            value = f"{HIRES_DEFAULT:g}"  # "--hires" alone: A1111's usual 2x
         if not value.strip():
             raise GrammarError(
                 f"{flag} needs a value: {option.allowed} (e.g. {option.example}).", flag
@@ -302,6 +313,7 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
     aspect: str | None = None
     sampler: str | None = None
     model: str | None = None
+    hires: HiresRequest | None = None
     for name, (flag, value) in values.items():
         option = _BY_NAME[name]
         if name == "seed":
@@ -325,6 +337,11 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
             strength = _parse_float(flag, option, value)
             if not 0 < strength <= 1:
                 raise _out_of_range(flag, option, value)
+        elif name == "hires":
+            scale = _parse_float(flag, option, value)
+            if not MIN_SCALE < scale <= MAX_SCALE:
+                raise _out_of_range(flag, option, value)
+            hires = HiresRequest(scale=scale)
         elif name == "ar":
             try:
                 aspect = format_aspect(*parse_aspect(value))
@@ -361,6 +378,7 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
         model=model,
         count=count,
         strength=strength,
+        hires=hires,
     )
 
 
@@ -405,6 +423,7 @@ def merge_fields(inline: DrawRequest, fields: DrawRequest) -> DrawRequest:
         strength=pick(inline.strength, fields.strength),
         init_image=fields.init_image if fields.init_image is not None else inline.init_image,
         mask=fields.mask,  # never typed: the page's or an API's mask of the uploaded image
+        hires=pick(inline.hires, fields.hires),
     )
 
 
@@ -425,7 +444,8 @@ def _format_value(value: str, *, is_prompt: bool = False) -> str:
 def format_draw(request: DrawRequest, *, command: str = "/draw") -> str:
     """Write ``request`` in the ``/draw`` grammar (``command=""`` leaves the command out).
 
-    ``init_image`` cannot be written as text and is left out. Raises ``ValueError`` when only
+    ``init_image`` cannot be written as text and is left out; of a hires fix only its scale
+    can be (``--hires 2``: the other fields are A1111 API options). Raises ``ValueError`` when only
     one of width and height is set, which the grammar cannot express.
     """
     if (request.width is None) != (request.height is None):
@@ -452,4 +472,6 @@ def format_draw(request: DrawRequest, *, command: str = "/draw") -> str:
         parts.append(f"--n {request.count}")
     if request.strength is not None:
         parts.append(f"--strength {request.strength!r}")
+    if request.hires is not None:
+        parts.append(f"--hires {request.hires.scale!r}")
     return " ".join(parts)

@@ -351,3 +351,30 @@ def test_inpaint_a_region_preset_then_zoom_out_and_pan(config_file, capsys) -> N
     with pytest.raises(SystemExit):  # argparse: the four directions only
         easel(config_file, "pan", parent["id"], "sideways")
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_draw_hires_flag_and_grammar_make_the_same_hires_fix(config_file, capsys) -> None:
+    """``easel draw ... --hires`` (alone: 2) and ``--hires`` typed in the prompt are one field;
+    the job JSON shows the options, the image is the final size."""
+    job = easel_json(
+        capsys, config_file, "draw", "a castle --size 64x64 --steps 2 --seed 3", "--hires"
+    )
+    assert isinstance(job, dict) and job["mode"] == "txt2img"
+    assert (job["width"], job["height"]) == (64, 64)  # the first pass's
+    assert job["hires"] == {
+        "width": 128,
+        "height": 128,
+        "upscaler": "Lanczos",
+        "strength": 0.3,
+        "steps": 0,
+        "scale": 2.0,
+        "resize_x": 0,
+        "resize_y": 0,
+    }
+    with Image.open(job["images"][0]) as image:
+        assert image.size == (128, 128)
+    capsys.readouterr()
+    assert easel(config_file, "draw", "x --size 64x64", "--hires", "5") == 2
+    assert "Hires scale 5 is not allowed" in capsys.readouterr().err
+    assert easel(config_file, "draw", "x --hires 0.5") == 2
+    assert "--hires is out of range" in capsys.readouterr().err

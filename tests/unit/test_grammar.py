@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.grammar import EMPTY_PROMPT_MESSAGE, GrammarError, format_draw, parse_draw
+from bot.grammar import EMPTY_PROMPT_MESSAGE, GrammarError, format_draw, merge_fields, parse_draw
 from generation.errors import InvalidRequest
-from generation.requests import DrawRequest
+from generation.requests import DrawRequest, HiresRequest
 from generation.samplers import SAMPLERS
 from generation.spec import MAX_SEED
 
@@ -154,7 +154,8 @@ def test_unknown_option_lists_known_ones() -> None:
         parse_draw("a cat --foo 3")
     assert str(info.value) == (
         "Unknown option --foo. Known options: --no, --seed, --steps, --cfg (--guidance), "
-        "--ar (--aspect), --size, --sampler, --model, --n (--count, --batch), --strength."
+        "--ar (--aspect), --size, --sampler, --model, --n (--count, --batch), --strength, "
+        "--hires."
     )
     assert info.value.option == "--foo"
 
@@ -363,6 +364,13 @@ def _requests(draw: st.DrawFn) -> DrawRequest:
         strength=draw(
             st.none() | st.floats(min_value=0, max_value=1, exclude_min=True, allow_nan=False)
         ),
+        hires=draw(
+            st.none()
+            | st.builds(
+                HiresRequest,
+                scale=st.floats(min_value=1, max_value=4, exclude_min=True, allow_nan=False),
+            )
+        ),
     )
 
 
@@ -370,3 +378,51 @@ def _requests(draw: st.DrawFn) -> DrawRequest:
 @given(_requests(), st.sampled_from(["/draw", "/imagine", ""]))
 def test_format_parse_round_trip(request: DrawRequest, command: str) -> None:
     assert parse_draw(format_draw(request, command=command)) == request
+
+
+# --- --hires (A1111's hires fix) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "scale"),
+    [
+        ("a castle --hires", 2.0),  # alone: 2
+        ("a castle --hires --seed 4", 2.0),
+        ("a castle --HIRES 3", 3.0),
+        ("a castle --hires=1.5", 1.5),
+        ("a castle --hires 4", 4.0),
+        ("a castle \u2014hires 2,5", 2.5),  # a phone's dash and decimal comma
+    ],
+)
+def test_hires_scale(text: str, scale: float) -> None:
+    request = parse_draw(text)
+    assert request.prompt == "a castle" and request.hires == HiresRequest(scale=scale)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x --hires 1", "--hires is out of range: it must be a scale more than 1 and at most 4 "
+         "(alone: 2) (e.g. --hires 2); got 1."),
+        ("x --hires 4.01", "--hires is out of range: it must be a scale more than 1 and at most "
+         "4 (alone: 2) (e.g. --hires 2); got 4.01."),
+        ("x --hires 0", "--hires is out of range: it must be a scale more than 1 and at most 4 "
+         "(alone: 2) (e.g. --hires 2); got 0."),
+        ("x --hires big", "--hires must be a scale more than 1 and at most 4 (alone: 2) "
+         "(e.g. --hires 2); got 'big'."),
+        ("x --hires inf", "--hires must be a scale more than 1 and at most 4 (alone: 2) "
+         "(e.g. --hires 2); got 'inf'."),
+        ("x --hires 2 --hires 3", "--hires was given twice; give it once."),
+    ],
+)  # fmt: skip
+def test_hires_refusals(text: str, message: str) -> None:
+    with pytest.raises(GrammarError) as info:
+        parse_draw(text)
+    assert str(info.value) == message and info.value.option == "--hires"
+
+
+def test_hires_typed_in_the_prompt_wins_over_the_field() -> None:
+    fields = DrawRequest(prompt="", hires=HiresRequest(scale=3, upscaler="Latent"))
+    assert merge_fields(parse_draw("x --hires 1.5"), fields).hires == HiresRequest(scale=1.5)
+    assert merge_fields(parse_draw("x"), fields).hires == fields.hires
+    assert format_draw(parse_draw("x --hires")) == "/draw x --hires 2.0"
