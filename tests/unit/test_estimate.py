@@ -17,7 +17,7 @@ from generation.estimate import (
     time_left,
 )
 from generation.queue import JobQueue
-from generation.spec import Mode
+from generation.spec import Hires, Mode
 from storage.records import JobRecord, JobStatus
 from tests.records import job_record
 
@@ -46,6 +46,15 @@ def test_job_work_counts_pixels_steps_and_images() -> None:
     assert job_work(spec) == 512 * 768 * 30 * 4
     vary = replace(spec, mode=Mode.IMG2IMG, strength=0.5, count=1)
     assert job_work(vary) == 512 * 768 * 15
+
+
+def test_a_hires_fix_counts_its_second_pass() -> None:
+    spec = job_record(width=512, height=512, steps=20, count=2).spec
+    hires = Hires(width=1024, height=1024, upscaler="Latent", strength=0.5)
+    first = 512 * 512 * 20
+    assert job_work(replace(spec, hires=hires)) == (first + 1024 * 1024 * 10) * 2
+    own_steps = replace(hires, steps=8, strength=0.25)  # int(8 x 0.25) = 2 steps
+    assert job_work(replace(spec, hires=own_steps)) == (first + 1024 * 1024 * 2) * 2
 
 
 def test_before_any_job_the_default_scales_with_size() -> None:
