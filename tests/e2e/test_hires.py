@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from generation.errors import InvalidRequest
+from generation.events import JobProgress
 from generation.metadata import parse_infotext, read_png_text
 from generation.requests import HiresRequest
 from generation.spec import Hires, Mode
@@ -76,7 +77,16 @@ async def test_latent_upscaler_resize_box_and_second_pass_steps(app_factory: Any
     hires = HiresRequest(
         resize_x=128, resize_y=96, upscaler="latent (BICUBIC antialiased)", steps=6, strength=0.6
     )
+    events = app.bus.subscribe(None)  # before the job exists: nothing of it can be missed
     job = await finished(app, (await app.service.draw(origin(), small(hires=hires))).job.id)
+    steps = []
+    while not events.queue.empty():
+        event = events.get_nowait()
+        if isinstance(event, JobProgress) and event.job_id == job.id:
+            steps.append((event.step, event.total))
+    events.close()
+    # One count for both passes: 4 steps, then int(6 x 0.6) = 3 at the final size.
+    assert steps == [(step, 7) for step in range(1, 8)]
     assert job.spec.hires == Hires(
         width=128,
         height=96,
