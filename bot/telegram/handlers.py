@@ -1,4 +1,5 @@
-"""The Telegram handlers: /draw and the other commands, inline buttons, reactions.
+"""The Telegram handlers: /draw and the other commands, inline buttons, reactions (Zoom Out,
+Pan and Vary (Region), buttons and replies alike, are :mod:`bot.telegram.repaint`'s).
 
 Every request becomes a call to the Service with an :class:`Origin` whose reply target (chat,
 message, thread) is stored on the job. An accepted job gets a status message at once, which
@@ -34,7 +35,6 @@ from bot.chat.texts import (
     describe_error,
     history_text,
     info_text,
-    not_an_image,
     queue_text,
     queued_text,
 )
@@ -42,24 +42,21 @@ from bot.config import TelegramConfig
 from bot.grammar import parse_draw
 from bot.telegram.admin import AdminCheck, AdminCommands
 from bot.telegram.delivery import TelegramFrontEnd
+from bot.telegram.files import MAX_UPLOAD_BYTES, check_attachment, image_of
 from bot.telegram.keyboards import parse_callback
 from bot.telegram.origin import PLATFORM, make_origin, message_origin, thread_of
+from bot.telegram.repaint import RepaintHandlers
 from bot.telegram.send import reply_to, with_retry
 from bot.telegram.texts import ALERT_LIMIT, TEXT_LIMIT, help_text
 from generation.actions import JobAction
-from generation.errors import ConfigError, EaselError, ImageRejected, NotFound, PermissionDenied
+from generation.errors import ConfigError, EaselError, NotFound, PermissionDenied
 from generation.requests import Origin
 from generation.service import Accepted
-from generation.uploads import DEFAULT_MAX_BYTES, check_upload_size
 
 if TYPE_CHECKING:
     from bot.app import App
 
 log = logging.getLogger(__name__)
-
-# The largest photo or image file a /draw may start from (the Bot API's own download limit,
-# 20 MB, applies on top; a local Bot API server lifts that one).
-MAX_UPLOAD_BYTES = DEFAULT_MAX_BYTES
 
 TelegramApplication: TypeAlias = Application[Any, Any, Any, Any, Any, Any]
 _DRAW_CAPTION = re.compile(r"^/(?:draw|imagine)(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
@@ -78,21 +75,6 @@ def check_reactions(reactions: dict[str, str]) -> dict[str, str]:
     return {emoji_key(emoji): action for emoji, action in reactions.items()}
 
 
-def check_attachment(message: Message) -> None:
-    """Refuse a /draw that came with a file that is not a picture (a PDF, a video, a voice
-    note...): it must not be drawn without it as if nothing was sent."""
-    if message.photo or message.effective_attachment is None:
-        return
-    document = message.document
-    if document is not None and (document.mime_type or "").startswith("image/"):
-        return
-    kind = document.mime_type if document is not None else None
-    if kind is None:
-        attachment = message.effective_attachment
-        kind = type(attachment).__name__.lower() if not isinstance(attachment, tuple) else None
-    raise ImageRejected(not_an_image(kind))
-
-
 class TelegramHandlers:
     """The handlers; one instance per Application, kept in ``application.bot_data``."""
 
@@ -104,6 +86,7 @@ class TelegramHandlers:
         self.frontend = TelegramFrontEnd(bot, app, edit_interval=config.status_edit_interval)
         self.admin_check = AdminCheck(config.owner_ids)
         self.admin = AdminCommands(app, self.admin_check)
+        self.repaint = RepaintHandlers(self)
 
     def register(self, application: TelegramApplication) -> None:
         add = application.add_handler
@@ -117,6 +100,7 @@ class TelegramHandlers:
                 self.draw,
             )
         )
+        self.repaint.register(application)  # /region, and masks replied to results
         for name, callback in (
             ("rerun", self.rerun),
             ("show", self.show),
@@ -137,10 +121,10 @@ class TelegramHandlers:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _reply(self, message: Message, text: str) -> None:
+    async def reply(self, message: Message, text: str) -> None:
         await with_retry(lambda: message.reply_text(text, do_quote=True), "sendMessage")
 
-    async def _submit(
+    async def submit(
         self,
         origin: Origin,
         action: Callable[[Origin], Awaitable[Accepted]],
@@ -176,25 +160,6 @@ class TelegramHandlers:
         await self.frontend.attach_status(job, status.message_id, text)
         return accepted
 
-    async def _image_of(self, message: Message) -> bytes | None:
-        """The photo (or image file) of ``message``, size-checked before it is downloaded."""
-        if message.photo:
-            file_id, size = message.photo[-1].file_id, message.photo[-1].file_size
-        elif message.document is not None and (message.document.mime_type or "").startswith(
-            "image/"
-        ):
-            file_id, size = message.document.file_id, message.document.file_size
-        else:
-            return None
-        if size is not None:
-            check_upload_size(size, MAX_UPLOAD_BYTES)
-        file = await with_retry(lambda: message.get_bot().get_file(file_id), "getFile")
-        if file.file_size is not None:
-            check_upload_size(file.file_size, MAX_UPLOAD_BYTES)
-        data = bytes(await file.download_as_bytearray())
-        check_upload_size(len(data), MAX_UPLOAD_BYTES)
-        return data
-
     # ------------------------------------------------------------------ commands
 
     async def draw(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -211,18 +176,18 @@ class TelegramHandlers:
             request = parse_draw(text)
             check_attachment(message)
             source = message if (message.photo or message.document) else message.reply_to_message
-            image = await self._image_of(source) if source is not None else None
+            image = await image_of(source) if source is not None else None
         except EaselError as error:
-            await self._reply(message, describe_error(error))
+            await self.reply(message, describe_error(error))
             return
         if image is not None:
             request = dataclasses.replace(request, init_image=image)
-        await self._submit(
+        await self.submit(
             message_origin(message),
             lambda origin: self.app.service.draw(
                 origin, request, max_upload_bytes=MAX_UPLOAD_BYTES
             ),
-            lambda refusal: self._reply(message, refusal),
+            lambda refusal: self.reply(message, refusal),
         )
 
     async def rerun(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -230,13 +195,13 @@ class TelegramHandlers:
         if message is None:
             return
         if not context.args:
-            await self._reply(message, "Which job? /rerun ID (the id is under each result).")
+            await self.reply(message, "Which job? /rerun ID (the id is under each result).")
             return
         job_id = context.args[0]
-        await self._submit(
+        await self.submit(
             message_origin(message),
             lambda origin: self.app.service.act(origin, JobAction.RERUN, job_id),
-            lambda refusal: self._reply(message, refusal),
+            lambda refusal: self.reply(message, refusal),
         )
 
     async def show(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -244,40 +209,40 @@ class TelegramHandlers:
         if message is None:
             return
         if not context.args:
-            await self._reply(message, "Which job? /show ID")
+            await self.reply(message, "Which job? /show ID")
             return
         try:  # like Discord's /show: a job of another chat does not exist from here
             job = await self.app.service.job_for(message_origin(message), context.args[0])
         except EaselError as error:
-            await self._reply(message, describe_error(error))
+            await self.reply(message, describe_error(error))
             return
         if job.status == "succeeded" and job.images:
             await self.frontend.sender.send_result(
                 job, message.chat.id, message.message_id, thread_of(message)
             )
         else:
-            await self._reply(message, info_text(job, PLAIN, TEXT_LIMIT))
+            await self.reply(message, info_text(job, PLAIN, TEXT_LIMIT))
 
     async def history(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None:
             return
         jobs = await self.app.service.history(message_origin(message), limit=10)
-        await self._reply(message, history_text(jobs, PLAIN, TEXT_LIMIT))
+        await self.reply(message, history_text(jobs, PLAIN, TEXT_LIMIT))
 
     async def queue(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None:
             return
         status = await self.app.service.queue_status(message_origin(message))
-        await self._reply(message, queue_text(status, PLAIN))
+        await self.reply(message, queue_text(status, PLAIN))
 
     async def cancel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is None:
             return
         if not context.args:
-            await self._reply(message, "Which job? /cancel ID")
+            await self.reply(message, "Which job? /cancel ID")
             return
         job_id = context.args[0]
         try:
@@ -288,14 +253,14 @@ class TelegramHandlers:
                     raise
                 job = await self.app.service.cancel(message_origin(message, is_admin=True), job_id)
         except EaselError as error:
-            await self._reply(message, describe_error(error))
+            await self.reply(message, describe_error(error))
             return
-        await self._reply(message, f"🚫 Job {job.id} is cancelled.")
+        await self.reply(message, f"🚫 Job {job.id} is cancelled.")
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is not None:
-            await self._reply(message, help_text(self.reactions))
+            await self.reply(message, help_text(self.reactions))
 
     # ------------------------------------------------------------------ buttons and reactions
 
@@ -310,13 +275,16 @@ class TelegramHandlers:
             return
         press = parse_callback(query.data)
         if press is None or query.message is None:
-            await self._answer(query.answer, "This button no longer works.")
+            await self.answer(query.answer, "This button no longer works.")
             return
         chat, message_id = query.message.chat, query.message.message_id
         thread = thread_of(query.message) if isinstance(query.message, Message) else None
         origin = make_origin(chat, query.from_user, None, message_id, thread)
+        if press.action in ("outpaint", "region", "preset"):
+            await self.repaint.button(query, press, origin)
+            return
         if press.action in ("info", "png"):
-            await self._answer(query.answer, "")
+            await self.answer(query.answer, "")
             try:  # as whoever pressed it, from this chat: another chat's job does not exist
                 job = await self.app.service.job_for(origin, press.job_id)
                 if press.action == "png":
@@ -338,17 +306,17 @@ class TelegramHandlers:
             return
 
         async def refuse(text: str) -> None:
-            await self._answer(query.answer, text)
+            await self.answer(query.answer, text)
 
         action = BUTTON_ACTIONS[press.action]
 
         async def accepted(accepted: Accepted) -> None:
-            await self._answer(query.answer, f"{DOING[action]}: job {accepted.job.id}")
+            await self.answer(query.answer, f"{DOING[action]}: job {accepted.job.id}")
 
         act = self._act(action, press.job_id, press.index)
-        await self._submit(origin, act, refuse, accepted)
+        await self.submit(origin, act, refuse, accepted)
 
-    async def _answer(self, answer: Callable[..., Awaitable[bool]], text: str) -> None:
+    async def answer(self, answer: Callable[..., Awaitable[bool]], text: str) -> None:
         try:
             long = len(text) > 64
             await answer(text[:ALERT_LIMIT] or None, show_alert=long)
@@ -379,7 +347,7 @@ class TelegramHandlers:
                 "sendMessage",
             )
 
-        await self._submit(origin, act, refuse)
+        await self.submit(origin, act, refuse)
 
     def _reaction_action(self, change: MessageReactionUpdated) -> str | None:
         old = {emoji_key(r.emoji) for r in change.old_reaction if isinstance(r, ReactionTypeEmoji)}
@@ -393,7 +361,7 @@ class TelegramHandlers:
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram: a handler failed", exc_info=context.error)
         if isinstance(update, Update) and update.callback_query is not None:
-            await self._answer(update.callback_query.answer, "⚠️ Something went wrong; try again.")
+            await self.answer(update.callback_query.answer, "⚠️ Something went wrong; try again.")
         elif isinstance(update, Update) and update.effective_message is not None:
             with contextlib.suppress(TelegramError):
                 await update.effective_message.reply_text(

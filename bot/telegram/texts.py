@@ -5,7 +5,8 @@ Status lines, info, history and queue texts are shared with Discord: :mod:`bot.c
 
 from __future__ import annotations
 
-from bot.chat.texts import PLAIN, clip, result_headline, seeds_text
+from bot.chat.texts import PLAIN, accepted_images, clip, result_headline, seeds_text
+from generation.regions import USAGE as REGION_USAGE
 from generation.spec import Mode
 from storage.records import JobRecord
 
@@ -52,7 +53,12 @@ HELP_TEXT = """🎨 Easel draws pictures from text.
   "prompt | negative prompt" is a shorthand for --no.
   Send a photo with a /draw caption (or reply /draw to a photo) to start from that image;
   --strength 0.6 sets how much it may change.
-Buttons under a result: 🔄 Reroll (new seed), ⬆️ Upscale, 🎨 Vary, ℹ️ Info, 📄 PNG (lossless).
+Buttons under a result: 🔄 Reroll (new seed), ⬆️ Upscale, 🎨 Vary, ℹ️ Info, 📄 PNG (lossless); \
+under a single picture also 🔍 Zoom Out 1.5x/2x, ⬅️ ➡️ ⬆️ ⬇️ Pan (more picture that way) and \
+🖌️ Vary (Region) (repaint a part).
+Reply to a result with a black-and-white mask (white = repaint; a photo or a file, its caption \
+the new prompt) or with /region left|right|top|bottom|centre|X,Y,W,H [new prompt] to repaint \
+that part.
 {reactions}
 /rerun ID – the same job again, same seed
 /show ID – show a job and its buttons
@@ -76,6 +82,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("rerun", "Redo a job exactly: /rerun ID"),
     ("show", "Show a job: /show ID"),
     ("history", "Your latest jobs"),
+    ("region", "Reply to a result: repaint part of it, /region left a red hat"),
     ("queue", "The queue and your place in it"),
     ("cancel", "Cancel a job: /cancel ID"),
     ("help", "How to use Easel"),
@@ -84,3 +91,45 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("limits", "Admins: this chat's limits"),
     ("blocklist", "Admins: this chat's blocked words"),
 )
+
+
+# ---------------------------------------------------------------------- Vary (Region)
+
+REGION_EXAMPLE = "/region 10,20,50,40 a red hat"
+
+
+def region_menu_text(job_id: str, index: int) -> str:
+    """The message the 🖌️ Vary (Region) button answers with, above the preset buttons."""
+    return (
+        f"🖌️ Vary (Region) of image {index + 1} of {job_id}: which part should I repaint?\n"
+        "• Tap a region below to repaint it with the same prompt.\n"
+        "• Or reply to the picture (or to this message) with a black-and-white mask, white = "
+        "repaint, as a photo or a file; its caption, if any, is the new prompt.\n"
+        f"• Or reply to it with /region REGION [new prompt], e.g. {REGION_EXAMPLE}. "
+        f"REGION is {REGION_USAGE}."
+    )
+
+
+def region_usage() -> str:
+    """The answer to a /region that is not a reply to a result, or says no region."""
+    return (
+        "Reply to one of my pictures with /region REGION [new prompt], e.g. "
+        f"{REGION_EXAMPLE}. REGION is {REGION_USAGE}."
+    )
+
+
+# The answer to a mask or /region replying to a message that shows no result.
+NOT_A_RESULT = (
+    "🚫 That message is not one of my pictures, so there is nothing to repaint. Reply to a "
+    "result (or its 🖌️ Vary (Region) message) with a black-and-white mask (white = repaint) "
+    "or with /region REGION [new prompt]."
+)
+
+
+def not_a_mask(kind: str | None) -> str:
+    """The refusal of a reply to a result with a file that is not a picture."""
+    what = f"That file ({kind})" if kind else "That file"
+    return (
+        f"🚫 {what} is not a mask I can use. Reply to the result with a black-and-white "
+        f"{accepted_images()} image (white = repaint), as a photo or a file."
+    )

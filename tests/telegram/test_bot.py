@@ -1,32 +1,24 @@
 """The Telegram front end end to end: the real python-telegram-bot Application talks HTTP to a
-local fake Bot API server (tests/adapters/fake_telegram.py); the real App renders with the demo
+local fake Bot API server (tests/telegram/fake_telegram.py); the real App renders with the demo
 model. One App and Application serve the whole module (each test uses its own chats and users);
 the restart test replaces them with new ones on the same data directory.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import itertools
 import logging
 import re
-import shutil
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from PIL import Image
 
 from bot.app import App
 from bot.logsetup import RedactingFilter
 from bot.telegram.application import (
-    TelegramApplication,
     build_application,
     easel_of,
     start_application,
@@ -34,143 +26,34 @@ from bot.telegram.application import (
     stop_application,
     webhook_port,
 )
-from generation.errors import EaselError
 from generation.metadata import read_png_text
 from generation.requests import Origin
 from storage.records import JobRecord
-from tests.conftest import make_config
 from tests.telegram.fake_telegram import (
     ANONYMOUS_ADMIN,
     BOT_USERNAME,
     NOT_MODIFIED,
     TOKEN,
     Call,
-    FakeTelegram,
+)
+from tests.telegram.helpers import (
+    OWNER,
+    Env,
+    answered,
+    buttons,
+    delivered,
+    draw,
+    drop,
+    ids,
+    job_id_in,
+    png,
+    private,
+    reply_text,
+    replying_to,
+    status_of,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-OWNER = 4242
-_ids = itertools.count(10_000)
-# A job id as the status lines write it: "⏳ Drawing k7m3xq2p: ...", "✅ k7m3xq2p finished ..."
-_JOB_RE = re.compile(
-    r"(?:[Jj]ob|Drawing|Re-running|Rerolling|Upscaling|Varying|[✅🚫❌]) ([a-z0-9]{8})\b"
-)
-
-
-@dataclass
-class Env:
-    fake: FakeTelegram
-    app: App
-    application: TelegramApplication
-
-
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def env(
-    tmp_path_factory: pytest.TempPathFactory, saved_demo_model: Path
-) -> AsyncIterator[Env]:
-    data = tmp_path_factory.mktemp("telegram") / "data"
-    shutil.copytree(saved_demo_model, data / "models" / "demo")
-    fake = FakeTelegram()
-    await fake.start()
-    config = make_config(
-        data,
-        telegram={
-            "base_url": fake.base_url,
-            "base_file_url": fake.base_file_url,
-            "owner_ids": [OWNER],
-            "status_edit_interval": 0.05,
-        },
-        limits={"burst": 1000, "max_queued_per_user": 1000},
-        generation={"shutdown_grace_seconds": 5.0},
-    )
-    app = App.from_config(config)
-    await app.start()
-    application = build_application(app, token=TOKEN)
-    await start_application(application)
-    env = Env(fake, app, application)
-    yield env
-    await stop_application(env.application)
-    await env.app.stop()
-    await fake.stop()
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def private(fake: FakeTelegram) -> tuple[dict[str, Any], dict[str, Any]]:
-    user_id = next(_ids)
-    return fake.private_chat(user_id, f"user{user_id}")
-
-
-def replying_to(message: dict[str, Any]) -> Any:
-    def check(call: Call) -> bool:
-        reply = call.params.get("reply_parameters") or {}
-        return bool(reply.get("message_id") == message["message_id"])
-
-    return check
-
-
-async def reply_text(fake: FakeTelegram, message: dict[str, Any]) -> str:
-    call = await fake.wait_call("sendMessage", message["chat"]["id"], replying_to(message))
-    return str(call.params["text"])
-
-
-def job_id_in(text: str) -> str:
-    match = _JOB_RE.search(text)
-    assert match, text
-    return match.group(1)
-
-
-async def status_of(fake: FakeTelegram, command: dict[str, Any]) -> tuple[str, Call]:
-    """The job id and the status message sent in reply to ``command``."""
-    text = await reply_text(fake, command)
-    assert text.startswith("⏳"), text
-    call = fake.calls_of("sendMessage", command["chat"]["id"])
-    status = next(c for c in call if c.params["text"] == text)
-    return job_id_in(text), status
-
-
-async def delivered(app: App, job_id: str) -> JobRecord:
-    async with asyncio.timeout(60):
-        while True:
-            job = await app.store.get_job(job_id)
-            if job is not None and job.delivered_at is not None:
-                return job
-            await asyncio.sleep(0.05)
-
-
-async def drop(app: App, job_id: str) -> None:
-    """Cancel a job whose rendering a test does not need (the CPU is shared)."""
-    with contextlib.suppress(EaselError):
-        await app.service.cancel(Origin("cli", "tests", "tests", is_admin=True), job_id)
-
-
-async def answered(fake: FakeTelegram, query_id: str) -> Call:
-    def check(call: Call) -> bool:
-        return bool(call.params["callback_query_id"] == query_id)
-
-    return await fake.wait_call("answerCallbackQuery", where=check)
-
-
-def buttons(call: Call) -> list[str]:
-    rows = call.params["reply_markup"]["inline_keyboard"]
-    return [button["callback_data"] for row in rows for button in row]
-
-
-def png(color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), color).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-async def draw(env: Env, text: str) -> tuple[dict[str, Any], JobRecord, Call]:
-    """Draw in a new private chat: (the chat's result photo message, the job, the sendPhoto)."""
-    chat, user = private(env.fake)
-    command = env.fake.send_text(chat, user, text)
-    job_id, _ = await status_of(env.fake, command)
-    photo = await env.fake.wait_call("sendPhoto", chat["id"])
-    return photo.result, await delivered(env.app, job_id), photo
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -213,6 +96,13 @@ async def test_draw_edits_one_status_message_then_sends_the_photo(env: Env) -> N
         f"r:{job_id}",
         f"u:{job_id}:0",
         f"v:{job_id}:0",
+        f"o:{job_id}:0:z15",
+        f"o:{job_id}:0:z2",
+        f"o:{job_id}:0:pl",
+        f"o:{job_id}:0:pr",
+        f"o:{job_id}:0:pu",
+        f"o:{job_id}:0:pd",
+        f"m:{job_id}:0",
         f"i:{job_id}",
         f"p:{job_id}:0",
     ]
@@ -250,8 +140,8 @@ async def test_draw_edits_one_status_message_then_sends_the_photo(env: Env) -> N
 
 async def test_group_draw_at_bot_name_with_negative_shorthand(env: Env) -> None:
     fake = env.fake
-    group = fake.group(-next(_ids))
-    user = fake.user(next(_ids))
+    group = fake.group(-next(ids))
+    user = fake.user(next(ids))
     other = fake.send_text(group, user, "/draw@SomeOtherBot not for us")
     command = fake.send_text(group, user, f"/draw@{BOT_USERNAME} a red fox | blurry, dark")
     job_id, _ = await status_of(fake, command)
@@ -447,8 +337,8 @@ async def test_cancel_a_job(env: Env) -> None:
 
 async def test_admin_commands_need_a_chat_admin_or_an_owner(env: Env) -> None:
     fake = env.fake
-    group = fake.group(-next(_ids))
-    member, admin, creator = (fake.user(next(_ids)) for _ in range(3))
+    group = fake.group(-next(ids))
+    member, admin, creator = (fake.user(next(ids)) for _ in range(3))
     fake.set_member(group["id"], admin["id"], "administrator")
     fake.set_member(group["id"], creator["id"], "creator")
 
@@ -478,10 +368,10 @@ async def test_admin_commands_need_a_chat_admin_or_an_owner(env: Env) -> None:
 
 async def test_a_rate_limited_draw_says_when_to_retry(env: Env) -> None:
     fake = env.fake
-    group = fake.group(-next(_ids))
+    group = fake.group(-next(ids))
     set_limits = fake.send_text(group, fake.user(OWNER), "/limits burst=1 rate_per_minute=6")
     assert "Limits updated" in await reply_text(fake, set_limits)
-    user = fake.user(next(_ids))
+    user = fake.user(next(ids))
     first = fake.send_text(group, user, "/draw one")
     job_id, _ = await status_of(fake, first)
     second = fake.send_text(group, user, "/draw two")
