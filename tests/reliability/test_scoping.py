@@ -375,7 +375,10 @@ async def test_telegram_jobs_of_another_chat_do_not_exist_there(
 ) -> None:
     fake, app = telegram.fake, telegram.app
     assert telegram_commands_taking_a_job(telegram.application) == TELEGRAM_JOB_COMMANDS
-    assert set(TELEGRAM_CALLBACKS.values()) == {"reroll", "upscale", "vary", "info", "png"}
+    assert set(TELEGRAM_CALLBACKS.values()) == {
+        *("reroll", "upscale", "vary", "info", "png"),
+        *("outpaint", "region", "preset"),  # zoom/pan, the Vary (Region) menu, its presets
+    }
     group = fake.group(-next(_ids))
     alice = fake.user(next(_ids), "Alice")
     status = await telegram.ask(group, alice, "/draw alice's secret lake")
@@ -389,7 +392,8 @@ async def test_telegram_jobs_of_another_chat_do_not_exist_there(
     # Forged buttons: callback data naming her job, pressed in the stranger's own chat.
     message = fake.send_text(stranger_chat, stranger, "hello")
     for code in sorted(TELEGRAM_CALLBACKS):
-        data = f"{code}:{job_id}" + (":0" if code in ("u", "v", "p") else "")
+        data = f"{code}:{job_id}" + (":0" if code in ("u", "v", "p", "m") else "")
+        data += {"o": ":0:z2", "g": ":0:left"}.get(code, "")
         query = fake.press(stranger, message, data)
         answer = await fake.wait_call(
             "answerCallbackQuery", None, lambda c, q=query: c.params["callback_query_id"] == q
