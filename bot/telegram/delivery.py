@@ -43,6 +43,7 @@ from bot.telegram.send import (
     retry_seconds,
     with_retry,
 )
+from bot.telegram.texts import reworded, status_words
 from generation.delivery import Undeliverable
 from generation.events import JobEvent, JobProgress, JobQueued, JobStarted
 from storage.records import JobRecord
@@ -65,7 +66,12 @@ class _Where:
     chat_id: int
     thread_id: int | None
     action: str  # "draw", "upscale", ... (progress events do not say)
+    words: str | None = None  # "Zooming out 2x" where the action's word does not fit
     message_id: int | None = None
+
+    def say(self, text: str) -> str:
+        """A shared status text, in this job's words (:func:`bot.telegram.texts.reworded`)."""
+        return reworded(text, self.action, self.words)
 
 
 class TelegramFrontEnd:
@@ -107,20 +113,21 @@ class TelegramFrontEnd:
     async def on_event(self, event: JobEvent) -> None:
         if isinstance(event, JobQueued):
             job = event.job
-            await self._where_of(job)
+            where = await self._where_of(job)
             text = queued_text(job, event.position, event.eta_seconds, PLAIN, event.seconds_left)
-            self.statuses.show(job.id, text, Rank.QUEUED)
+            self.statuses.show(job.id, where.say(text), Rank.QUEUED)
         elif isinstance(event, JobStarted):
             job = event.job
             where = await self._where_of(job)
-            self.statuses.show(job.id, started_text(job.id, str(job.action), PLAIN), Rank.STARTED)
+            text = started_text(job.id, str(job.action), PLAIN)
+            self.statuses.show(job.id, where.say(text), Rank.STARTED)
             if job.id not in self._chat_actions:
                 self._chat_actions[job.id] = asyncio.create_task(self._chat_action(where))
         elif isinstance(event, JobProgress) and event.job_id in self._where:
-            action = self._where[event.job_id].action
+            where = self._where[event.job_id]
             left = self.app.service.seconds_left(event.job_id)
-            text = progress_text(event.job_id, action, event.step, event.total, PLAIN, left)
-            self.statuses.show(event.job_id, text, Rank.progress(event.step))
+            text = progress_text(event.job_id, where.action, event.step, event.total, PLAIN, left)
+            self.statuses.show(event.job_id, where.say(text), Rank.progress(event.step))
 
     async def attach_status(self, job: JobRecord, message_id: int, text: str) -> None:
         """The handler sent ``job``'s status message showing ``text``: keep it up to date."""
@@ -140,7 +147,8 @@ class TelegramFrontEnd:
         if where is None:
             target = job.reply_target
             thread = target.get("thread_id")
-            where = _Where(int(target["chat_id"]), int(thread) if thread else None, str(job.action))
+            chat, action = int(target["chat_id"]), str(job.action)
+            where = _Where(chat, int(thread) if thread else None, action, status_words(job))
             self._where[job.id] = where
         return where
 

@@ -22,9 +22,11 @@ from tests.telegram.fake_telegram import Call, FakeTelegram
 
 OWNER = 4242
 ids = itertools.count(10_000)
-# A job id as the status lines write it: "⏳ Drawing k7m3xq2p: ...", "✅ k7m3xq2p finished ..."
+# A job id as the status lines write it: "⏳ Drawing k7m3xq2p: ...", "✅ k7m3xq2p finished ...",
+# "⏳ Zooming out 2x k7m3xq2p: ...", "⏳ Repainting the region k7m3xq2p: ..."
 JOB_RE = re.compile(
-    r"(?:[Jj]ob|Drawing|Re-running|Rerolling|Upscaling|Varying|[✅🚫❌]) ([a-z0-9]{8})\b"
+    r"(?:[Jj]ob|Drawing|Re-running|Rerolling|Upscaling|Varying|Zooming out [\d.]+x|Panning \w+"
+    r"|Repainting the region|[✅🚫❌]) ([a-z0-9]{8})\b"
 )
 
 

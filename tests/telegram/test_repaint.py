@@ -129,6 +129,11 @@ async def test_zoom_out_and_pan_buttons_post_the_larger_picture(env: Env, result
         answer = await press(env, message, f"o:{job.id}:0:{code}")
         assert answer.startswith(f"{doing}: job "), answer
         made[code] = job_id_in(answer)
+    for code, (doing, _, _) in expected.items():  # each status says what it does
+        start = f"⏳ {doing.split(' ', 1)[1]} {made[code]}: "
+        await fake.wait_call(
+            "sendMessage", chat_id, lambda c, s=start: str(c.params["text"]).startswith(s)
+        )
     for code, (_, title, size) in expected.items():
         photo = await photo_of(fake, chat_id, made[code])
         assert Image.open(io.BytesIO(photo.files["photo"])).size == size, code
@@ -209,7 +214,8 @@ async def test_a_mask_replied_to_a_result_repaints_the_white_part(
         attachment = {"document": document(fake, LEFT_HALF, "image/png", "mask.png")}
     reply = fake.message(chat, user, caption="a red door", reply_to=message, **attachment)
     fake.push(message=reply)
-    child_id, _ = await status_of(fake, reply)
+    child_id, status = await status_of(fake, reply)
+    assert status.params["text"].startswith(f"⏳ Repainting the region {child_id}: ")
     photo = await photo_of(fake, chat["id"], child_id)
     assert photo.params["caption"].startswith(f"Vary (Region) of image 1 of {job.id}, for ")
     assert "a red door" in photo.params["caption"]

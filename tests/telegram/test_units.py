@@ -14,7 +14,7 @@ from bot.telegram.files import check_black_and_white
 from bot.telegram.handlers import check_reactions
 from bot.telegram.keyboards import ButtonPress, parse_callback, region_keyboard, result_keyboard
 from bot.telegram.repaint import split_region
-from bot.telegram.texts import CAPTION_LIMIT, result_caption
+from bot.telegram.texts import CAPTION_LIMIT, result_caption, reworded, status_words
 from generation.errors import ConfigError, ImageRejected
 from generation.spec import Action, Mode
 from storage.records import JobRecord
@@ -112,3 +112,21 @@ def test_a_colour_picture_is_not_a_mask_but_a_jpeg_of_one_is() -> None:
     photo = Image.merge("RGB", (ramp, ramp.rotate(180), Image.new("L", ramp.size, 60)))
     with pytest.raises(ImageRejected, match="in colour"):
         check_black_and_white(encoded(photo, "JPEG"))
+
+
+def test_status_messages_call_a_repaint_what_it_is() -> None:
+    def child(outpaint: str | None) -> JobRecord:
+        options = {"mask_blur": 8, "outpaint": outpaint} if outpaint else {"mask_blur": 4}
+        return replace(
+            job(), mode=Mode.INPAINT, action=Action.VARY, parent_id="k7m3xq2p", inpaint=options
+        )
+
+    queued = "⏳ Varying abcd2345: next in line."
+    assert reworded(queued, "vary", status_words(child("zoom 2"))).startswith(
+        "⏳ Zooming out 2x abcd2345: "
+    )
+    assert status_words(child("pan left")) == "Panning left"
+    assert status_words(child(None)) == "Repainting the region"
+    progress = progress_text("abcd2345", "vary", 1, 2, PLAIN)
+    assert reworded(progress, "vary", "Panning up").startswith("🎨 Panning up abcd2345: ")
+    assert status_words(job()) is None and reworded(queued, "vary", None) == queued
