@@ -8,7 +8,7 @@
 Options (aliases in brackets): ``--no`` (repeatable, joined with ", "), ``--seed``, ``--steps``,
 ``--cfg`` [``--guidance``], ``--ar`` [``--aspect``], ``--size``, ``--sampler``, ``--model``,
 ``--n`` [``--count``, ``--batch``], ``--strength``, ``--hires`` (A1111's hires fix: the scale,
-more than 1 and at most 4; ``--hires`` alone is 2). Option names are case-insensitive and may
+more than 1 and at most 4, ``2`` or ``2x``; ``--hires`` alone is 2). Option names are case-insensitive and may
 be written ``--seed=5``.
 
 Rules, chosen to be tolerant of phones and chat clients:
@@ -338,7 +338,8 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
             if not 0 < strength <= 1:
                 raise _out_of_range(flag, option, value)
         elif name == "hires":
-            scale = _parse_float(flag, option, value)
+            # "2x" is how people say a scale (Midjourney's "Upscale (2x)", A1111's "Upscale by")
+            scale = _parse_float(flag, option, re.sub(r"(?<=\d)\s*[x×]$", "", value, flags=re.I))
             if not MIN_SCALE < scale <= MAX_SCALE:
                 raise _out_of_range(flag, option, value)
             hires = HiresRequest(scale=scale)

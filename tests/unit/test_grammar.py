@@ -391,6 +391,8 @@ def test_format_parse_round_trip(request: DrawRequest, command: str) -> None:
         ("a castle --HIRES 3", 3.0),
         ("a castle --hires=1.5", 1.5),
         ("a castle --hires 4", 4.0),
+        ("a castle --hires 1.5x", 1.5),
+        ("a castle --hires 3 ×", 3.0),
         ("a castle \u2014hires 2,5", 2.5),  # a phone's dash and decimal comma
     ],
 )
@@ -410,6 +412,8 @@ def test_hires_scale(text: str, scale: float) -> None:
          "(alone: 2) (e.g. --hires 2); got 0."),
         ("x --hires big", "--hires must be a scale more than 1 and at most 4 (alone: 2) "
          "(e.g. --hires 2); got 'big'."),
+        ("x --hires x", "--hires must be a scale more than 1 and at most 4 (alone: 2) "
+         "(e.g. --hires 2); got 'x'."),
         ("x --hires inf", "--hires must be a scale more than 1 and at most 4 (alone: 2) "
          "(e.g. --hires 2); got 'inf'."),
         ("x --hires 2 --hires 3", "--hires was given twice; give it once."),
