@@ -8,8 +8,8 @@
 Options (aliases in brackets): ``--no`` (repeatable, joined with ", "), ``--seed``, ``--steps``,
 ``--cfg`` [``--guidance``], ``--ar`` [``--aspect``], ``--size``, ``--sampler``, ``--model``,
 ``--n`` [``--count``, ``--batch``], ``--strength``, ``--hires`` (A1111's hires fix: the scale,
-more than 1 and at most 4, ``2`` or ``2x``; ``--hires`` alone is 2). Option names are case-insensitive and may
-be written ``--seed=5``.
+more than 1 and at most 4, ``2`` or ``2x``; ``--hires`` alone is 2). Option names are
+case-insensitive and may be written ``--seed=5``.
 
 Rules, chosen to be tolerant of phones and chat clients:
 

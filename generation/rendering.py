@@ -108,13 +108,14 @@ def extra_generation_params(spec: GenerationSpec) -> dict[str, object]:
         extra["Hires upscaler"] = spec.upscaler or "hires"
     if spec.hires is not None:  # A1111's hires keys; Size stays the first pass's, as there
         extra.update(hires_items(spec.hires))
-    if spec.mode == Mode.INPAINT:  # the keys A1111's img2img tab writes for an inpaint
-        extra["Mask blur"] = spec.mask_blur
-        extra["Masked content"] = _MASKED_CONTENT[spec.inpainting_fill]
+    if spec.mode == Mode.INPAINT:  # A1111's img2img init: in its order, only what differs
         extra["Mask mode"] = "Inpaint not masked" if spec.mask_invert else None
+        extra["Mask blur"] = spec.mask_blur or None
         if spec.inpaint_full_res:
             extra["Inpaint area"] = "Only masked"
             extra["Masked area padding"] = spec.inpaint_full_res_padding
+        original = spec.inpainting_fill == _MASKED_CONTENT.index("original")  # its default
+        extra["Masked content"] = None if original else _MASKED_CONTENT[spec.inpainting_fill]
     return extra
 
 

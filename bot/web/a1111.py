@@ -169,7 +169,7 @@ def build_info(
         "seed_resize_from_h": -1,
         # img2img and hires: the strength used; txt2img: the request's value, like A1111.
         "denoising_strength": strength if strength is not None else denoising,
-        "extra_generation_params": {"Schedule type": schedule, **info_extras(job)},
+        "extra_generation_params": info_extras(job, schedule),
         "index_of_first_image": 0,
         "infotexts": texts,
         "styles": list(req.styles or []),

@@ -28,7 +28,7 @@ from bot.web.a1111_models import Img2ImgRequest, Txt2ImgRequest
 from bot.web.common import decode_image
 from generation.demo_info import DEMO_INPAINT_SOURCE
 from generation.errors import InvalidRequest
-from generation.rendering import extra_generation_params
+from generation.rendering import denoising_strength, extra_generation_params
 from generation.requests import HiresRequest, InpaintRequest
 from storage.records import JobRecord, ModelRecord
 
@@ -105,11 +105,16 @@ def hires_of(req: Txt2ImgRequest) -> HiresRequest | None:
     )
 
 
-def info_extras(job: JobRecord) -> dict[str, Any]:
-    """``info.extra_generation_params`` beyond ``Schedule type``: the keys the PNG carries."""
-    extra = {k: v for k, v in extra_generation_params(job.spec).items() if v is not None}
-    if job.spec.hires is not None:  # A1111's txt2img records it among its extra parameters
-        extra = {"Denoising strength": job.spec.hires.strength, **extra}
+def info_extras(job: JobRecord, schedule: str) -> dict[str, Any]:
+    """``info.extra_generation_params``, in A1111's order: ``Denoising strength`` (img2img's,
+    or the hires pass's: both ``init``s set it first), the keys the PNG carries beyond the
+    common ones, then ``Schedule type`` (set while sampling)."""
+    extra: dict[str, Any] = {}
+    strength = denoising_strength(job.spec)
+    if strength is not None:
+        extra["Denoising strength"] = strength
+    extra.update((k, v) for k, v in extra_generation_params(job.spec).items() if v is not None)
+    extra["Schedule type"] = schedule
     return extra
 
 
