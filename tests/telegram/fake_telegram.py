@@ -108,6 +108,7 @@ class FakeTelegram:
         self._holds: list[Hold] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._stopping = False
         self.port = 0
 
     # ------------------------------------------------------------------ server
@@ -123,6 +124,7 @@ class FakeTelegram:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        self._stopping = True  # a long poll still waiting answers now, not at its timeout
         async with self._changed:
             self._changed.notify_all()
         if self._runner is not None:
@@ -444,7 +446,7 @@ class FakeTelegram:
         if not self._updates and timeout > 0:
             try:
                 async with asyncio.timeout(timeout), self._changed:
-                    await self._changed.wait_for(lambda: bool(self._updates))
+                    await self._changed.wait_for(lambda: bool(self._updates) or self._stopping)
             except TimeoutError:
                 pass
         return list(self._updates)
