@@ -42,7 +42,7 @@ from generation.backend.fast_path import (
     pipeline_bytes,
     use_sdpa,
 )
-from generation.backend.hires import crop_pixels, resize_pixels, upscale_latents
+from generation.backend.hires import render_hires, resize_pixels
 from generation.backend.inpainting import inpaint_inputs, paste_back
 from generation.backend.loading import PipelineLoader, is_oom, pick_device, pick_dtype
 from generation.backend.previews import RGB_SD15, RGB_SDXL, TinyDecoder, is_sdxl, projection_png
@@ -55,8 +55,6 @@ from generation.errors import (
     JobInterrupted,
     OutOfMemory,
 )
-from generation.estimate import denoising_steps
-from generation.hires import cover_size, is_latent
 from generation.render import ModelSource, ProgressFn, RenderJob
 from generation.samplers import scheduler_for
 from generation.spec import GenerationSpec, Mode
@@ -93,15 +91,6 @@ class _Resident:
 
 def _at_size(image: Image.Image, width: int, height: int) -> Image.Image:
     return resize_pixels(image, (width, height))  # Lanczos: the Upscale action's resize too
-
-
-def _spanned(progress: ProgressFn, offset: int, total: int) -> ProgressFn:
-    """Progress of one pass of several: steps counted on from ``offset``, out of ``total``."""
-
-    def report(step: int, _pass_total: int, preview: bytes | None) -> None:
-        progress(min(offset + step, total), total, preview)
-
-    return report
 
 
 def _strength_and_steps(spec: GenerationSpec) -> tuple[float, int]:
@@ -388,36 +377,26 @@ class DiffusersBackend:
         progress: ProgressFn,
         should_stop: Callable[[], bool],
     ) -> list[Image.Image]:
-        """The hires fix: the first pass, then per image the upscale (``backend.hires``) and
-        the Upscale action's second pass, with the image's seed (so image ``i`` equals the
-        Upscale action on image ``i`` of the first pass, for "Lanczos")."""
+        """The hires fix (``backend.hires.render_hires``) on this pipeline: its first pass is
+        the text-to-image call, its second the Upscale action's ``_second_pass``."""
         spec = job.spec
-        hires = spec.hires
-        assert hires is not None
-        second = replace(
-            spec,
-            mode=Mode.UPSCALE,  # drops ``hires``: the second pass is an upscale's
-            width=hires.width,
-            height=hires.height,
-            count=1,
-            strength=hires.strength,
-            steps=hires.steps or spec.steps,
-            upscaler=hires.upscaler,
-        )
-        per_image = denoising_steps(second.steps, hires.strength)
-        total = spec.steps + per_image * spec.count
-        latent = is_latent(hires.upscaler)
-        first = self._call(
-            entry,
-            entry.pipe,
-            [job],
-            self._callback(entry, _spanned(progress, 0, total), should_stop),
-            width=spec.width,
-            height=spec.height,
-            output_type="latent" if latent else "pil",
-        )
-        final = (hires.width, hires.height)
-        cover = cover_size((spec.width, spec.height), final)
+
+        def first_pass(report: ProgressFn, latent: bool) -> list[Any]:
+            callback = self._callback(entry, report, should_stop)
+            output = "latent" if latent else "pil"
+            return self._call(
+                entry,
+                entry.pipe,
+                [job],
+                callback,
+                width=spec.width,
+                height=spec.height,
+                output_type=output,
+            )
+
+        def second_pass(one: RenderJob, report: ProgressFn, start: Any) -> list[Image.Image]:
+            return self._second_pass(entry, one, self._callback(entry, report, should_stop), start)
+
         model_upscale = None
         if job.upscaler is not None:  # a registered upscaler: the Upscale action's model step
             source = job.upscaler
@@ -425,18 +404,7 @@ class DiffusersBackend:
             def model_upscale(image: Image.Image, size: tuple[int, int]) -> Image.Image:
                 return self._upscalers.upscale(image, source, size)
 
-        images = []
-        for i, (seed, image) in enumerate(zip(spec.seeds, first, strict=True)):
-            if latent:
-                start = upscale_latents(image.unsqueeze(0), hires.upscaler, cover, final)
-            else:
-                upscaled = resize_pixels(image, cover, hires.upscaler, model_upscale)
-                start = crop_pixels(upscaled, cover, final)
-            one = RenderJob(replace(second, seed=seed), job.model)
-            offset = spec.steps + per_image * i
-            callback = self._callback(entry, _spanned(progress, offset, total), should_stop)
-            images.extend(self._second_pass(entry, one, callback, start))
-        return images
+        return render_hires(job, first_pass, second_pass, model_upscale, progress)
 
     def _render_inpaint(
         self, entry: _Resident, job: RenderJob, callback: Callable[..., dict[str, Any]]
