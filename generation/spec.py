@@ -130,7 +130,10 @@ class GenerationSpec:
         """The inpaint options as the store keeps them; None for other modes."""
         if self.mode is not Mode.INPAINT:
             return None
-        return {key: getattr(self, key) for key in INPAINT_KEYS}
+        options = {key: getattr(self, key) for key in INPAINT_KEYS}
+        if self.outpaint is None:  # a plain inpaint: only A1111's options
+            del options["outpaint"]
+        return options
 
     @property
     def seeds(self) -> list[int]:
