@@ -7,14 +7,16 @@ shared, so the two bots cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.chat.actions import REGION_DOING, outpaint_doing
 from bot.describe import describe_params, describe_queue
 from bot.grammar import format_draw
 from generation.config import GenerationConfig, LimitsConfig
-from generation.errors import EaselError
+from generation.errors import EaselError, InvalidRequest
 from generation.limits import format_retry
 from generation.outpainting import parse_outpaint
 from generation.policy import ScopeSettings
@@ -57,9 +59,26 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 
 
+def doing_key(job: JobRecord) -> str:
+    """What a job's status messages call it (the ``action`` the texts below take): its action
+    ("draw", "upscale"...), or for a repaint of a result what it is: "zoom 2", "pan left",
+    "region" (they are all Vary in the job's lineage)."""
+    if job.mode == Mode.INPAINT and job.parent_id is not None:
+        return str((job.inpaint or {}).get("outpaint") or "region")
+    return str(job.action)
+
+
 def _doing(job: JobRecord | str) -> str:
-    action = job if isinstance(job, str) else str(job.action)
-    return ACTION_WORDS.get(action, "Drawing")
+    """ "Varying", "Zooming out 2x", "Panning left", "Repainting the region"..."""
+    key = job if isinstance(job, str) else doing_key(job)
+    if key in ACTION_WORDS:
+        return ACTION_WORDS[key]
+    if key == "region":
+        return REGION_DOING.split(" ", 1)[1]
+    if key.startswith(("zoom ", "pan ")):
+        with contextlib.suppress(InvalidRequest):
+            return outpaint_doing(parse_outpaint(key)).split(" ", 1)[1]
+    return "Drawing"
 
 
 # ------------------------------------------------------------------ a job's status message
@@ -77,6 +96,7 @@ def queued_text(
 
 
 def started_text(job_id: str, action: str, markup: Markup) -> str:
+    """``action``: the job's :func:`doing_key`."""
     return f"🎨 {_doing(action)} {markup.code(job_id)}…"
 
 

@@ -37,8 +37,8 @@ import discord
 
 from bot.chat.status import EditResult, Rank, StatusMessages
 from bot.chat.texts import (
-    ACTION_WORDS,
     MARKDOWN,
+    doing_key,
     final_text,
     progress_text,
     queued_text,
@@ -53,7 +53,7 @@ from bot.discord.origin import (
     nsfw_mode_for,
     token_usable,
 )
-from bot.discord.render import doing_words, render_result, result_content
+from bot.discord.render import render_result, result_content
 from generation.delivery import Undeliverable
 from generation.events import JobEvent, JobProgress, JobStarted
 from generation.service import Accepted
@@ -88,8 +88,7 @@ class DiscordFrontEnd:
             self._edit_status, interval=lambda job_id: edit_interval, monotonic=self._monotonic
         )
         self._targets: dict[str, dict[str, Any]] = {}  # job id -> reply target, while it runs
-        self._actions: dict[str, str] = {}  # job id -> its action ("draw", "upscale", ...)
-        self._words: dict[str, str] = {}  # job id -> what its status calls it, where not that
+        self._actions: dict[str, str] = {}  # job id -> its doing_key ("draw", "zoom 2", ...)
         # interaction id -> (token, monotonic time it was seen): memory only, never stored
         self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
@@ -124,16 +123,13 @@ class DiscordFrontEnd:
         text = queued_text(
             job, accepted.position, accepted.eta_seconds, MARKDOWN, accepted.seconds_left
         )
-        self.statuses.show(job.id, self._reword(job.id, text), Rank.QUEUED)
+        self.statuses.show(job.id, text, Rank.QUEUED)
 
     def _follow(self, job: JobRecord) -> None:
         if job.id in self._targets or self.statuses.is_finished(job.id):
             return
         self._targets[job.id] = job.reply_target
-        self._actions[job.id] = str(job.action)
-        words = doing_words(job)
-        if words is not None:
-            self._words[job.id] = words
+        self._actions[job.id] = doing_key(job)
         if job.reply_target.get("status_message_id"):
             self.statuses.ready(job.id)
 
@@ -141,26 +137,15 @@ class DiscordFrontEnd:
         if isinstance(event, JobStarted):
             job = event.job
             self._follow(job)  # also a job queued by an earlier process
-            text = started_text(job.id, str(job.action), MARKDOWN)
-            self.statuses.show(job.id, self._reword(job.id, text), Rank.STARTED)
+            text = started_text(job.id, doing_key(job), MARKDOWN)
+            self.statuses.show(job.id, text, Rank.STARTED)
         elif isinstance(event, JobProgress) and event.job_id in self._targets:
             action = self._actions.get(event.job_id, "draw")
             left = self.app.service.seconds_left(event.job_id)
             text = progress_text(event.job_id, action, event.step, event.total, MARKDOWN, left)
-            self.statuses.show(
-                event.job_id, self._reword(event.job_id, text), Rank.progress(event.step)
-            )
+            self.statuses.show(event.job_id, text, Rank.progress(event.step))
         # JobQueued: the command that queued the job says where it stands (track);
         # JobFinished: deliver() gets it.
-
-    def _reword(self, job_id: str, text: str) -> str:
-        """``text`` calling a zoom, pan or region job what it is ("⏳ Zooming out 2x `id`: ..."):
-        the shared status texts know one word per action, and these are all "vary"."""
-        words = self._words.get(job_id)
-        if words is None:
-            return text
-        verb = ACTION_WORDS.get(self._actions.get(job_id, ""), "Drawing")
-        return text.replace(f" {verb} ", f" {words} ", 1)
 
     async def _edit_status(self, job_id: str, text: str) -> EditResult:
         target = self._targets.get(job_id)
@@ -239,7 +224,6 @@ class DiscordFrontEnd:
         finally:
             self._targets.pop(job.id, None)
             self._actions.pop(job.id, None)
-            self._words.pop(job.id, None)
 
     async def spoiler_for(self, job: JobRecord, channel_id: str) -> bool:
         settings = await self.app.service.scope_settings_of(job)

@@ -15,11 +15,8 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.chat.actions import REGION_DOING, outpaint_doing
 from bot.chat.grid import grid_png
 from bot.chat.texts import MARKDOWN, clip, lineage, result_headline, seeds_text
-from generation.outpainting import parse_outpaint
-from generation.spec import Mode
 from storage.records import JobRecord
 
 # Discord's smallest upload limit is 10 MiB per message; stay below it with some room.
@@ -95,14 +92,3 @@ def result_files(
 def render_result(job: JobRecord, pngs: Sequence[bytes], *, spoiler: bool) -> RenderedResult:
     files, shown = result_files(job, pngs, spoiler=spoiler)
     return RenderedResult(result_embed(job, shown), files)
-
-
-def doing_words(job: JobRecord) -> str | None:
-    """What a status message calls a repaint of a result: "Zooming out 2x", "Panning left",
-    "Repainting the region" (from the chats' confirmations, without their emoji); None for
-    every other job, whose shared words ("Upscaling", "Varying") already fit."""
-    if job.mode != Mode.INPAINT or job.parent_id is None:
-        return None
-    outpaint = (job.inpaint or {}).get("outpaint")
-    phrase = outpaint_doing(parse_outpaint(str(outpaint))) if outpaint else REGION_DOING
-    return phrase.split(" ", 1)[1]

@@ -33,7 +33,14 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 
 from bot.chat.status import EditResult, Finished, Rank, StatusMessages
-from bot.chat.texts import PLAIN, final_text, progress_text, queued_text, started_text
+from bot.chat.texts import (
+    PLAIN,
+    doing_key,
+    final_text,
+    progress_text,
+    queued_text,
+    started_text,
+)
 from bot.telegram.origin import PLATFORM
 from bot.telegram.send import (
     FloodGate,
@@ -43,7 +50,6 @@ from bot.telegram.send import (
     retry_seconds,
     with_retry,
 )
-from bot.telegram.texts import reworded, status_words
 from generation.delivery import Undeliverable
 from generation.events import JobEvent, JobProgress, JobQueued, JobStarted
 from storage.records import JobRecord
@@ -65,13 +71,8 @@ class _Where:
 
     chat_id: int
     thread_id: int | None
-    action: str  # "draw", "upscale", ... (progress events do not say)
-    words: str | None = None  # "Zooming out 2x" where the action's word does not fit
+    action: str  # the job's doing_key: "draw", "zoom 2"... (progress events do not say)
     message_id: int | None = None
-
-    def say(self, text: str) -> str:
-        """A shared status text, in this job's words (:func:`bot.telegram.texts.reworded`)."""
-        return reworded(text, self.action, self.words)
 
 
 class TelegramFrontEnd:
@@ -115,19 +116,19 @@ class TelegramFrontEnd:
             job = event.job
             where = await self._where_of(job)
             text = queued_text(job, event.position, event.eta_seconds, PLAIN, event.seconds_left)
-            self.statuses.show(job.id, where.say(text), Rank.QUEUED)
+            self.statuses.show(job.id, text, Rank.QUEUED)
         elif isinstance(event, JobStarted):
             job = event.job
             where = await self._where_of(job)
-            text = started_text(job.id, str(job.action), PLAIN)
-            self.statuses.show(job.id, where.say(text), Rank.STARTED)
+            text = started_text(job.id, where.action, PLAIN)
+            self.statuses.show(job.id, text, Rank.STARTED)
             if job.id not in self._chat_actions:
                 self._chat_actions[job.id] = asyncio.create_task(self._chat_action(where))
         elif isinstance(event, JobProgress) and event.job_id in self._where:
             where = self._where[event.job_id]
             left = self.app.service.seconds_left(event.job_id)
             text = progress_text(event.job_id, where.action, event.step, event.total, PLAIN, left)
-            self.statuses.show(event.job_id, where.say(text), Rank.progress(event.step))
+            self.statuses.show(event.job_id, text, Rank.progress(event.step))
 
     async def attach_status(self, job: JobRecord, message_id: int, text: str) -> None:
         """The handler sent ``job``'s status message showing ``text``: keep it up to date."""
@@ -147,8 +148,8 @@ class TelegramFrontEnd:
         if where is None:
             target = job.reply_target
             thread = target.get("thread_id")
-            chat, action = int(target["chat_id"]), str(job.action)
-            where = _Where(chat, int(thread) if thread else None, action, status_words(job))
+            chat, action = int(target["chat_id"]), doing_key(job)
+            where = _Where(chat, int(thread) if thread else None, action)
             self._where[job.id] = where
         return where
 

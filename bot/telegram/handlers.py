@@ -47,7 +47,7 @@ from bot.telegram.keyboards import parse_callback
 from bot.telegram.origin import PLATFORM, make_origin, message_origin, thread_of
 from bot.telegram.repaint import RepaintHandlers
 from bot.telegram.send import reply_to, with_retry
-from bot.telegram.texts import ALERT_LIMIT, TEXT_LIMIT, help_text, reworded, status_words
+from bot.telegram.texts import ALERT_LIMIT, TEXT_LIMIT, help_text
 from generation.actions import JobAction
 from generation.errors import ConfigError, EaselError, NotFound, PermissionDenied
 from generation.requests import Origin
@@ -147,7 +147,6 @@ class TelegramHandlers:
         text = queued_text(
             job, accepted.position, accepted.eta_seconds, PLAIN, accepted.seconds_left
         )
-        text = reworded(text, str(job.action), status_words(job))  # "⏳ Zooming out 2x ..."
         target = origin.reply_target
         status = await with_retry(
             lambda: self.bot.send_message(

@@ -5,16 +5,13 @@ Status lines, info, history and queue texts are shared with Discord: :mod:`bot.c
 
 from __future__ import annotations
 
-from bot.chat.actions import REGION_DOING, outpaint_doing
 from bot.chat.texts import (
-    ACTION_WORDS,
     PLAIN,
     accepted_images,
     clip,
     result_headline,
     seeds_text,
 )
-from generation.outpainting import parse_outpaint
 from generation.regions import USAGE as REGION_USAGE
 from generation.spec import Mode
 from storage.records import JobRecord
@@ -41,29 +38,6 @@ def result_caption(job: JobRecord) -> str:
     negative = f"\n🚫 {clip(job.negative_prompt, 200)}" if job.negative_prompt else ""
     room = CAPTION_LIMIT - len(head) - len(footer) - len(negative) - 1
     return f"{head}{clip(job.prompt, room)}{negative}\n{footer}"
-
-
-def status_words(job: JobRecord) -> str | None:
-    """What a status message calls a repaint of a result: "Zooming out 2x", "Panning left",
-    "Repainting the region" (the chats' confirmations without their emoji); None for every other
-    job, whose shared word ("Upscaling", "Varying") already fits.
-
-    The same as Discord's ``bot.discord.render.doing_words`` (no platform package imports
-    another): both belong in :mod:`bot.chat`, next to the words they are made of."""
-    if job.mode != Mode.INPAINT or job.parent_id is None:
-        return None
-    outpaint = (job.inpaint or {}).get("outpaint")
-    phrase = outpaint_doing(parse_outpaint(str(outpaint))) if outpaint else REGION_DOING
-    return phrase.split(" ", 1)[1]
-
-
-def reworded(text: str, action: str, words: str | None) -> str:
-    """A shared status text (``action``'s one word: "⏳ Varying k7m3xq2p: ...") saying
-    ``words`` instead ("⏳ Zooming out 2x k7m3xq2p: ...")."""
-    if words is None:
-        return text
-    verb = ACTION_WORDS.get(action, "Drawing")
-    return text.replace(f" {verb} ", f" {words} ", 1)
 
 
 def album_item_caption(job: JobRecord, index: int) -> str:

@@ -8,13 +8,13 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from bot.chat.texts import PLAIN, progress_text
+from bot.chat.texts import PLAIN, doing_key, progress_text, queued_text, started_text
 from bot.config import Config, parse_config
 from bot.telegram.files import check_black_and_white
 from bot.telegram.handlers import check_reactions
 from bot.telegram.keyboards import ButtonPress, parse_callback, region_keyboard, result_keyboard
 from bot.telegram.repaint import split_region
-from bot.telegram.texts import CAPTION_LIMIT, result_caption, reworded, status_words
+from bot.telegram.texts import CAPTION_LIMIT, result_caption
 from generation.errors import ConfigError, ImageRejected
 from generation.spec import Action, Mode
 from storage.records import JobRecord
@@ -121,12 +121,13 @@ def test_status_messages_call_a_repaint_what_it_is() -> None:
             job(), mode=Mode.INPAINT, action=Action.VARY, parent_id="k7m3xq2p", inpaint=options
         )
 
-    queued = "⏳ Varying abcd2345: next in line."
-    assert reworded(queued, "vary", status_words(child("zoom 2"))).startswith(
-        "⏳ Zooming out 2x abcd2345: "
+    assert queued_text(child("zoom 2"), 1, 0.0, PLAIN, 3.0).startswith("⏳ Zooming out 2x abcd")
+    assert doing_key(child("pan left")) == "pan left"
+    assert started_text("abcd2345", doing_key(child(None)), PLAIN) == (
+        "🎨 Repainting the region abcd2345…"
     )
-    assert status_words(child("pan left")) == "Panning left"
-    assert status_words(child(None)) == "Repainting the region"
-    progress = progress_text("abcd2345", "vary", 1, 2, PLAIN)
-    assert reworded(progress, "vary", "Panning up").startswith("🎨 Panning up abcd2345: ")
-    assert status_words(job()) is None and reworded(queued, "vary", None) == queued
+    progress = progress_text("abcd2345", doing_key(child("pan up")), 1, 2, PLAIN)
+    assert progress.startswith("🎨 Panning up abcd2345: ")
+    assert doing_key(job()) == "draw" and queued_text(job(), 1, 0.0, PLAIN, 3.0).startswith(
+        "⏳ Drawing abcd2345"
+    )
