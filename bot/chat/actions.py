@@ -90,3 +90,12 @@ def outpaint_doing(how: Outpaint) -> str:
 
 
 REGION_DOING = "🖌️ Repainting the region"
+
+# The region presets (generation.regions) as both chats' menus name them.
+REGION_LABELS = {
+    "left": "Left half",
+    "right": "Right half",
+    "top": "Top half",
+    "bottom": "Bottom half",
+    "centre": "Centre",
+}

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import discord
 
+from bot.chat.actions import REGION_LABELS
 from bot.chat.texts import MARKDOWN, clip
 from generation.actions import parent_image
 from generation.regions import USAGE, region_mask
@@ -44,11 +45,11 @@ BOX = "box"
 BOX_EXAMPLE = "25,25,50,50"  # what the region field first holds for a custom box
 # (value, label, description) of each choice in the select menu
 CHOICES = (
-    ("left", "Left half", "The left 50% of the picture"),
-    ("right", "Right half", "The right 50% of the picture"),
-    ("top", "Top half", "The top 50% of the picture"),
-    ("bottom", "Bottom half", "The bottom 50% of the picture"),
-    ("centre", "Centre", "The middle half of each side (25% to 75%)"),
+    ("left", REGION_LABELS["left"], "The left 50% of the picture"),
+    ("right", REGION_LABELS["right"], "The right 50% of the picture"),
+    ("top", REGION_LABELS["top"], "The top 50% of the picture"),
+    ("bottom", REGION_LABELS["bottom"], "The bottom 50% of the picture"),
+    ("centre", REGION_LABELS["centre"], "The middle half of each side (25% to 75%)"),
     (BOX, "Custom box…", "Type X,Y,W,H in percent next (from the top left)"),
 )
 PROMPT_FIELD = "prompt"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.chat.actions import OUTPAINTS, button_text, outpaint_button
+from bot.chat.actions import OUTPAINTS, REGION_LABELS, button_text, outpaint_button
 from generation.regions import PRESETS
 from storage.records import JobRecord
 
@@ -42,10 +42,9 @@ _OPTIONS: dict[str, frozenset[str]] = {"o": frozenset(OUTPAINTS), "g": frozenset
 _CALLBACK_RE = re.compile(r"^([ruvipomg]):([a-z0-9]{1,32})(?::(\d{1,2}))?(?::([a-z0-9]{1,8}))?$")
 
 # The Vary (Region) menu's preset buttons, two to a row (a phone shows them in full).
-PRESET_BUTTONS: tuple[tuple[tuple[str, str], ...], ...] = (
-    (("left", "Left half"), ("right", "Right half")),
-    (("top", "Top half"), ("bottom", "Bottom half")),
-    (("centre", "Centre"),),
+PRESET_BUTTONS: tuple[tuple[tuple[str, str], ...], ...] = tuple(
+    tuple((key, REGION_LABELS[key]) for key in row)
+    for row in (("left", "right"), ("top", "bottom"), ("centre",))
 )
 
 
