@@ -4,6 +4,8 @@
 "api"; the credential is the same person as on ``/api``), so they share the fair queue, limits
 and history with everyone else, then wait for it and answer A1111's ``{images, parameters,
 info}`` (images in the ``samples_format`` of the client options, see ``a1111_options``).
+img2img with a ``mask`` is an inpaint job and txt2img with ``enable_hr`` a hires fix job (what
+their fields become, and what ``info`` says of them: ``a1111_jobs``).
 ``progress``, ``interrupt`` and ``skip`` follow A1111's shapes and see only the caller's own
 jobs (an admin's: every job); ``progress``'s ``eta_relative`` is the Service's time left, the
 number every front end shows. Read-only lists, png-info and extras are in ``a1111_info``;

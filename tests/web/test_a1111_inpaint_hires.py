@@ -7,16 +7,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from aiohttp.test_utils import TestClient
 from PIL import Image, ImageFilter
 
+from bot.web.a1111_jobs import inpainting_conditioning
 from generation.demo_info import DEMO_INPAINT_SOURCE
 from generation.metadata import parse_infotext
 from generation.requests import Origin, Visibility
+from storage.records import ModelRecord
 from tests.web.conftest import WebFactory, client_app, nothing_queued, png_b64
 
 webuiapi = pytest.importorskip("webuiapi")
@@ -250,3 +256,33 @@ async def test_bad_hires_requests_are_refused_and_nothing_is_queued(
     typed = await client.post(f"{V1}/txt2img", json={**base, "hr_scale": "big"})
     assert typed.status == 422 and (await typed.json())["detail"][0]["loc"] == ["body", "hr_scale"]
     await nothing_queued(client_app(client))
+
+
+def test_inpainting_conditioning_is_read_from_the_models_unet(tmp_path: Path) -> None:
+    """A 9-channel UNet in a diffusers folder or a single checkpoint's header (no weights
+    read); a Hub id only by its name."""
+    from safetensors.torch import save_file
+
+    def record(kind: str, source: str) -> ModelRecord:
+        return ModelRecord(
+            name="m", source=source, kind=kind, revision=None, config=None, default_width=512,
+            default_height=512, default_steps=20, default_cfg=7.0, default_sampler="Euler",
+            is_default=False,
+            created_at=datetime.now(UTC),
+        )  # fmt: skip
+
+    for channels in (4, 9):
+        folder = tmp_path / f"folder{channels}"
+        (folder / "unet").mkdir(parents=True)
+        (folder / "unet" / "config.json").write_text(json.dumps({"in_channels": channels}))
+        file = tmp_path / f"single{channels}.safetensors"
+        weight = torch.zeros(2, channels, 3, 3)
+        save_file({"model.diffusion_model.input_blocks.0.0.weight": weight}, str(file))
+        expected = channels == 9
+        assert inpainting_conditioning(record("folder", str(folder)), tmp_path) is expected
+        assert inpainting_conditioning(record("single_file", str(file)), tmp_path) is expected
+    assert inpainting_conditioning(record("builtin", DEMO_INPAINT_SOURCE), tmp_path)
+    assert not inpainting_conditioning(record("builtin", "builtin:demo"), tmp_path)
+    assert inpainting_conditioning(record("hub", "runwayml/stable-diffusion-inpainting"), tmp_path)
+    assert not inpainting_conditioning(record("folder", str(tmp_path / "gone")), tmp_path)
+    assert not inpainting_conditioning(None, tmp_path)
