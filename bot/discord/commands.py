@@ -76,7 +76,7 @@ class UserCommands(commands.Cog):
 
     @app_commands.command(name="draw", description="Draw a picture from a text prompt")
     @app_commands.describe(
-        prompt="What to draw; --no, --seed, --ar, --steps, --sampler, --model, --n work too",
+        prompt="What to draw; --no, --seed, --ar, --steps, --sampler, --model, --n, --hires too",
         negative="What to keep out of the picture",
         seed="Seed (the same seed and settings redo the same picture)",
         steps="Denoising steps",

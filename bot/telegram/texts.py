@@ -55,7 +55,8 @@ def album_keyboard_text(job: JobRecord) -> str:
 HELP_TEXT = """🎨 Easel draws pictures from text.
 
 /draw a castle at dusk --no blurry --seed 42 --steps 20 --ar 3:2
-  Options: --sampler "Euler a", --model NAME, --n 4 (images), --cfg 7, --size 512x768.
+  Options: --sampler "Euler a", --model NAME, --n 4 (images), --cfg 7, --size 512x768,
+  --hires 2 (render, then twice as large in a second pass: AUTOMATIC1111's hires fix).
   "prompt | negative prompt" is a shorthand for --no.
   Send a photo with a /draw caption (or reply /draw to a photo) to start from that image;
   --strength 0.6 sets how much it may change.
