@@ -9,6 +9,7 @@
 #   1. bench/engine_check.py   seed parity (batch vs single, rerun) and seconds per job
 #   2. bench/benchmark.py      (a) plain diffusers, (b) Easel, (c) 8 users batched; ratios, MFU
 #   3. bench/bench_start.py    how soon `easel serve` answers and has its model ready
+#   4. bench/bench_repaint.py  inpaint, zoom out and hires fix against plain diffusers' inpaint
 # Everything goes to $OUT (the device tool's folder) or bench/results: one JSON + PNG report
 # from step 2 and a log of the whole run (device_check.log).
 set -euo pipefail
@@ -46,9 +47,11 @@ if [ -n "$tiny" ]; then
   run "$py" bench/engine_check.py --size 64 --steps 2 --runs 2
   run "$py" bench/benchmark.py --profile gpu --tiny --repeat 1 --no-scale --out "$out"
   run "$py" bench/bench_start.py --runs 1
+  run "$py" bench/bench_repaint.py --runs 2
 else
   run "$py" bench/engine_check.py --size 512 --steps 20 --runs 3
   run "$py" bench/benchmark.py --profile gpu --repeat 2 --no-scale --out "$out"
   run "$py" bench/bench_start.py --runs 2
+  run "$py" bench/bench_repaint.py --size 512 --steps 20 --runs 3
 fi
 echo "== done: $(ls "$out" | tr '\n' ' ')" | tee -a "$log"
