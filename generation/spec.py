@@ -41,6 +41,28 @@ INPAINT_KEYS = (
 )
 
 
+# How a job's prompt is read. "plain": handed to the pipeline as text (every job before issue
+# 16, and their reruns); "a1111": AUTOMATIC1111's syntax (emphasis, 75-token chunks, BREAK).
+PROMPT_SYNTAXES = ("plain", "a1111")
+
+
+@dataclass(frozen=True)
+class AddOn:
+    """A LoRA or an embedding a job used: the registered name, the file's sha256 when the job
+    was admitted (a rerun refuses a changed file) and, for a LoRA, its weight."""
+
+    name: str
+    sha256: str
+    weight: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AddOn:
+        return cls(**data)
+
+
 @dataclass(frozen=True)
 class Hires:
     """A text-to-image job's hires fix (AUTOMATIC1111's "Hires. fix"): the first pass at the
@@ -90,6 +112,9 @@ class GenerationSpec:
     ``hires``: a ``Mode.TXT2IMG`` job's hires fix (``width``/``height`` are then the first
     pass's size, as in A1111's infotext; :attr:`output_size` the images'); any other mode
     drops it, so a child made with ``replace(parent.spec, mode=...)`` never inherits it.
+
+    ``loras``/``embeddings``: the add-on files the job used (:class:`AddOn`);
+    ``prompt_syntax``: how its prompts are read (:data:`PROMPT_SYNTAXES`).
     """
 
     mode: Mode
@@ -114,6 +139,9 @@ class GenerationSpec:
     mask_invert: bool = False
     outpaint: str | None = None
     hires: Hires | None = field(default=None)
+    loras: tuple[AddOn, ...] = ()
+    embeddings: tuple[AddOn, ...] = ()
+    prompt_syntax: str = "plain"
 
     def __post_init__(self) -> None:
         if self.hires is not None and self.mode is not Mode.TXT2IMG:
@@ -153,6 +181,8 @@ class GenerationSpec:
         fields["mode"] = Mode(fields["mode"])
         if fields.get("hires") is not None:
             fields["hires"] = Hires.from_dict(fields["hires"])
+        for key in ("loras", "embeddings"):
+            fields[key] = tuple(AddOn.from_dict(item) for item in fields.get(key) or ())
         return cls(**fields)
 
     def batch_key(self) -> tuple[object, ...]:
@@ -166,4 +196,7 @@ class GenerationSpec:
             self.steps,
             self.cfg,
             self.hires,
+            self.loras,  # adapters are set per pipeline call
+            self.embeddings,
+            self.prompt_syntax,
         )

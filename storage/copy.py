@@ -18,6 +18,7 @@ from sqlalchemy import Table, delete, func, select, text
 from generation.errors import InvalidRequest
 from storage.db import Database
 from storage.models import (
+    AddOnRow,
     ClientOptionRow,
     ImageRow,
     JobRow,
@@ -33,6 +34,7 @@ _TABLES: tuple[tuple[Any, str], ...] = (
     (UserRow, "id"),
     (ScopeRow, "id"),
     (ModelRow, "name"),
+    (AddOnRow, "name"),
     (JobRow, "seq"),
     (ImageRow, "id"),
     (PlatformMessageRow, "id"),

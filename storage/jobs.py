@@ -391,6 +391,10 @@ def job_values(new: NewJob, now: datetime) -> dict[str, Any]:
         "mask_image": spec.mask_image,
         "inpaint": spec.inpaint_options(),
         "hires": None if spec.hires is None else spec.hires.to_dict(),
+        "loras": [lora.to_dict() for lora in spec.loras] or None,
+        "embeddings": [embedding.to_dict() for embedding in spec.embeddings] or None,
+        # NULL for "plain", like every job stored before the column
+        "prompt_syntax": None if spec.prompt_syntax == "plain" else spec.prompt_syntax,
         "parent_id": None if new.parent_id is None else normalize_job_id(new.parent_id),
         "parent_index": new.parent_index,
         "user_id": new.user_id,

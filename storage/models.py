@@ -35,6 +35,7 @@ JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 JOB_MODES = ("txt2img", "img2img", "upscale", "inpaint")
 JOB_ACTIONS = ("draw", "rerun", "reroll", "upscale", "vary")
 MODEL_KINDS = ("builtin", "hub", "folder", "single_file", "upscaler")
+ADDON_KINDS = ("lora", "embedding")
 MESSAGE_ROLES = ("result", "status")
 
 
@@ -119,6 +120,20 @@ class ModelRow(Base):
     created_at: Mapped[datetime]
 
 
+class AddOnRow(Base):
+    """A registered LoRA or textual-inversion embedding (0009)."""
+
+    __tablename__ = "addons"
+    __table_args__ = (CheckConstraint(_in("kind", ADDON_KINDS), name="ck_addons_kind"),)
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    family: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime]
+
+
 class JobRow(Base):
     __tablename__ = "jobs"
     __table_args__ = (
@@ -156,6 +171,11 @@ class JobRow(Base):
     inpaint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Text-to-image jobs with a hires fix (0008): generation.spec.Hires as JSON, else NULL.
     hires: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # LoRA and embeddings a job used (0009): [{"name", "sha256", "weight"}], else NULL; the
+    # prompt-parsing rules it used (generation.spec.PROMPT_SYNTAXES), NULL = "plain".
+    loras: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    embeddings: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    prompt_syntax: Mapped[str | None] = mapped_column(String(16))
     parent_id: Mapped[str | None] = mapped_column(String(8), ForeignKey("jobs.id"))
     parent_index: Mapped[int | None] = mapped_column(Integer)
     user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id"))

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from generation.spec import INPAINT_KEYS, Action, GenerationSpec, Hires, Mode
+from generation.spec import INPAINT_KEYS, Action, AddOn, GenerationSpec, Hires, Mode
 
 
 class JobStatus(StrEnum):
@@ -150,6 +150,9 @@ class JobRecord:
     mask_image: str | None = None
     inpaint: dict[str, Any] | None = None  # INPAINT_KEYS -> value, for inpaint jobs
     hires: dict[str, Any] | None = None  # generation.spec.Hires as a dict, hires fix jobs
+    loras: tuple[dict[str, Any], ...] = ()  # generation.spec.AddOn as dicts
+    embeddings: tuple[dict[str, Any], ...] = ()
+    prompt_syntax: str = "plain"
 
     @property
     def spec(self) -> GenerationSpec:
@@ -170,6 +173,9 @@ class JobRecord:
             upscaler=self.upscaler,
             mask_image=self.mask_image,
             hires=None if self.hires is None else Hires.from_dict(self.hires),
+            loras=tuple(AddOn.from_dict(item) for item in self.loras),
+            embeddings=tuple(AddOn.from_dict(item) for item in self.embeddings),
+            prompt_syntax=self.prompt_syntax,
             **{key: value for key, value in (self.inpaint or {}).items() if key in INPAINT_KEYS},
         )
 

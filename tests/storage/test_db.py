@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, text
 
-from generation.spec import Hires, Mode
+from generation.spec import AddOn, Hires, Mode
 from storage.db import Database
 from storage.models import Base
 from storage.repository import Store
@@ -50,7 +50,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0008"
+            assert version.scalar() == "0009"
     finally:
         await db.close()
 
@@ -376,4 +376,46 @@ async def test_upgrade_to_0008_stores_the_hires_fix_and_downgrade_drops_it(
         assert conn.execute("SELECT mode FROM jobs WHERE id = ?", (added.id,)).fetchone() == (
             "txt2img",
         )
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_upgrade_to_0009_stores_addons_and_prompt_syntax_and_old_jobs_stay_plain(
+    db_path: Path,
+) -> None:
+    """0009: a job keeps the LoRA and embeddings it used and how its prompt was read; a job
+    stored before reads as "plain" with none (its rerun is what it was); the downgrade drops
+    the columns and the add-on table and keeps the jobs."""
+    async with Database(db_url(db_path)) as db:
+        old = await Store(db).add_job(await new_job(Store(db)))
+    downgrade(db_path, "0008")
+    with sqlite3.connect(db_path) as conn:  # as a database written by Easel before 0009
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        assert not columns & {"loras", "embeddings", "prompt_syntax"}
+    async with Database(db_url(db_path)) as db:
+        store = Store(db)
+        template = await new_job(store)
+        lora = AddOn("pixelart", "a" * 64, 0.8)
+        spec = replace(
+            template.spec,
+            loras=(lora, AddOn("ink", "b" * 64, 0.5)),
+            embeddings=(AddOn("easynegative", "c" * 64),),
+            prompt_syntax="a1111",
+        )
+        added = await store.add_job(replace(template, spec=spec))
+        stored = await store.get_job(added.id)
+        before = await store.get_job(old.id)
+    assert stored is not None and stored.spec == added.spec
+    assert stored.spec.loras[0] == lora and stored.spec.prompt_syntax == "a1111"
+    assert before is not None and before.spec.prompt_syntax == "plain"
+    assert before.spec.loras == () and before.spec.embeddings == ()
+    with sqlite3.connect(db_path) as conn:  # "plain" and "none" are NULL, as before 0009
+        row = conn.execute(
+            "SELECT loras, embeddings, prompt_syntax FROM jobs WHERE id = ?", (old.id,)
+        ).fetchone()
+        assert row == (None, None, None)
+    downgrade(db_path, "0008")
+    with sqlite3.connect(db_path) as conn:
+        assert "addons" not in {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
