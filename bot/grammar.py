@@ -8,7 +8,8 @@
 Options (aliases in brackets): ``--no`` (repeatable, joined with ", "), ``--seed``, ``--steps``,
 ``--cfg`` [``--guidance``], ``--ar`` [``--aspect``], ``--size``, ``--sampler``, ``--model``,
 ``--n`` [``--count``, ``--batch``], ``--strength``, ``--hires`` (A1111's hires fix: the scale,
-more than 1 and at most 4, ``2`` or ``2x``; ``--hires`` alone is 2). Option names are
+more than 1 and at most 4, ``2`` or ``2x``; ``--hires`` alone is 2), ``--style``
+[``--styles``] (prompt styles by name, comma-separated). Option names are
 case-insensitive and may be written ``--seed=5``.
 
 Rules, chosen to be tolerant of phones and chat clients:
@@ -87,6 +88,12 @@ _OPTIONS: tuple[_Option, ...] = (
         (),
         f"a scale more than {MIN_SCALE:g} and at most {MAX_SCALE:g} (alone: {HIRES_DEFAULT:g})",
         "--hires 2",
+    ),
+    _Option(
+        "style",
+        ("styles",),
+        "the name of a prompt style (several: comma-separated)",
+        "--style cinematic",
     ),
 )
 _BY_NAME: dict[str, _Option] = {
@@ -314,6 +321,7 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
     sampler: str | None = None
     model: str | None = None
     hires: HiresRequest | None = None
+    styles: tuple[str, ...] = ()
     for name, (flag, value) in values.items():
         option = _BY_NAME[name]
         if name == "seed":
@@ -360,6 +368,10 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
                 raise _wrap(flag, error) from None
         elif name == "model":
             model = value
+        elif name == "style":
+            styles = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+            if not styles:
+                raise GrammarError(f"{flag} needs a style's name (e.g. {option.example}).", flag)
     if "size" in values and "ar" in values:
         raise GrammarError(
             f"Use either {values['size'][0]} or {values['ar'][0]}, not both: --size sets the "
@@ -380,6 +392,7 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
         count=count,
         strength=strength,
         hires=hires,
+        styles=styles,
     )
 
 
@@ -424,6 +437,7 @@ def merge_fields(inline: DrawRequest, fields: DrawRequest) -> DrawRequest:
         strength=pick(inline.strength, fields.strength),
         init_image=fields.init_image if fields.init_image is not None else inline.init_image,
         mask=fields.mask,  # never typed: the page's or an API's mask of the uploaded image
+        styles=inline.styles or fields.styles,
         hires=pick(inline.hires, fields.hires),
     )
 
@@ -475,4 +489,6 @@ def format_draw(request: DrawRequest, *, command: str = "/draw") -> str:
         parts.append(f"--strength {request.strength!r}")
     if request.hires is not None:
         parts.append(f"--hires {request.hires.scale!r}")
+    if request.styles:
+        parts.append("--style " + _format_value(", ".join(request.styles)))
     return " ".join(parts)

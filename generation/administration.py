@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
 from generation.policy import AdmissionPolicy, ScopeSettings
 from generation.requests import Origin
+from generation.styles import Style, check_style
 from storage.records import ModelRecord, ScopeRecord
 from storage.repository import Store
 
@@ -153,6 +154,30 @@ class Administration:
 
         return await self._change_settings(origin, remove)
 
+    async def set_style(
+        self, origin: Origin, name: str, prompt: str, negative_prompt: str = ""
+    ) -> ScopeSettings:
+        """Add or replace this scope's prompt style ``name`` (see :mod:`generation.styles`)."""
+        self._require_admin(origin)
+        style = check_style(name, prompt, negative_prompt)
+
+        def put(settings: ScopeSettings) -> ScopeSettings:
+            kept = [s for s in settings.styles if s.name.lower() != style.name.lower()]
+            return settings.updated({"styles": _style_map([*kept, style])})
+
+        return await self._change_settings(origin, put)
+
+    async def remove_style(self, origin: Origin, name: str) -> ScopeSettings:
+        self._require_admin(origin)
+
+        def drop(settings: ScopeSettings) -> ScopeSettings:
+            kept = [s for s in settings.styles if s.name.lower() != name.strip().lower()]
+            if len(kept) == len(settings.styles):
+                raise InvalidRequest(f"This scope has no style {shown(name.strip())}.")
+            return settings.updated({"styles": _style_map(kept)})
+
+        return await self._change_settings(origin, drop)
+
     async def _change_settings(
         self, origin: Origin, change: Callable[[ScopeSettings], ScopeSettings]
     ) -> ScopeSettings:
@@ -200,3 +225,7 @@ class Administration:
     async def _model_names(self) -> str:
         models = await self.store.list_models()
         return ", ".join(m.name for m in models if m.kind != "upscaler") or "none"
+
+
+def _style_map(styles: Iterable[Style]) -> dict[str, dict[str, str]]:
+    return {s.name: {"prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in styles}

@@ -17,6 +17,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StyleConfig(Section):
+    """A prompt style every scope may use (``[generation.styles.NAME]``; see
+    :mod:`generation.styles`): ``{prompt}`` in ``prompt`` takes the request's prompt."""
+
+    prompt: str = Field("", max_length=2000)
+    negative_prompt: str = Field("", max_length=2000)
+
+
 class GenerationConfig(Section):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
@@ -48,6 +56,8 @@ class GenerationConfig(Section):
     # Seconds a 512x512, 20-step, one-image job is assumed to take until real timings exist
     # (generation/estimate.py scales it to each job's size).
     initial_job_seconds: float = Field(10.0, gt=0.0)
+    # Prompt styles for every scope, by name (servers and chats add their own).
+    styles: dict[str, StyleConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_sizes(self) -> GenerationConfig:

@@ -28,6 +28,7 @@ from generation.requests import DrawRequest
 from generation.samplers import resolve_sampler
 from generation.sizing import parse_aspect, round_to_multiple, size_for_aspect
 from generation.spec import MAX_SEED, GenerationSpec, Mode
+from generation.styles import MAX_STYLES, Style, check_style
 from storage.records import ModelRecord
 
 MIN_SIDE = 64
@@ -148,6 +149,8 @@ class ScopeSettings:
     max_pixels: int | None = None
     # Per-channel NSFW policy: (channel id, "refuse" | "spoiler" | "allow") pairs; see nsfw_mode.
     nsfw: tuple[tuple[str, str], ...] = ()
+    # This scope's prompt styles (generation.styles), by name.
+    styles: tuple[Style, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ScopeSettings:
@@ -161,6 +164,8 @@ class ScopeSettings:
             pairs = values["nsfw"] or {}
             items = pairs.items() if isinstance(pairs, Mapping) else pairs
             values["nsfw"] = tuple(sorted((str(c), str(m)) for c, m in items))
+        if "styles" in values:
+            values["styles"] = _styles(values["styles"])
         return cls(**values)
 
     def nsfw_mode(self, channel_id: str, default: str = "refuse") -> str:
@@ -185,6 +190,10 @@ class ScopeSettings:
             if data[key] is not None:
                 data[key] = list(data[key])
         data["nsfw"] = dict(self.nsfw)
+        data["styles"] = {
+            style.name: {"prompt": style.prompt, "negative_prompt": style.negative_prompt}
+            for style in self.styles
+        }
         return data
 
     def limits(self, base: LimitsConfig) -> EffectiveLimits:
@@ -207,12 +216,37 @@ class ScopeSettings:
         )
 
 
+def _styles(raw: Any) -> tuple[Style, ...]:
+    """Stored styles ({name: {prompt, negative_prompt}}), or asdict's list of them."""
+    if isinstance(raw, Mapping):
+        items = [{"name": name, **texts} for name, texts in raw.items()]
+    else:
+        items = list(raw or ())
+    styles = (
+        Style(str(i["name"]), str(i.get("prompt", "")), str(i.get("negative_prompt", "")))
+        for i in items
+    )
+    return tuple(sorted(styles, key=lambda style: style.name.lower()))
+
+
 _POSITIVE_INTS = {"burst", "max_queued_per_user", "max_steps", "max_count", "max_pixels"}
 
 
 def _check_setting(key: str, value: Any) -> Any:
     if value is None:
-        return [] if key == "blocklist" else {} if key == "nsfw" else None
+        return [] if key == "blocklist" else {} if key in ("nsfw", "styles") else None
+    if key == "styles":
+        if not isinstance(value, Mapping) or len(value) > MAX_STYLES:
+            raise InvalidRequest(
+                f"styles must map at most {MAX_STYLES} names to a prompt and a negative prompt."
+            )
+        checked = [
+            check_style(name, texts.get("prompt", ""), texts.get("negative_prompt", ""))
+            if isinstance(texts, Mapping)
+            else check_style(name, None, None)
+            for name, texts in value.items()
+        ]
+        return {s.name: {"prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in checked}
     if key == "nsfw":
         if not isinstance(value, Mapping):
             raise InvalidRequest("nsfw must map channel ids to refuse, spoiler or allow.")

@@ -78,6 +78,8 @@ class DrawRequest:
     # Inpainting an upload (A1111's img2img with a mask): ``init_image`` and its ``mask``, with
     # A1111's inpaint options (see InpaintRequest; its prompt and strength are this request's).
     mask: InpaintRequest | None = None
+    # Prompt styles by name (``--style``, A1111's ``styles``), applied in this order.
+    styles: tuple[str, ...] = ()
     # Text-to-image only: render, upscale, render again (A1111's "Hires. fix"; ``--hires 2``).
     hires: HiresRequest | None = None
 

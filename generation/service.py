@@ -60,6 +60,8 @@ from generation.regions import region_mask
 from generation.requests import DrawRequest, InpaintRequest, Origin, Visibility
 from generation.sizing import aspect_of
 from generation.spec import MAX_SEED, Action, GenerationSpec
+from generation.styles import Style, apply_styles, available
+from generation.styles import resolve as resolve_styles
 from generation.uploads import DEFAULT_MAX_BYTES, clean_upload, png_size
 from generation.visibility import EVERYONE, EventWatch, Viewer
 from generation.workers import WorkerStatus
@@ -190,6 +192,10 @@ class Service(Administration):
         check_text(request)  # before any of it reaches the database
         caller = await self._identify(origin)
         settings = ScopeSettings.from_dict(caller.scope.settings)
+        if request.styles:  # the job stores the prompts with the styles in them (as A1111)
+            chosen = resolve_styles(request.styles, self._styles_of(settings))
+            prompt, negative = apply_styles(request.prompt, request.negative_prompt, chosen)
+            request = dataclasses.replace(request, prompt=prompt, negative_prompt=negative)
         self._check_nsfw(origin, settings, request.prompt)
         model = await self._choose_model(request.model, settings)
         init_sha = mask_png = None
@@ -220,6 +226,19 @@ class Service(Administration):
             mask_sha, _ = await asyncio.to_thread(self.images.save, mask_png)
             spec = upload_spec(spec, request.mask, mask_sha)
         return await self.admission.admit(origin, caller, spec, Action.DRAW, model)
+
+    async def styles(self, origin: Origin) -> list[Style]:
+        """The prompt styles the caller's scope may use: its own and the config's, by name."""
+        scope = await self.store.find_scope(origin.platform, origin.scope_id)
+        settings = ScopeSettings.from_dict(scope.settings if scope else None)
+        return sorted(self._styles_of(settings).values(), key=lambda s: s.name.lower())
+
+    def _styles_of(self, settings: ScopeSettings) -> dict[str, Style]:
+        everywhere = {
+            name: Style(name, style.prompt, style.negative_prompt)
+            for name, style in self.generation.styles.items()
+        }
+        return available({style.name: style for style in settings.styles}, everywhere)
 
     async def act(
         self,

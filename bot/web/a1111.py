@@ -131,6 +131,7 @@ async def draw_request(
         init_image=init_image,
         mask=mask,
         hires=hires,
+        styles=tuple(req.styles or ()),
     )
 
 
@@ -356,11 +357,20 @@ async def skip(request: web.Request) -> web.Response:
     return web.json_response(None)
 
 
+async def prompt_styles(request: web.Request) -> web.Response:
+    """The prompt styles this client may name in ``styles``: the API scope's and the config's."""
+    styles = await app_of(request).service.styles(api_origin(principal(request)))
+    return web.json_response(
+        [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in styles]
+    )
+
+
 def setup_routes(web_app: web.Application) -> None:
     r = web_app.router
     r.add_post("/sdapi/v1/txt2img", txt2img)
     r.add_post("/sdapi/v1/img2img", img2img)
     r.add_get("/sdapi/v1/progress", progress)
+    r.add_get("/sdapi/v1/prompt-styles", prompt_styles)
     r.add_post("/sdapi/v1/interrupt", interrupt)
     r.add_post("/sdapi/v1/skip", skip)
     a1111_options.setup_routes(web_app)

@@ -331,7 +331,7 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_post(f"{base}/interrogate", interrogate)
     empty_lists = (
         "sd-vae", "sd-modules", "hypernetworks", "face-restorers",
-        "realesrgan-models", "prompt-styles", "loras", "script-info", "extensions",
+        "realesrgan-models", "loras", "script-info", "extensions",
     )  # fmt: skip
     for name in empty_lists:
         r.add_get(f"{base}/{name}", _constant([]))

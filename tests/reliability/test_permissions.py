@@ -71,6 +71,8 @@ SERVICE_ADMIN_CALLS: dict[str, Callable[[Service, Origin], Awaitable[Any]]] = {
     "set_client_options": lambda s, o: s.set_client_options(o, {"send_seed": False}),
     "scopes": lambda s, o: s.scopes(o),  # which servers and chats use Easel: admins only
     "find_scope": lambda s, o: s.find_scope(o, "discord", "guild-1"),
+    "set_style": lambda s, o: s.set_style(o, "ink", "ink drawing"),
+    "remove_style": lambda s, o: s.remove_style(o, "ink"),
 }
 
 

@@ -155,7 +155,7 @@ def test_unknown_option_lists_known_ones() -> None:
     assert str(info.value) == (
         "Unknown option --foo. Known options: --no, --seed, --steps, --cfg (--guidance), "
         "--ar (--aspect), --size, --sampler, --model, --n (--count, --batch), --strength, "
-        "--hires."
+        "--hires, --style (--styles)."
     )
     assert info.value.option == "--foo"
 
