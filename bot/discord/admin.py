@@ -1,9 +1,10 @@
 """Per-server administration on Discord, stored per server in the database.
 
-``/models list | allow | deny | default``, ``/limits``, ``/blocklist add | remove | list`` and
-``/nsfw``. The commands carry ``default_member_permissions = Manage Server`` so Discord hides them
-from most members, but that is only a hint a server can override: every command checks inside
-that the member has Manage Server here, or is an owner listed in ``discord.owner_ids``.
+``/models list | allow | deny | default``, ``/limits``, ``/blocklist add | remove | list``,
+``/styles add | remove`` (``/styles list`` is everyone's) and ``/nsfw``. The commands carry
+``default_member_permissions = Manage Server`` so Discord hides them from most members, but
+that is only a hint a server can override: every command checks inside that the member has
+Manage Server here, or is an owner listed in ``discord.owner_ids``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat.admin import split_words
+from bot.chat.admin import split_words, styles_text
 from bot.chat.texts import MARKDOWN, clip, describe_error, limits_text
 from bot.discord.origin import nsfw_mode_for, reply
 from generation.errors import EaselError, InvalidRequest
@@ -44,6 +45,11 @@ class AdminCommands(commands.Cog):
         description="Words refused in prompts on this server",
         guild_only=True,
         default_permissions=ADMIN_PERMISSIONS,
+    )
+
+    # Everyone may list the styles (to use --style); adding and removing is the admins'.
+    styles = app_commands.Group(
+        name="styles", description="Prompt styles for --style on this server", guild_only=True
     )
 
     def __init__(self, app: App, actions: DiscordActions) -> None:
@@ -238,6 +244,45 @@ class AdminCommands(commands.Cog):
             return
         words = ", ".join(f"`{w}`" for w in settings.blocklist)
         await reply(interaction, clip(f"**Blocked words:** {words}", 1900))
+
+    # ------------------------------------------------------------------ /styles
+
+    @styles.command(name="list", description="The prompt styles --style can use here")
+    async def styles_list(self, interaction: discord.Interaction[Any]) -> None:
+        styles = await self.app.service.styles(self.actions.origin(interaction))
+        await reply(interaction, styles_text(styles, lambda name: f"`{name}`", 1900))
+
+    @styles.command(name="add", description="Add or replace a prompt style (admins)")
+    @app_commands.describe(
+        name="The style's name, as in --style NAME",
+        prompt="Its prompt; {prompt} marks where the request's prompt goes (else appended)",
+        negative="Its negative prompt (added to the request's)",
+    )
+    async def styles_add(
+        self, interaction: discord.Interaction[Any], name: str, prompt: str, negative: str = ""
+    ) -> None:
+        origin = await self._admin(interaction)
+        if origin is None:
+            return
+        try:
+            await self.app.service.set_style(origin, name, prompt, negative)
+        except EaselError as error:
+            await reply(interaction, describe_error(error))
+            return
+        await reply(interaction, f"✅ Style `{name.strip()}` saved: use it with `--style {name}`.")
+
+    @styles.command(name="remove", description="Remove a prompt style (admins)")
+    @app_commands.describe(name="The style's name")
+    async def styles_remove(self, interaction: discord.Interaction[Any], name: str) -> None:
+        origin = await self._admin(interaction)
+        if origin is None:
+            return
+        try:
+            await self.app.service.remove_style(origin, name)
+        except EaselError as error:
+            await reply(interaction, describe_error(error))
+            return
+        await reply(interaction, f"✅ Style `{name.strip()}` removed.")
 
     # ------------------------------------------------------------------ /nsfw
 

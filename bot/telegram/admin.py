@@ -16,7 +16,7 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot.chat.admin import RESET_WORDS, parse_setting_value, split_words
+from bot.chat.admin import RESET_WORDS, parse_setting_value, split_style, split_words, styles_text
 from bot.chat.texts import LIMIT_KEYS, PLAIN, describe_error, limits_text
 from bot.telegram.origin import message_origin
 from bot.telegram.send import with_retry
@@ -53,6 +53,10 @@ class AdminCheck:
 
     async def for_message(self, message: Message) -> bool:
         return await self.is_admin(message.chat, message.from_user, message.sender_chat)
+
+
+STYLES_USAGE = "/styles add NAME {prompt}, style words | negative words, or /styles remove NAME"
+TEXT_LIMIT = 4096
 
 
 class AdminCommands:
@@ -99,6 +103,19 @@ class AdminCommands:
 
     async def blocklist(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._run(update, context, "blocklist")
+
+    async def styles(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/styles lists this chat's prompt styles (anyone); add and remove are admins'."""
+        message = update.effective_message
+        if message is None:
+            return
+        args = list(context.args or [])
+        if args and args[0].lower() in ("add", "remove"):
+            await self._run(update, context, "styles")
+            return
+        styles = await self.app.service.styles(message_origin(message))
+        text = styles_text(styles, str, TEXT_LIMIT)
+        await with_retry(lambda: message.reply_text(text, do_quote=True), "sendMessage")
 
     # ------------------------------------------------------------------ the commands
 
@@ -158,6 +175,17 @@ class AdminCommands:
         return limits_text(
             settings, config.limits, config.generation, PLAIN, heading="📏 Limits in this chat:"
         )
+
+    async def _styles(self, origin: Origin, args: list[str]) -> str:
+        verb, name = args[0].lower(), args[1] if len(args) > 1 else ""
+        if not name:
+            return f"🚫 Name the style: {STYLES_USAGE}"
+        if verb == "remove":
+            await self.app.service.remove_style(origin, name)
+            return f"✅ Style {name} removed from this chat."
+        prompt, negative = split_style(" ".join(args[2:]))
+        await self.app.service.set_style(origin, name, prompt, negative)
+        return f"✅ Style {name} saved: use it with --style {name}."
 
     async def _blocklist(self, origin: Origin, args: list[str]) -> str:
         verb = args[0].lower() if args else ""

@@ -113,6 +113,7 @@ class TelegramHandlers:
             ("setmodel", self.admin.setmodel),
             ("limits", self.admin.limits),
             ("blocklist", self.admin.blocklist),
+            ("styles", self.admin.styles),
         ):
             add(CommandHandler(name, callback))
         add(CallbackQueryHandler(self.button))

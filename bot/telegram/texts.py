@@ -72,7 +72,9 @@ that part.
 /history – your latest jobs
 /queue – the queue and your place in it
 /cancel ID – cancel a job that has not finished
-Chat admins: /models, /setmodel NAME, /limits [key=value ...], /blocklist [add|remove words]"""
+/styles – the prompt styles here (--style NAME in a /draw)
+Chat admins: /models, /setmodel NAME, /limits [key=value ...], /blocklist [add|remove words],
+/styles add NAME {{prompt}}, style words | negative words, /styles remove NAME"""
 
 
 def help_text(reactions: dict[str, str]) -> str:
@@ -97,6 +99,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("setmodel", "Admins: this chat's default model"),
     ("limits", "Admins: this chat's limits"),
     ("blocklist", "Admins: this chat's blocked words"),
+    ("styles", "Prompt styles for --style (admins: /styles add NAME prompt | negative)"),
 )
 
 

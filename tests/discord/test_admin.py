@@ -136,3 +136,35 @@ async def test_nsfw_policy_per_channel(world_factory) -> None:
         assert [a.filename for a in message.attachments] == [f"SPOILER_easel_{job.id}.png"]
         assert message.embeds[0].image.url is None  # an embed cannot blur its image
         await world.delivered(world.job_of(fine))
+
+
+async def test_styles_added_by_admins_listed_for_everyone_and_used_with_style(
+    world_factory,
+) -> None:
+    async with world_factory() as world:
+        mod = world.member("mod", admin=True)
+        alice = world.member("alice")
+        added = await mod.slash(
+            world.channel,
+            "styles add",
+            name="ink",
+            prompt="{prompt}, ink drawing",
+            negative="colour",
+        )
+        assert "saved" in added.response.content
+        refused = await alice.slash(world.channel, "styles add", name="x", prompt="y")
+        assert refused.ephemeral and "Manage Server" in refused.response.content
+        bad = await mod.slash(world.channel, "styles add", name="empty", prompt=" ")
+        assert "needs a prompt" in bad.response.content
+        listed = await alice.slash(world.channel, "styles list")
+        assert "`ink`: {prompt}, ink drawing (no: colour)" in listed.response.content
+        result = await alice.slash(world.channel, "draw", prompt="a fox --style ink --steps 2")
+        job = await world.job(world.job_of(result))
+        assert (job.prompt, job.negative_prompt) == ("a fox, ink drawing", "colour")
+        unknown = await alice.slash(world.channel, "draw", prompt="a fox --style noir")
+        assert unknown.ephemeral and "Unknown style 'noir'" in unknown.response.content
+        removed = await mod.slash(world.channel, "styles remove", name="ink")
+        assert "removed" in removed.response.content
+        assert (
+            "No prompt styles" in (await alice.slash(world.channel, "styles list")).response.content
+        )

@@ -231,6 +231,8 @@ TELEGRAM_ADMIN_CALLS = (
     "/blocklist add cats",
     "/blocklist remove dragon",
     "/blocklist clear",
+    "/styles add ink {prompt}, ink drawing | colour",  # /styles alone lists them: anyone's
+    "/styles remove ink",
 )
 _ids = itertools.count(50_000)
 

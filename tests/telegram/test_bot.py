@@ -68,7 +68,7 @@ async def test_start_registers_commands_and_asks_for_reactions(env: Env) -> None
     commands = env.fake.calls_of("setMyCommands")[0].params["commands"]
     names = {command["command"] for command in commands}
     assert {"draw", "rerun", "show", "history", "queue", "cancel", "help"} <= names
-    assert {"models", "setmodel", "limits", "blocklist"} <= names
+    assert {"models", "setmodel", "limits", "blocklist", "styles"} <= names
     poll = await env.fake.wait_call("getUpdates")
     assert set(poll.params["allowed_updates"]) >= {"message", "callback_query", "message_reaction"}
 
@@ -364,6 +364,30 @@ async def test_admin_commands_need_a_chat_admin_or_an_owner(env: Env) -> None:
     lone, lone_user = private(fake)  # in a private chat only owners are admins
     refused = fake.send_text(lone, lone_user, "/limits burst=100")
     assert "Only this chat's admins" in await reply_text(fake, refused)
+
+
+async def test_styles_added_by_chat_admins_listed_for_everyone_and_used(env: Env) -> None:
+    fake = env.fake
+    group = fake.group(-next(ids))
+    member, admin = (fake.user(next(ids)) for _ in range(2))
+    fake.set_member(group["id"], admin["id"], "administrator")
+
+    async def ask(user: dict[str, Any], text: str) -> str:
+        return await reply_text(fake, fake.send_text(group, user, text))
+
+    assert "No prompt styles" in await ask(member, "/styles")
+    assert "Only this chat's admins" in await ask(member, "/styles add ink ink drawing")
+    assert "Name the style" in await ask(admin, "/styles add")
+    saved = await ask(admin, "/styles add ink {prompt}, ink drawing | colour")
+    assert "saved" in saved, saved
+    assert "ink: {prompt}, ink drawing (no: colour)" in await ask(member, "/styles")
+    command = fake.send_text(group, member, "/draw a fox --style ink --steps 2")
+    job_id, _ = await status_of(fake, command)
+    job = await delivered(env.app, job_id)
+    assert (job.prompt, job.negative_prompt) == ("a fox, ink drawing", "colour")
+    assert "Unknown style 'noir'" in await ask(member, "/draw a fox --style noir")
+    assert "removed" in await ask(admin, "/styles remove ink")
+    assert "no style 'ink'" in await ask(admin, "/styles remove ink")
 
 
 async def test_a_rate_limited_draw_says_when_to_retry(env: Env) -> None:
