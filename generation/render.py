@@ -29,12 +29,24 @@ class ModelSource:
 
 
 @dataclass(frozen=True)
+class AddOnFile:
+    """A LoRA or embedding file a job uses (``generation.addons``): its registered name, kind,
+    path and hash (the backend checks the file still has it when it loads it)."""
+
+    name: str
+    kind: str  # "lora" | "embedding"
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class RenderJob:
     spec: GenerationSpec
     model: ModelSource
     init_image: Image.Image | None = None
     upscaler: ModelSource | None = None
     mask_image: Image.Image | None = None  # inpaint jobs: the stored mask (white = repaint)
+    addon_files: tuple[AddOnFile, ...] = ()  # the files of spec.loras / spec.embeddings
 
 
 def loaded_models(backend: object) -> tuple[str, ...]:

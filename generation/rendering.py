@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from generation.addon_prompts import infotext_items as addon_items
 from generation.errors import EaselError, OutOfMemory
 from generation.hires import infotext_items as hires_items
 from generation.metadata import build_infotext, encode_png, short_hash
@@ -116,6 +117,11 @@ def extra_generation_params(spec: GenerationSpec) -> dict[str, object]:
             extra["Masked area padding"] = spec.inpaint_full_res_padding
         original = spec.inpainting_fill == _MASKED_CONTENT.index("original")  # its default
         extra["Masked content"] = None if original else _MASKED_CONTENT[spec.inpainting_fill]
+    extra.update(  # LoRA and embeddings: A1111's hash lists (generation.addon_prompts)
+        addon_items(
+            [(a.name, a.sha256) for a in spec.loras], [(a.name, a.sha256) for a in spec.embeddings]
+        )
+    )
     return extra
 
 

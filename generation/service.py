@@ -137,6 +137,7 @@ class Service(Administration):
             inspect_upscaler=inspect_upscaler,
         )
         self.generation = generation
+        self.allow_unsafe_addons = generation.allow_unsafe_weights  # pickled LoRA/embeddings
         self.limits = limits
         self.images = images
         self.queue = queue

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from generation.addons import addon_files
 from generation.errors import EaselError, JobInterrupted
 from generation.events import EventBus, JobProgress, JobStarted
 from generation.hires import builtin_upscaler
@@ -284,7 +285,12 @@ class Worker:
             mask = await asyncio.to_thread(self._load_image, spec.mask_image, "L")
         model, upscaler = await render_sources(self.store, spec, models)
         return RenderJob(
-            spec=spec, model=model, init_image=init_image, upscaler=upscaler, mask_image=mask
+            spec=spec,
+            model=model,
+            init_image=init_image,
+            upscaler=upscaler,
+            mask_image=mask,
+            addon_files=await addon_files(self.store, spec),
         )
 
     def _load_image(self, sha256: str, mode: str = "RGB") -> Image.Image:

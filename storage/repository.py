@@ -7,7 +7,8 @@ from one part per aggregate (see :mod:`storage.base`):
 * :mod:`storage.jobs`: jobs, their images, their delivery, and the counts limits need;
 * :mod:`storage.messages`: which chat message shows which job;
 * :mod:`storage.registry`: the model registry;
-* :mod:`storage.options`: the options HTTP clients set (``/sdapi/v1/options``).
+* :mod:`storage.options`: the options HTTP clients set (``/sdapi/v1/options``);
+* :mod:`storage.addons`: registered LoRA and embedding files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 from sqlalchemy import Connection
 
 from generation.spec import GenerationSpec, Mode
+from storage.addons import AddOns
 from storage.base import utc_now
 from storage.jobs import (
     JOB_ID_ALPHABET,
@@ -42,7 +44,7 @@ class _Rehearsed(Exception):
     """Raised at the end of the warm-up transaction, so it rolls back."""
 
 
-class Store(People, Jobs, Messages, ModelRegistry, ClientOptions):
+class Store(People, Jobs, Messages, ModelRegistry, ClientOptions, AddOns):
     """Repository over a connected :class:`storage.db.Database`: ``Store(db, now=clock)``."""
 
     async def warm_up(self) -> None:

@@ -1,0 +1,147 @@
+"""LoRA and embeddings in the engine: registration (admins), resolution at admission, and the
+files a render needs.
+
+* :class:`AddOnAdministration` (a base of ``Administration``, so of the Service):
+  ``add_addon`` / ``remove_addon`` / ``list_addons``; admins only, like models.
+* :func:`checked_addons` (called by ``Admission.admit`` before anything is written): a new
+  draw's ``<lora:...>`` tags and embedding words become the spec's ``loras`` / ``embeddings``
+  (each with the file's hash now); a job made from another (rerun, reroll, upscale, vary,
+  repaint) keeps its parent's and is refused when one of those files was removed or changed.
+  Unknown names, files for another model family and files changed since registration are
+  refused: nothing is queued.
+* :func:`addon_files` (the worker): the registered paths of a job's add-ons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from generation.addon_files import current_hash, inspect_addon, model_family
+from generation.addon_prompts import NAME_RE, TagError, embeddings_in, lora_tags
+from generation.errors import InvalidRequest, PermissionDenied, shown
+from generation.render import AddOnFile
+from generation.requests import Origin
+from generation.spec import Action, AddOn, GenerationSpec
+from storage.addons import AddOnRecord
+from storage.records import ModelRecord
+from storage.repository import Store
+
+
+class AddOnAdministration:
+    """The add-on half of the admin use cases. ``store`` and ``allow_unsafe_addons`` come from
+    the class that mixes it in."""
+
+    store: Store
+    allow_unsafe_addons: bool = False
+
+    async def list_addons(self, kind: str | None = None) -> list[AddOnRecord]:
+        """Registered LoRA and embeddings (of ``kind``), by name; anyone may list them."""
+        return await self.store.list_addons(kind)
+
+    async def add_addon(self, origin: Origin, name: str, path: str, kind: str) -> AddOnRecord:
+        """Register a LoRA or embedding file (checked: see ``generation.addon_files``)."""
+        _require_admin(origin)
+        name = name.strip()
+        if not NAME_RE.match(name):
+            raise InvalidRequest(
+                "A LoRA or embedding name is 1-64 letters, digits, '_' or '-' (it is written "
+                f"in prompts); not {shown(name)}."
+            )
+        if await self.store.get_model(name) is not None and kind == "embedding":
+            raise InvalidRequest(f"{name!r} is a model's name; choose another one.")
+        inspected = await asyncio.to_thread(
+            inspect_addon, name, path, kind, allow_unsafe_weights=self.allow_unsafe_addons
+        )
+        return await self.store.add_addon(
+            name,
+            kind=kind,
+            path=inspected.path,
+            sha256=inspected.sha256,
+            family=inspected.family,
+        )
+
+    async def remove_addon(self, origin: Origin, name: str) -> AddOnRecord:
+        _require_admin(origin)
+        return await self.store.remove_addon(name)
+
+
+def _require_admin(origin: Origin) -> None:
+    if not origin.is_admin:
+        raise PermissionDenied("Only an admin of this server can do that.")
+
+
+async def checked_addons(
+    store: Store, spec: GenerationSpec, action: Action, model: ModelRecord
+) -> GenerationSpec:
+    """``spec`` with its add-ons resolved (a draw) or checked (any other action)."""
+    if action is not Action.DRAW:
+        for addon in (*spec.loras, *spec.embeddings):
+            await _still_there(store, addon)
+        return spec
+    try:
+        tags = lora_tags(spec.prompt)
+    except TagError as e:
+        raise InvalidRequest(str(e)) from e
+    embedding_names = [a.name for a in await store.list_addons("embedding")]
+    words = embeddings_in(spec.prompt, embedding_names)
+    negative = embeddings_in(spec.negative_prompt, embedding_names)
+    used = [name for name in embedding_names if name in words or name in negative]
+    if not tags and not used:
+        return spec
+    family = await asyncio.to_thread(model_family, model.source, model.kind)
+    loras = [await _resolve(store, name, weight, "lora", model, family) for name, weight in tags]
+    embeddings = [await _resolve(store, name, 1.0, "embedding", model, family) for name in used]
+    return replace(spec, loras=tuple(loras), embeddings=tuple(embeddings))
+
+
+async def _resolve(
+    store: Store, name: str, weight: float, kind: str, model: ModelRecord, family: str | None
+) -> AddOn:
+    record = await store.get_addon(name)
+    if record is None or record.kind != kind:
+        known = ", ".join(a.name for a in await store.list_addons(kind)) or "none"
+        raise InvalidRequest(f"Unknown {_word(kind)} {shown(name)}. Registered: {known}.")
+    if family and record.family and record.family != family:
+        raise InvalidRequest(
+            f"{_word(kind)} {name!r} is for {record.family} models; model {model.name!r} is "
+            f"{family}."
+        )
+    sha256 = await asyncio.to_thread(current_hash, record.path, record.kind)
+    if sha256 is None:
+        raise InvalidRequest(f"The file of {_word(kind)} {name!r} is gone ({record.path}).")
+    if sha256 != record.sha256:
+        raise InvalidRequest(
+            f"The file of {_word(kind)} {name!r} changed since it was registered; an admin "
+            "must remove and add it again."
+        )
+    return AddOn(record.name, sha256, weight)
+
+
+async def _still_there(store: Store, addon: AddOn) -> AddOnRecord:
+    """The registered add-on ``addon`` names, with the very file the job used."""
+    record = await store.get_addon(addon.name)
+    if record is None:
+        raise InvalidRequest(
+            f"This job used {addon.name!r}, which is no longer registered; it cannot be redone."
+        )
+    now = await asyncio.to_thread(current_hash, record.path, record.kind)
+    if record.sha256 != addon.sha256 or now != addon.sha256:
+        raise InvalidRequest(
+            f"The file of {_word(record.kind)} {addon.name!r} changed since this job used it; "
+            "it cannot be redone exactly."
+        )
+    return record
+
+
+async def addon_files(store: Store, spec: GenerationSpec) -> tuple[AddOnFile, ...]:
+    """The files of the job's add-ons as registered now (refused if one went or changed)."""
+    files = []
+    for addon in (*spec.loras, *spec.embeddings):
+        record = await _still_there(store, addon)
+        files.append(AddOnFile(record.name, record.kind, record.path, record.sha256))
+    return tuple(files)
+
+
+def _word(kind: str) -> str:
+    return "LoRA" if kind == "lora" else "embedding"
