@@ -125,6 +125,7 @@ def draw_request(body: dict[str, Any], max_upload: int) -> DrawRequest:
         # "mask" (and A1111's inpaint options, as /api/jobs/{id}/inpaint takes them): an
         # inpaint of the uploaded image, white = repaint
         mask=inpaint_request(body, max_upload) if body.get("mask") is not None else None,
+        styles=tuple(opt_words(body, "styles")),
     )
     return merge_fields(inline, fields)
 
@@ -366,6 +367,37 @@ async def update_blocklist(request: web.Request) -> web.Response:
     return web.json_response(_settings_json(origin, settings, request))
 
 
+async def update_styles(request: web.Request) -> web.Response:
+    """``{"add": {"name", "prompt", "negative_prompt"}}`` or ``{"remove": "name"}``."""
+    origin = await scope_origin(request)
+    body = _object(await read_json(request))
+    service = app_of(request).service
+    added, removed = body.get("add"), body.get("remove")
+    if isinstance(added, dict):
+        settings = await service.set_style(
+            origin,
+            str(added.get("name", "")),
+            added.get("prompt", ""),
+            added.get("negative_prompt", ""),
+        )
+    elif isinstance(removed, str):
+        settings = await service.remove_style(origin, removed)
+    else:
+        raise InvalidRequest(
+            'Send {"add": {"name", "prompt", "negative_prompt"}} or {"remove": NAME}.'
+        )
+    return web.json_response(_settings_json(origin, settings, request))
+
+
+async def list_styles(request: web.Request) -> web.Response:
+    """The prompt styles the page may name with --style (this scope's and the config's)."""
+    styles = await app_of(request).service.styles(web_origin(principal(request)))
+    listed = [
+        {"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in styles
+    ]
+    return web.json_response({"styles": listed})
+
+
 async def add_model(request: web.Request) -> web.Response:
     body = _object(await read_json(request))
     name, source = opt_str(body, "name"), opt_str(body, "source")
@@ -422,6 +454,8 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_get("/api/admin/settings", get_settings)
     r.add_post("/api/admin/settings", update_settings)
     r.add_post("/api/admin/blocklist", update_blocklist)
+    r.add_post("/api/admin/styles", update_styles)
+    r.add_get("/api/styles", list_styles)
     r.add_post("/api/admin/models", add_model)
     r.add_delete("/api/admin/models/{name}", remove_model)
     r.add_post("/api/admin/models/{name}/default", default_model)

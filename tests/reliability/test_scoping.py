@@ -120,6 +120,8 @@ WEB_NO_JOB_ROUTES = {
     ("GET", "/api/admin/settings"),
     ("POST", "/api/admin/settings"),
     ("POST", "/api/admin/blocklist"),
+    ("POST", "/api/admin/styles"),
+    ("GET", "/api/styles"),  # the scope's prompt styles: no job in it
     ("POST", "/api/admin/models"),
     ("DELETE", "/api/admin/models/{name}"),
     ("POST", "/api/admin/models/{name}/default"),

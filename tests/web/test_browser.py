@@ -401,3 +401,38 @@ async def test_image_to_image_upload_and_vary(
         await expect(page.locator("article.job").first).to_contain_text("vary")
         assert errors == []
         await page.context.close()
+
+
+async def test_admin_adds_a_style_and_the_page_draws_with_it(
+    app_factory: AppFactory, browser: Browser
+) -> None:
+    app = await app_factory(worker=False)
+    async with served(app) as url:
+        page, errors = await open_page(browser, url)
+        await expect(page.locator("#style-field")).to_be_hidden()  # no styles yet: no menu
+        await page.goto(f"{url}/admin", wait_until="domcontentloaded")
+        await page.fill("#style-name", "ink")
+        await page.click("#style-form button[type=submit]")  # neither prompt: refused
+        await expect(page.locator("#style-error")).to_contain_text("needs a prompt")
+        await page.fill("#style-prompt", "{prompt}, ink drawing")
+        await page.fill("#style-negative", "colour")
+        await page.click("#style-form button[type=submit]")
+        await expect(page.locator("#styles")).to_contain_text(
+            "ink: {prompt}, ink drawing (no: colour)"
+        )
+        await expect(page.locator("#style-error")).to_be_hidden()
+
+        await page.goto(url, wait_until="domcontentloaded")
+        await expect(page.locator("#style-field")).to_be_visible()
+        await page.select_option("#style", "ink")
+        await page.fill("#prompt", "a fox")
+        await page.click("#generate")
+        await expect(page.locator("article.job")).to_have_count(1)
+        job_id = await page.locator("article.job").first.get_attribute("data-job")
+        job = await app.store.get_job(job_id or "")
+        assert job is not None and (job.prompt, job.negative_prompt) == (
+            "a fox, ink drawing",
+            "colour",
+        )
+        assert errors == []
+        await page.context.close()

@@ -1,4 +1,4 @@
-// Easel's admin page: the model registry, limits and the blocklist. Plain JavaScript.
+// Easel's admin page: the model registry, limits, the blocklist and prompt styles. Plain JavaScript.
 "use strict";
 
 (() => {
@@ -141,6 +141,19 @@
       }))) : [el("li", { class: "hint", text: "Nothing blocked." })]));
   }
 
+  // ------------------------------------------------------------------ styles
+
+  function renderStyles() {
+    const styles = Object.entries(settings.styles || {});
+    $("styles").replaceChildren(...(styles.length ? styles.map(([name, style]) => el("li", {},
+      el("strong", { text: name }),
+      `: ${style.prompt || "{prompt}"}${style.negative_prompt ? ` (no: ${style.negative_prompt})` : ""}`,
+      el("button", {
+        type: "button", text: "✕", "aria-label": `Remove style ${name}`, title: "Remove",
+        onclick: () => change(() => api("POST", scoped("/api/admin/styles"), { remove: name }), $("style-error")),
+      }))) : [el("li", { class: "hint", text: "No styles here yet." })]));
+  }
+
   // ------------------------------------------------------------------ workers
 
   const STATE_TEXT = { idle: "idle", rendering: "rendering", down: "down (silent; its jobs run elsewhere)" };
@@ -199,6 +212,7 @@
     renderModels();
     renderLimits();
     renderBlocklist();
+    renderStyles();
     await refreshWorkers();
     if (!workersTimer) workersTimer = setInterval(refreshWorkers, 5000);
   }
@@ -259,6 +273,12 @@
       if (!add.length) return;
       const ok = await change(() => api("POST", scoped("/api/admin/blocklist"), { add }), $("block-error"));
       if (ok) $("block-word").value = "";
+    });
+    $("style-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const add = { name: $("style-name").value, prompt: $("style-prompt").value, negative_prompt: $("style-negative").value };
+      const ok = await change(() => api("POST", scoped("/api/admin/styles"), { add }), $("style-error"));
+      if (ok) for (const id of ["style-name", "style-prompt", "style-negative"]) $(id).value = "";
     });
   }
 

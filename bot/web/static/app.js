@@ -101,6 +101,19 @@
     }
   }
 
+  // Prompt styles (the admins' and the config's): shown only where there are some.
+  async function loadStyles() {
+    try {
+      const data = await api("GET", "/api/styles");
+      const styles = data.styles || [];
+      $("style").replaceChildren(
+        el("option", { value: "", text: "No style" }),
+        ...styles.map((s) => el("option", { value: s.name, text: s.name, title: s.prompt })),
+      );
+      $("style-field").hidden = !styles.length;
+    } catch (error) { /* the form works without styles */ }
+  }
+
   // ------------------------------------------------------------------ the form survives reloads
 
   const FORM_KEY = "easel.form";
@@ -206,6 +219,7 @@
       if (value !== null) body[key] = value;
     }
     if ($("model").value) body.model = $("model").value;
+    if ($("style").value) body.styles = [$("style").value];
     if ($("sampler").value) body.sampler = $("sampler").value;
     const size = $("size").value;
     if (size === "custom") {
@@ -840,6 +854,7 @@
   showView(location.hash === "#history" ? "history" : "create");
   connectEvents();
   loadModels();
+  loadStyles();
   loadQueue();
   restoreMine();
   watchLoading();
