@@ -24,6 +24,7 @@ from generation.errors import (
 )
 from generation.hires import resolve as resolve_hires
 from generation.limits import RateLimiter, format_retry, seconds_until_utc_midnight, utc_day_start
+from generation.prompt_syntax import syntax_for_family
 from generation.requests import DrawRequest
 from generation.samplers import resolve_sampler
 from generation.sizing import parse_aspect, round_to_multiple, size_for_aspect
@@ -467,6 +468,8 @@ class AdmissionPolicy:
             strength=strength,
             init_image=init_image,
             hires=hires,
+            # New jobs read A1111's syntax; SD3/Flux keep plain text (generation.prompt_syntax).
+            prompt_syntax=syntax_for_family(getattr(model, "family", None)),
         )
 
     def text(self, label: str, text: str) -> str:

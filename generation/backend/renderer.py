@@ -46,6 +46,7 @@ from generation.backend.hires import render_hires, resize_pixels
 from generation.backend.inpainting import inpaint_inputs, paste_back
 from generation.backend.loading import PipelineLoader, is_oom, pick_device, pick_dtype
 from generation.backend.previews import RGB_SD15, RGB_SDXL, TinyDecoder, is_sdxl, projection_png
+from generation.backend.prompt_encoding import batchable, encode_prompts
 from generation.backend.residents import Residents
 from generation.backend.upscalers import Upscalers
 from generation.errors import (
@@ -448,6 +449,12 @@ class DiffusersBackend:
     ) -> list[Any]:
         """The pipeline's images (PIL; latent tensors with ``output_type="latent"``)."""
         spec = jobs[0].spec
+        if not batchable(pipe, [j.spec for j in jobs]):  # A1111 prompts of unequal chunks
+            return [
+                im
+                for j in jobs
+                for im in self._call(entry, pipe, [j], callback, steps, output_type, **kwargs)
+            ]
         try:
             pipe.scheduler = self._scheduler(entry, spec.sampler)
         except ImportError as e:  # e.g. LMS needs scipy; diffusers hands out a dummy class
@@ -471,7 +478,7 @@ class DiffusersBackend:
         if self._device == "cuda":
             fit_vae(getattr(pipe, "vae", None), len(generators), spec.width, spec.height)
         single = len(generators) == 1
-        result = pipe(
+        call = dict(
             prompt=prompts[0] if single else prompts,
             negative_prompt=negatives[0] if single else negatives,
             generator=generators[0] if single else generators,
@@ -483,6 +490,7 @@ class DiffusersBackend:
             callback_on_step_end_tensor_inputs=["latents"],
             **kwargs,
         )
+        result = pipe(**encode_prompts(pipe, spec.prompt_syntax, call))  # prompt_encoding
         return list(result.images)[:real]
 
     @staticmethod
