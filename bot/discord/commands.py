@@ -58,6 +58,9 @@ def slash_fields(**options: Any) -> DrawRequest:
     size = given.pop("size", None)
     if size is not None:
         given["width"], given["height"] = parse_size(size)
+    style = given.pop("style", None)
+    if style is not None:  # "cinematic, ink": several, in order, as --style takes them
+        given["styles"] = tuple(part.strip() for part in style.split(",") if part.strip())
     return DrawRequest(prompt="", **given)
 
 
@@ -88,6 +91,7 @@ class UserCommands(commands.Cog):
         count="How many pictures (1-4)",
         image="A picture to start from (image-to-image)",
         strength="How far to move away from the picture (0-1, image-to-image)",
+        style="A prompt style of this server (/styles list)",
     )
     @app_commands.choices(
         aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS],
@@ -108,6 +112,7 @@ class UserCommands(commands.Cog):
         count: app_commands.Range[int, 1, 4] | None = None,
         image: discord.Attachment | None = None,
         strength: app_commands.Range[float, 0.01, 1.0] | None = None,
+        style: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
         settings = self.bot.settings
         try:
@@ -122,6 +127,7 @@ class UserCommands(commands.Cog):
                 model=model,
                 count=count,
                 strength=strength,
+                style=style,
             )
             request = merge_fields(parse_draw(prompt), fields)
             if image is not None:  # checked before anything is downloaded
@@ -155,6 +161,15 @@ class UserCommands(commands.Cog):
         ]
         needle = current.lower()
         return [app_commands.Choice(name=n, value=n) for n in names if needle in n.lower()][:25]
+
+    @draw.autocomplete("style")
+    async def style_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        styles = await self.app.service.styles(self._origin(interaction))
+        needle = current.lower()
+        names = [s.name for s in styles if needle in s.name.lower()]
+        return [app_commands.Choice(name=n, value=n) for n in names][:25]
 
     @app_commands.command(name="rerun", description="Draw a job again with the same seeds")
     @app_commands.describe(id="The job id (from the result or /history)")

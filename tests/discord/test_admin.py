@@ -161,6 +161,11 @@ async def test_styles_added_by_admins_listed_for_everyone_and_used_with_style(
         result = await alice.slash(world.channel, "draw", prompt="a fox --style ink --steps 2")
         job = await world.job(world.job_of(result))
         assert (job.prompt, job.negative_prompt) == ("a fox, ink drawing", "colour")
+        choices = await alice.autocomplete(world.channel, "draw", "style", "in")
+        assert [c["value"] for c in choices] == ["ink"]
+        chosen = await alice.slash(world.channel, "draw", prompt="a hare --steps 2", style="ink")
+        job = await world.job(world.job_of(chosen))
+        assert job.prompt == "a hare, ink drawing"
         unknown = await alice.slash(world.channel, "draw", prompt="a fox --style noir")
         assert unknown.ephemeral and "Unknown style 'noir'" in unknown.response.content
         removed = await mod.slash(world.channel, "styles remove", name="ink")
