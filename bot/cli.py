@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from bot import cli_addons
 from bot.app import App
 from bot.config import Config, load_config
 from bot.describe import describe_params, describe_queue, job_to_dict
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hub repo id, local diffusers folder, .safetensors checkpoint, or builtin:demo",
     )
     add.add_argument("--upscaler", action="store_true", help="SOURCE is an ESRGAN-family file")
+    cli_addons.add_arguments(add)  # --lora / --embedding
     add.add_argument(
         "--config",
         dest="model_config",
@@ -443,8 +445,8 @@ async def cmd_models(app: App, args: argparse.Namespace) -> int:
     service = app.service
     if args.models_command == "list":
         models = await service.list_models()
-        if args.json:
-            emit([model.__dict__ for model in models])
+        if args.json:  # models, then LoRA and embeddings (kind "lora" / "embedding")
+            emit([model.__dict__ for model in models] + await cli_addons.listed(service))
             return EXIT_OK
         for m in models:
             mark = "*" if m.is_default else " "
@@ -453,8 +455,11 @@ async def cmd_models(app: App, args: argparse.Namespace) -> int:
                 f"{m.default_sampler}, cfg {m.default_cfg:g}"
             )
             print(f"{mark} {m.name:<16} {m.kind:<11} {m.source}  ({defaults})")
+        await cli_addons.print_list(service)
         return EXIT_OK
-    if args.models_command == "add":
+    if args.models_command == "add" and (kind := cli_addons.addon_kind(args)):
+        await cli_addons.add(service, origin, args, kind)
+    elif args.models_command == "add":
         model_defaults: dict[str, Any] = {
             "steps": args.default_steps,
             "cfg": args.default_cfg,
@@ -472,7 +477,8 @@ async def cmd_models(app: App, args: argparse.Namespace) -> int:
         )
         print(f"registered {model.name} ({model.kind}, revision {model.revision or 'unknown'})")
     elif args.models_command == "remove":
-        await service.remove_model(origin, args.name)
+        if not await cli_addons.remove(service, origin, args.name):
+            await service.remove_model(origin, args.name)
         print(f"removed {args.name}")
     else:
         model = await service.set_default_model(origin, args.name)

@@ -205,3 +205,31 @@ def _config_family(config: Path) -> str | None:
         return None
     width = json.loads(config.read_text(encoding="utf-8")).get("cross_attention_dim")
     return family_of(int(width)) if isinstance(width, int) else None
+
+
+def file_metadata(path: str) -> dict[str, str]:
+    """A safetensors file's ``__metadata__`` (kohya's ``ss_*`` keys...); {} when it has none
+    or cannot be read (a pickled file)."""
+    try:
+        with Path(path).open("rb") as fh:
+            (length,) = struct.unpack("<Q", fh.read(8))
+            if length > _MAX_HEADER:
+                return {}
+            metadata = json.loads(fh.read(length)).get("__metadata__") or {}
+    except (OSError, struct.error, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+
+
+def embedding_vectors(path: str) -> tuple[int, int] | None:
+    """(vectors, width) of an embedding file (SDXL's: clip_l's and clip_g's widths added), or
+    None when it cannot be read."""
+    try:
+        tensors, _ = read_header(Path(path), "embedding")
+    except InvalidRequest:
+        return None
+    shapes = {key: value.get("shape", []) for key, value in tensors.items()}
+    if "clip_l" in shapes and "clip_g" in shapes:
+        return int(shapes["clip_l"][0]), int(shapes["clip_l"][-1]) + int(shapes["clip_g"][-1])
+    shape = next(iter(shapes.values()))
+    return (int(shape[0]) if len(shape) == 2 else 1), int(shape[-1])

@@ -2,7 +2,8 @@
 
 Lists describe what Easel has: its diffusion models (``sd-models``), samplers and the two
 schedule types it renders (Automatic, Karras), and the upscalers ``extra-single-image`` can run.
-Everything Easel has none of answers an empty list (hypernetworks, face restorers, loras...).
+Everything Easel has none of answers an empty list (hypernetworks, face restorers...);
+LoRA and embeddings are listed by ``a1111_addons``.
 
 ``latent-upscale-modes`` lists A1111's latent modes, which the hires fix (``enable_hr``) takes
 as ``hr_upscaler`` besides the ``upscalers``.
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from PIL import Image, PngImagePlugin
 
+from bot.web import a1111_addons
 from bot.web.a1111_models import (
     A1111_SAMPLERS,
     A1111_SCHEDULERS,
@@ -331,11 +333,11 @@ def setup_routes(web_app: web.Application) -> None:
     r.add_post(f"{base}/interrogate", interrogate)
     empty_lists = (
         "sd-vae", "sd-modules", "hypernetworks", "face-restorers",
-        "realesrgan-models", "loras", "script-info", "extensions",
+        "realesrgan-models", "script-info", "extensions",
     )  # fmt: skip
     for name in empty_lists:
         r.add_get(f"{base}/{name}", _constant([]))
-    r.add_get(f"{base}/embeddings", _constant({"loaded": {}, "skipped": {}}))
+    a1111_addons.setup_routes(web_app)  # loras, embeddings
     r.add_get(f"{base}/cmd-flags", _constant({}))
     r.add_get(f"{base}/scripts", _constant({"txt2img": [], "img2img": []}))
     for name in ("refresh-checkpoints", "refresh-vae", "refresh-embeddings", "refresh-loras"):
