@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.chat.addons import addon_lines
 from bot.chat.admin import split_words, styles_text
 from bot.chat.texts import MARKDOWN, clip, describe_error, limits_text
 from bot.discord.origin import nsfw_mode_for, reply
@@ -85,6 +86,7 @@ class AdminCommands(commands.Cog):
             )
             marks = ("✅ allowed" if allowed else "⛔ denied") + (" · default" if default else "")
             lines.append(f"`{model.name}` ({model.kind}) · {marks}")
+        lines += addon_lines(await self.app.service.list_addons(), code=True)
         await reply(interaction, "\n".join(lines))
 
     @models.command(name="allow", description="Allow a model on this server")

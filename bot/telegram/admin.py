@@ -16,6 +16,7 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
+from bot.chat.addons import addon_lines
 from bot.chat.admin import RESET_WORDS, parse_setting_value, split_style, split_words, styles_text
 from bot.chat.texts import LIMIT_KEYS, PLAIN, describe_error, limits_text
 from bot.telegram.origin import message_origin
@@ -133,6 +134,7 @@ class AdminCommands:
             if settings.allowed_models is not None and model.name not in settings.allowed_models:
                 marks.append("not allowed here")
             lines.append(f"• {model.name}" + (f" ({', '.join(marks)})" if marks else ""))
+        lines += addon_lines(await self.app.service.list_addons(), code=False)
         lines.append("Set this chat's default with /setmodel NAME (/setmodel default to reset).")
         return "\n".join(lines)
 

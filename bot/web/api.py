@@ -283,9 +283,13 @@ def model_json(model: ModelRecord) -> dict[str, Any]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    models = await app_of(request).service.list_models()
+    service = app_of(request).service
+    models = await service.list_models()
+    addons = [  # LoRA and embeddings a prompt may name (README: LoRA and embeddings)
+        {"name": a.name, "kind": a.kind, "family": a.family} for a in await service.list_addons()
+    ]
     return web.json_response(
-        {"models": [model_json(m) for m in models], "samplers": list(SAMPLERS)}
+        {"models": [model_json(m) for m in models], "samplers": list(SAMPLERS), "addons": addons}
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.addon_files import make_sd1_lora
 from tests.discord.harness import (  # noqa: F401  (fixtures)
     job_id_in,
     shared_backend_fixture,
@@ -75,14 +76,17 @@ async def test_manage_server_members_and_owner_ids_are_admins(world_factory) -> 
         assert settings.blocklist == ("dragon",)
 
 
-async def test_models_allow_deny_and_default_per_server(world_factory) -> None:
+async def test_models_allow_deny_and_default_per_server(world_factory, tmp_path) -> None:
     async with world_factory(worker=False) as world:
         mod = world.member("mod", admin=True)
         alice = world.member("alice")
         await world.app.service.add_model(_admin(), "sketch", "builtin:demo")
+        lora = make_sd1_lora(tmp_path / "ink.safetensors")
+        await world.app.service.add_addon(_admin(), "ink", str(lora), "lora")
 
         listed = await mod.slash(world.channel, "models list")
         assert "`demo`" in listed.response.content and "`sketch`" in listed.response.content
+        assert "`ink` (lora, sd1): write <lora:ink:1>" in listed.response.content
         assert "denied" not in listed.response.content
         names = await mod.autocomplete(world.channel, "models deny", "name", "sk")
         assert [c["value"] for c in names] == ["sketch"]

@@ -29,6 +29,7 @@ from bot.telegram.application import (
 from generation.metadata import read_png_text
 from generation.requests import Origin
 from storage.records import JobRecord
+from tests.addon_files import make_embedding
 from tests.telegram.fake_telegram import (
     ANONYMOUS_ADMIN,
     BOT_USERNAME,
@@ -351,6 +352,11 @@ async def test_admin_commands_need_a_chat_admin_or_an_owner(env: Env) -> None:
     assert "dragon" in await ask(creator, "/blocklist add dragon")
     assert "Limits in this chat" in await ask(ANONYMOUS_ADMIN, "/limits", sender_chat=group)
     assert "demo" in await ask(fake.user(OWNER), "/models")
+    embedding = make_embedding(env.app.config.data_dir / "neg.safetensors", 1, width=768)
+    await env.app.service.add_addon(
+        Origin("cli", "x", "x", is_admin=True), "neg", str(embedding), "embedding"
+    )
+    assert "• neg (embedding, sd1): write neg" in await ask(fake.user(OWNER), "/models")
     assert "rate_per_minute = 2" in await ask(admin, "/limits rate_per_minute=2")
     assert "this chat's admins block" in await ask(member, "/draw a dragon at sea")
     assert "max_steps = 3" in await ask(admin, "/limits max_steps=3")

@@ -69,3 +69,10 @@ async def test_loras_embeddings_and_a_txt2img_using_them(
     assert infotext.startswith("a cat <lora:pixel:0.6>\n")  # the prompt as A1111 shows it
     refused = await client.post("/sdapi/v1/txt2img", json={**body, "prompt": "<lora:sd1>"})
     assert refused.status == 422 and "is for sd1 models" in await refused.text()
+    models = await (await client.get("/api/models")).json()
+    assert models["addons"] == [
+        {"name": "easyneg", "kind": "embedding", "family": "ctx32"},
+        {"name": "pixel", "kind": "lora", "family": "ctx32"},
+        {"name": "sd1", "kind": "lora", "family": "sd1"},
+        {"name": "sd1neg", "kind": "embedding", "family": "sd1"},
+    ]
