@@ -111,6 +111,7 @@ def diffusers_backend(config: Config, previews_wanted: Callable[[], bool] | None
         max_batch_images=g.max_batch * g.max_count,
         preview_decoder=g.preview_decoder.strip(),
         resident_memory_gb=g.resident_memory_gb,
+        offload=g.offload,
     )
 
 

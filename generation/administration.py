@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
+from generation.model_sources import family_defaults
 from generation.policy import AdmissionPolicy, ScopeSettings
 from generation.requests import Origin
 from generation.styles import Style, check_style
@@ -82,6 +83,8 @@ class Administration:
             if self._inspect_model is None:
                 raise InvalidRequest("This Easel instance cannot inspect models.")
             inspected = await asyncio.to_thread(self._inspect_model, name, source, config_source)
+        if not upscaler:  # a Flux model's defaults are not Stable Diffusion's
+            defaults = family_defaults(inspected, defaults or {}, self._policy.config.max_pixels)
         checked = self._policy.model_defaults(defaults or {})
         return await self.store.add_model(
             name=name,

@@ -24,8 +24,10 @@ from generation.clock import Clock
 from generation.config import LimitsConfig
 from generation.errors import InvalidRequest, Rejected, shown
 from generation.events import EventBus, JobQueued
+from generation.families import check_spec
 from generation.hires import LATENT_MODES, PIXEL_UPSCALERS, builtin_upscaler
 from generation.limits import RateLimiter
+from generation.model_sources import model_family
 from generation.policy import AdmissionPolicy, ScopeSettings, who_allows
 from generation.queue import JobQueue
 from generation.requests import Origin
@@ -121,6 +123,7 @@ class Admission:
         if not self.accepting:
             raise Rejected("Easel is shutting down; try again in a minute.")
         spec = await self._hires_upscaler_checked(spec)
+        check_spec(model_family(model), spec)  # options the model's family has no use for
         settings = ScopeSettings.from_dict(caller.scope.settings)
         self._policy.check_prompt(spec.prompt, settings, platform=origin.platform)
         exempt = origin.is_admin and self._limits.exempt_admins

@@ -28,6 +28,8 @@ class StyleConfig(Section):
 class GenerationConfig(Section):
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    # CPU offload for models bigger than the GPU (generation.backend.family_calls.place).
+    offload: Literal["none", "model", "sequential"] = "none"
     max_width: int = Field(1536, ge=64, le=8192)
     max_height: int = Field(1536, ge=64, le=8192)
     max_pixels: int = Field(1024 * 1024, ge=64 * 64)

@@ -125,3 +125,13 @@ BUILTINS: dict[str, tuple[str, str]] = {
     DEMO_SOURCE: (DEMO_NAME, DEMO_REVISION),
     DEMO_INPAINT_SOURCE: (DEMO_INPAINT_NAME, DEMO_INPAINT_REVISION),
 }
+
+
+def _add_family_builtins() -> None:
+    """The tiny SDXL / SD3 / Flux models (``generation.family_demos_info``) are builtins too."""
+    from generation.family_demos_info import FAMILY_BUILTINS
+
+    BUILTINS.update(FAMILY_BUILTINS)
+
+
+_add_family_builtins()

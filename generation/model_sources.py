@@ -18,16 +18,36 @@ Model identity (``ModelSource.revision``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import struct
 from pathlib import Path
+from typing import Any, Protocol
 
 from generation.demo_info import BUILTINS
 from generation.errors import ModelError
+from generation.families import (
+    FAMILIES,
+    Family,
+    family_of_keys,
+    family_of_pipeline,
+    registration_defaults,
+)
 from generation.render import ModelSource
+
+
+class ModelRecordLike(Protocol):
+    """What ``model_family`` reads of a model (a ``ModelSource`` or a registry record)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def revision(self) -> str | None: ...
 
 UNSAFE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 UNSAFE_HINT = (
@@ -226,3 +246,74 @@ def inspect_upscaler(name: str, path: str, *, allow_unsafe_weights: bool = False
     if suffix not in {".safetensors", *UNSAFE_SUFFIXES}:
         raise ModelError(f"upscaler {name!r}: {file.name} is not a weights file")
     return ModelSource(name, str(file.resolve()), "upscaler", sha256_file(file))
+
+
+# ----------------------------------------------------------------- families
+
+
+@functools.lru_cache(maxsize=256)
+def _family_name(kind: str, source: str, revision: str | None) -> str:
+    """The family of a registered model (see ``generation.families``), read from its files; a
+    model's files do not change under one revision, so the answer is cached by it."""
+    from generation.family_demos_info import FAMILY_OF_BUILTIN
+
+    if kind == "builtin":
+        return FAMILY_OF_BUILTIN.get(source, "sd1")
+    if kind == "single_file":
+        path = Path(source)
+        if path.suffix.lower() == ".safetensors" and path.is_file():
+            return family_of_keys(safetensors_keys(path)).name
+        stem = path.stem.lower()
+        return "flux" if "flux" in stem else "sdxl" if "xl" in stem else "sd1"
+    index: Path | None = None
+    if kind == "folder":
+        index = Path(source) / "model_index.json"
+    elif kind == "hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(source, "model_index.json", revision=revision)
+        index = Path(hit) if isinstance(hit, str) else None
+    if index is None or not index.is_file():
+        return "other"  # not downloaded yet: nothing to tell from
+    try:
+        class_name = str(json.loads(index.read_text(encoding="utf-8")).get("_class_name", ""))
+        encoder = index.parent / "text_encoder" / "config.json"
+        v2 = encoder.is_file() and json.loads(encoder.read_text("utf-8")).get("hidden_size") == 1024
+    except (OSError, ValueError, AttributeError):
+        return "other"
+    return family_of_pipeline(class_name, v2=v2).name
+
+
+def model_family(model: ModelSource | ModelRecordLike) -> Family:
+    """The family of a registered model (a ``ModelSource`` or a registry record)."""
+    try:
+        name = _family_name(model.kind, model.source, model.revision)
+    except (OSError, ValueError, ModelError, struct.error):
+        name = "other"
+    return FAMILIES[name]
+
+
+def family_defaults(
+    model: ModelSource, given: dict[str, Any], max_pixels: int
+) -> dict[str, Any]:
+    """The ``--default-*`` values to register ``model`` with: ``given`` (None = not given)
+    completed with its family's (an SD3 or Flux model cannot keep the registry's SD sampler),
+    or the tiny built-in model's own."""
+    from generation.family_demos_info import FAMILY_DEMO_DEFAULTS
+
+    demo = FAMILY_DEMO_DEFAULTS.get(model.source) if model.kind == "builtin" else None
+    if demo is not None:
+        out = {key: value for key, value in given.items() if value is not None}
+        out.setdefault("sampler", demo.sampler)
+        out.setdefault("steps", demo.steps)
+        out.setdefault("cfg", demo.cfg)
+        if "width" not in out:
+            out["width"], out["height"] = demo.width, demo.height
+        return out
+    return registration_defaults(model_family(model), given, max_pixels)
+
+
+def model_capabilities(model: ModelRecordLike) -> dict[str, object]:
+    """What a front end may offer for ``model``: its family and what that supports
+    (``Family.capabilities``); nothing for an upscaler."""
+    return {} if model.kind == "upscaler" else model_family(model).capabilities()

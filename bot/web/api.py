@@ -29,6 +29,7 @@ from bot.web.common import (
 from bot.web.keys import app_of
 from generation.actions import JobAction
 from generation.errors import InvalidRequest
+from generation.model_sources import model_capabilities
 from generation.policy import ScopeSettings
 from generation.regions import USAGE as REGION_USAGE
 from generation.requests import DrawRequest, InpaintRequest, Origin
@@ -279,6 +280,7 @@ def model_json(model: ModelRecord) -> dict[str, Any]:
         "default_steps": model.default_steps,
         "default_cfg": model.default_cfg,
         "default_sampler": model.default_sampler,
+        **model_capabilities(model),
     }
 
 

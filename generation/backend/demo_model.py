@@ -50,6 +50,7 @@ from generation.demo_info import (  # noqa: F401  (re-exported)
     WORDS,
     DemoDefaults,
 )
+from generation.family_demos_info import FAMILY_BUILTINS
 
 # diffusers/transformers are only partly typed; go through Any at this edge.
 _d: Any = _diffusers
@@ -204,18 +205,23 @@ def save_demo_model(directory: Path, source: str = DEMO_SOURCE) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        pipe: Any = (
-            build_demo_inpaint_pipeline()
-            if source == DEMO_INPAINT_SOURCE
-            else build_demo_pipeline()
-        )
-        pipe.save_pretrained(str(tmp), safe_serialization=True)
-        # transformers 5 saves only tokenizer.json; keep the plain BPE files too, so the folder
-        # also loads with a transformers 4.x install.
-        for name, text in _tokenizer_files().items():
-            target = tmp / "tokenizer" / name
-            if not target.exists():
-                target.write_text(text, encoding="utf-8")
+        if source in FAMILY_BUILTINS:  # the tiny SDXL / SD3 / Flux models
+            from generation.backend.family_demos import write_family_demo
+
+            write_family_demo(source, tmp)
+        else:
+            pipe: Any = (
+                build_demo_inpaint_pipeline()
+                if source == DEMO_INPAINT_SOURCE
+                else build_demo_pipeline()
+            )
+            pipe.save_pretrained(str(tmp), safe_serialization=True)
+            # transformers 5 saves only tokenizer.json; keep the plain BPE files too, so the
+            # folder also loads with a transformers 4.x install.
+            for name, text in _tokenizer_files().items():
+                target = tmp / "tokenizer" / name
+                if not target.exists():
+                    target.write_text(text, encoding="utf-8")
         (tmp / MARKER_FILE).write_text(
             json.dumps({"source": source, "revision": revision}), encoding="utf-8"
         )

@@ -79,17 +79,22 @@ class PipelineLoader:
         self.dtype = dtype
         self.allow_unsafe = allow_unsafe_weights
 
-    def load(self, model: ModelSource) -> Any:
-        """A pipeline for ``model`` on the CPU (the caller moves it to the device)."""
-        dtype = self.dtype
+    def load(self, model: ModelSource, dtype: torch.dtype | None = None) -> Any:
+        """A pipeline for ``model`` on the CPU (the caller moves it to the device), in
+        ``dtype`` (default: the loader's)."""
+        dtype = dtype or self.dtype
         if model.kind == "builtin":
             folder = ensure_demo_model(self.data_dir, model.source)
-            return self._from_pretrained(model, str(folder), folder / "model_index.json", {})
+            return self._from_pretrained(
+                model, str(folder), folder / "model_index.json", {}, dtype
+            )
         if model.kind == "folder":
             folder = Path(model.source)
             if not folder.is_dir():
                 raise ModelError(f"model {model.name!r}: folder {model.source!r} is gone")
-            return self._from_pretrained(model, str(folder), folder / "model_index.json", {})
+            return self._from_pretrained(
+                model, str(folder), folder / "model_index.json", {}, dtype
+            )
         if model.kind == "hub":
             from huggingface_hub import hf_hub_download
 
@@ -100,7 +105,7 @@ class PipelineLoader:
                 extra["local_files_only"] = True
             try:
                 index = Path(hf_hub_download(model.source, "model_index.json", **extra))
-                return self._from_pretrained(model, model.source, index, extra)
+                return self._from_pretrained(model, model.source, index, extra, dtype)
             except EaselError:
                 raise
             except Exception as e:
@@ -110,7 +115,12 @@ class PipelineLoader:
         raise ModelError(f"model {model.name!r}: cannot render with a {model.kind!r} model")
 
     def _from_pretrained(
-        self, model: ModelSource, where: str, index_file: Path, extra: dict[str, Any]
+        self,
+        model: ModelSource,
+        where: str,
+        index_file: Path,
+        extra: dict[str, Any],
+        dtype: torch.dtype | None = None,
     ) -> Any:
         try:
             index = json.loads(index_file.read_text(encoding="utf-8"))
@@ -121,7 +131,7 @@ class PipelineLoader:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         kwargs["use_safetensors"] = None if self.allow_unsafe else True
         try:
-            kwargs[_DTYPE_KW] = self.dtype
+            kwargs[_DTYPE_KW] = dtype or self.dtype
             return _d.AutoPipelineForText2Image.from_pretrained(where, **kwargs)
         except EaselError:
             raise

@@ -35,6 +35,7 @@ import torch
 import transformers.utils.logging as _transformers_logging
 from PIL import Image
 
+from generation.backend.family_calls import call_kwargs, family_dtype, place
 from generation.backend.fast_path import (
     batch_bucket,
     compile_unet,
@@ -56,8 +57,9 @@ from generation.errors import (
     JobInterrupted,
     OutOfMemory,
 )
+from generation.families import FAMILIES, Family
+from generation.model_sources import model_family
 from generation.render import ModelSource, ProgressFn, RenderJob
-from generation.samplers import scheduler_for
 from generation.spec import GenerationSpec, Mode
 
 # diffusers and transformers are only partly typed; everything from them is Any at this edge.
@@ -88,6 +90,7 @@ class _Resident:
     schedulers: dict[str, Any] = field(default_factory=dict)
     tiny_fits: bool | None = None  # whether the TAESD preview decoder fits (None: not asked yet)
     projection_failed: bool = False  # a latent projection preview failed (logged once)
+    family: Family = FAMILIES["sd1"]  # samplers and call arguments (generation.families)
 
 
 def _at_size(image: Image.Image, width: int, height: int) -> Image.Image:
@@ -124,6 +127,7 @@ class DiffusersBackend:
         preview_decoder: str = "",
         resident_memory_gb: float = 0.0,
         pad_batches: bool | None = None,
+        offload: str = "none",
     ) -> None:
         """``previews``: make step previews (a callable: asked at every step, so previews are
         made only while someone looks at them). ``max_batch_images``: the most images one
@@ -134,6 +138,7 @@ class DiffusersBackend:
             torch.set_num_threads(cpu_threads)
         self._device = pick_device(device)
         self._dtype = pick_dtype(self._device, dtype)
+        self._dtype_setting, self._offload = dtype, offload  # per family: backend.family_calls
         self._previews: Callable[[], bool] = previews if callable(previews) else lambda: previews
         self._loader = PipelineLoader(
             data_dir, dtype=self._dtype, allow_unsafe_weights=allow_unsafe_weights
@@ -206,7 +211,7 @@ class DiffusersBackend:
                 "model %r: UNet compiled with torch.compile (first renders are slow)", model.name
             )
         rgb = RGB_SDXL if is_sdxl(pipe) else RGB_SD15
-        entry = _Resident(pipe, pipe.scheduler.config, rgb)
+        entry = _Resident(pipe, pipe.scheduler.config, rgb, family=model_family(model))
         size = pipeline_bytes(pipe)
         self._unloaded(self._pipes.add(key, entry, size), f"to fit {model.name!r} in the budget")
         if 0 < self._pipes.budget_bytes < size:
@@ -243,10 +248,10 @@ class DiffusersBackend:
         )
 
     def _load_and_place(self, model: ModelSource) -> Any:
-        pipe = self._loader.load(model)
+        dtype = family_dtype(model_family(model), self._device, self._dtype_setting, self._dtype)
+        pipe = self._loader.load(model, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
-        if self._device != "cpu":
-            pipe.to(self._device)
+        place(pipe, self._device, self._offload)
         if self._device == "cuda" and getattr(pipe, "unet", None) is not None:
             pipe.unet.to(memory_format=torch.channels_last)
         return pipe
@@ -478,9 +483,9 @@ class DiffusersBackend:
         if self._device == "cuda":
             fit_vae(getattr(pipe, "vae", None), len(generators), spec.width, spec.height)
         single = len(generators) == 1
+        kwargs.update(call_kwargs(entry.family, negatives, single, **kwargs))
         call = dict(
             prompt=prompts[0] if single else prompts,
-            negative_prompt=negatives[0] if single else negatives,
             generator=generators[0] if single else generators,
             num_inference_steps=steps if steps is not None else spec.steps,
             guidance_scale=spec.cfg,
@@ -497,7 +502,7 @@ class DiffusersBackend:
     def _scheduler(entry: _Resident, sampler: str) -> Any:
         scheduler = entry.schedulers.get(sampler)
         if scheduler is None:
-            choice = scheduler_for(sampler)
+            choice = entry.family.scheduler(sampler)  # refuses a sampler the family lacks
             scheduler = getattr(_d, choice.class_name).from_config(
                 entry.scheduler_config, **choice.options
             )

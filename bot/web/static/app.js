@@ -57,6 +57,25 @@
       ? `default ${model.default_width}×${model.default_height}` : "";
     const samplerDefault = $("sampler").options[0];
     samplerDefault.textContent = model.default_sampler ? `Default (${model.default_sampler})` : "Model default";
+    showFamilyFields(model);
+  }
+
+  // Only what the model's family uses (see generation/families.py): its own samplers (a Flux
+  // model has one, so no menu), and no negative prompt for a model that ignores it.
+  function showFamilyFields(model) {
+    const samplers = Array.isArray(model.samplers) ? model.samplers : null;
+    const sampler = $("sampler");
+    for (const option of sampler.options) {
+      option.hidden = option.disabled = !!option.value && !!samplers && !samplers.includes(option.value);
+    }
+    if (sampler.selectedOptions[0] && sampler.selectedOptions[0].disabled) sampler.value = "";
+    const fixed = !!samplers && samplers.length <= 1;
+    sampler.disabled = fixed;
+    sampler.closest("label").hidden = fixed;
+    const negative = $("negative");
+    const noNegative = model.negative_prompt === false;
+    negative.disabled = noNegative;
+    negative.closest("label").hidden = noNegative;
   }
 
   // While the engine loads its model (at start-up), say so; look again until it is ready.
@@ -210,7 +229,7 @@
 
   function buildRequest() {
     const body = { prompt: $("prompt").value };
-    const negative = $("negative").value.trim();
+    const negative = $("negative").disabled ? "" : $("negative").value.trim();
     if (negative) body.negative_prompt = negative;
     const seed = numberOrNull("seed");
     if (seed !== null && seed >= 0) body.seed = Math.trunc(seed);
@@ -220,7 +239,7 @@
     }
     if ($("model").value) body.model = $("model").value;
     if ($("style").value) body.styles = [$("style").value];
-    if ($("sampler").value) body.sampler = $("sampler").value;
+    if ($("sampler").value && !$("sampler").disabled) body.sampler = $("sampler").value;
     const size = $("size").value;
     if (size === "custom") {
       const width = numberOrNull("width");

@@ -1,0 +1,66 @@
+"""What differs per model family when the renderer loads and calls a pipeline.
+
+    dtype = family_dtype(family, device, configured)     # Flux/SD3 in bf16 on CUDA under "auto"
+    place(pipe, device, offload)                         # .to(device) or CPU offload
+    kwargs = call_kwargs(family, negatives, width=..., height=...)
+
+Kept out of ``renderer`` so that file stays about rendering; see ``generation.families`` for
+what each family supports and why.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from PIL import Image
+
+from generation.families import Family
+
+log = logging.getLogger(__name__)
+OFFLOAD_MODES = ("none", "model", "sequential")
+
+
+def family_dtype(family: Family, device: str, configured: str, default: torch.dtype) -> torch.dtype:
+    """The dtype to load a ``family`` model in. Under ``generation.dtype = "auto"`` on CUDA,
+    Flux and SD3 load in bfloat16 (their releases are bf16; in float16 Flux's activations
+    overflow to black images), the rest in ``default`` (the configured dtype)."""
+    flow = family.name in {"flux", "sd3"}
+    if device == "cuda" and configured == "auto" and flow and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return default
+
+
+def place(pipe: Any, device: str, offload: str) -> None:
+    """Put ``pipe`` on ``device``: wholly (``"none"``), or with diffusers' CPU offload —
+    ``"model"`` moves each whole model (text encoders, transformer/UNet, VAE) to the GPU only
+    while it runs; ``"sequential"`` streams layer by layer (least memory, much slower). Offload
+    needs an accelerator: on the CPU it is ignored."""
+    if device == "cpu":
+        return
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+
+
+def call_kwargs(family: Family, negatives: list[str], single: bool, **sizes: Any) -> dict[str, Any]:
+    """The family-specific keyword arguments of one pipeline call: the negative prompt where
+    the family has one (Flux has none: its guidance is distilled), SDXL's size
+    micro-conditioning (original and target size = the size asked for; diffusers' default too,
+    said here so it stays so), and the size Flux's image-to-image would not take from the
+    image."""
+    out: dict[str, Any] = {}
+    image = sizes.get("image")
+    if family.name == "flux" and "width" not in sizes and isinstance(image, Image.Image):
+        # Flux's image-to-image pipeline draws at 1024x1024 unless told the size
+        out.update(width=image.width, height=image.height)
+    if family.negative_prompt:
+        out["negative_prompt"] = negatives[0] if single else negatives
+    if family.size_conditioning and "width" in sizes and "height" in sizes:
+        size = (sizes["height"], sizes["width"])
+        out.update(original_size=size, target_size=size)
+    return out

@@ -1,0 +1,209 @@
+"""SDXL, SD3 and Flux.1 through the backend: the tiny built-in models of each family render the
+pixels plain diffusers draws from the same folder (CPU generator, same seed, within 1/255),
+reruns are identical, image-to-image and inpainting work, and what a family cannot do is
+refused with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generation.backend import DiffusersBackend, ModelSource, RenderJob
+from generation.backend.demo_model import save_demo_model
+from generation.backend.family_calls import call_kwargs
+from generation.errors import EaselError, InvalidRequest
+from generation.families import FAMILIES, check_spec, family_of_keys, family_of_pipeline
+from generation.family_demos_info import FAMILY_BUILTINS, FAMILY_DEMO_DEFAULTS
+from generation.model_sources import inspect_source, model_family
+from generation.spec import GenerationSpec, Hires, Mode
+
+TOLERANCE = 1  # uint8 levels, i.e. 1/255
+# family -> (builtin source, the plain diffusers pipeline classes: text, image-to-image)
+CASES: dict[str, tuple[str, str, str]] = {
+    "sdxl": ("builtin:demo-sdxl", "StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
+    "sd3": ("builtin:demo-sd3", "StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline"),
+    "flux": ("builtin:demo-flux", "FluxPipeline", "FluxImg2ImgPipeline"),
+}
+
+
+@pytest.fixture(scope="module")
+def family_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("easel-families")
+    for source, (folder, _) in FAMILY_BUILTINS.items():
+        save_demo_model(data_dir / "models" / folder, source)
+    return data_dir
+
+
+@pytest.fixture(scope="module")
+def backend(family_data_dir: Path) -> Iterator[DiffusersBackend]:
+    backend = DiffusersBackend(data_dir=family_data_dir, device="cpu", resident_models=3)
+    yield backend
+    backend.close()
+
+
+def _ignore(step: int, total: int, preview: bytes | None) -> None:
+    pass
+
+
+def _never() -> bool:
+    return False
+
+
+def _diff(a: Image.Image, b: Image.Image) -> int:
+    assert a.size == b.size
+    pa, pb = (np.asarray(x.convert("RGB"), dtype=np.int16) for x in (a, b))
+    return int(np.abs(pa - pb).max())
+
+
+def _spec(family: str, **changes: Any) -> GenerationSpec:
+    source = CASES[family][0]
+    d = FAMILY_DEMO_DEFAULTS[source]
+    negative = "blurry" if FAMILIES[family].negative_prompt else ""
+    base = GenerationSpec(
+        mode=Mode.TXT2IMG,
+        prompt="a castle at dusk",
+        negative_prompt=negative,
+        model=family,
+        sampler=d.sampler,
+        width=d.width,
+        height=d.height,
+        steps=d.steps,
+        cfg=d.cfg,
+        seed=1234,
+    )
+    return replace(base, **changes)
+
+
+def _source(family: str) -> ModelSource:
+    return inspect_source(family, CASES[family][0])
+
+
+def _plain(family_data_dir: Path, family: str, which: int) -> Any:
+    folder = family_data_dir / "models" / FAMILY_BUILTINS[CASES[family][0]][0]
+    pipe = getattr(diffusers, CASES[family][which]).from_pretrained(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _plain_kwargs(family: str, spec: GenerationSpec) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "prompt": spec.prompt,
+        "num_inference_steps": spec.steps,
+        "guidance_scale": spec.cfg,
+        "generator": torch.Generator("cpu").manual_seed(spec.seed),
+    }
+    if FAMILIES[family].negative_prompt:
+        kwargs["negative_prompt"] = spec.negative_prompt
+    return kwargs
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_text_to_image_equals_plain_diffusers_and_reruns_exactly(
+    backend: DiffusersBackend, family_data_dir: Path, family: str
+) -> None:
+    spec = _spec(family)
+    ours = backend.render(RenderJob(spec, _source(family)), _ignore, _never)
+    again = backend.render(RenderJob(spec, _source(family)), _ignore, _never)
+    plain = _plain(family_data_dir, family, 1)
+    if family == "sdxl":  # the demo's sampler, as A1111's "Euler a" maps it
+        plain.scheduler = diffusers.EulerAncestralDiscreteScheduler.from_config(
+            plain.scheduler.config
+        )
+    theirs = plain(width=spec.width, height=spec.height, **_plain_kwargs(family, spec)).images[0]
+    assert ours[0].size == (64, 64)
+    assert _diff(ours[0], theirs) <= TOLERANCE
+    assert _diff(ours[0], again[0]) == 0
+    other = backend.render(RenderJob(replace(spec, seed=99), _source(family)), _ignore, _never)
+    assert _diff(ours[0], other[0]) > 10
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_image_to_image_equals_plain_diffusers(
+    backend: DiffusersBackend, family_data_dir: Path, family: str
+) -> None:
+    init = Image.radial_gradient("L").resize((64, 64)).convert("RGB")
+    spec = _spec(family, mode=Mode.IMG2IMG, strength=0.5, init_image="x" * 64)
+    ours = backend.render(RenderJob(spec, _source(family), init_image=init), _ignore, _never)
+    plain = _plain(family_data_dir, family, 2)
+    if family == "sdxl":
+        plain.scheduler = diffusers.EulerAncestralDiscreteScheduler.from_config(
+            plain.scheduler.config
+        )
+    sizes = {"width": 64, "height": 64} if family != "sdxl" else {}
+    theirs = plain(image=init, strength=0.5, **sizes, **_plain_kwargs(family, spec)).images[0]
+    assert _diff(ours[0], theirs) <= TOLERANCE
+    assert _diff(ours[0], init) > 10
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_inpainting_keeps_the_unmasked_part(backend: DiffusersBackend, family: str) -> None:
+    init = Image.new("RGB", (64, 64), (200, 40, 40))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    spec = _spec(family, mode=Mode.INPAINT, strength=0.9, init_image="x" * 64)
+    job = RenderJob(spec, _source(family), init_image=init, mask_image=mask)
+    out = backend.render(job, _ignore, _never)[0]
+    right = np.asarray(out)[:, 48:].astype(int)
+    left = np.asarray(out)[:, :16].astype(int)
+    assert np.abs(right - (200, 40, 40)).max() <= 2  # pasted back as it was
+    assert np.abs(left - (200, 40, 40)).max() > 10  # repainted
+
+
+def test_sd3_heun_is_its_flow_matching_heun(backend: DiffusersBackend) -> None:
+    euler = backend.render(RenderJob(_spec("sd3"), _source("sd3")), _ignore, _never)[0]
+    heun = backend.render(RenderJob(_spec("sd3", sampler="Heun"), _source("sd3")), _ignore, _never)
+    assert _diff(euler, heun[0]) > 0
+
+
+def test_a_sampler_the_family_lacks_is_refused_by_the_backend_too(
+    backend: DiffusersBackend,
+) -> None:
+    spec = _spec("flux", sampler="DPM++ 2M Karras")
+    with pytest.raises(EaselError, match=r"Flux\.1 models cannot use the sampler"):
+        backend.render(RenderJob(spec, _source("flux")), _ignore, _never)
+
+
+# ------------------------------------------------------------------ families (pure)
+
+
+def test_family_detection_from_builtins_folders_classes_and_keys(family_data_dir: Path) -> None:
+    for family, (source, _, _) in CASES.items():
+        assert model_family(_source(family)).name == family
+        folder = family_data_dir / "models" / FAMILY_BUILTINS[source][0]
+        assert model_family(inspect_source("f", str(folder))).name == family
+    assert model_family(inspect_source("d", "builtin:demo")).name == "sd1"
+    assert family_of_pipeline("StableDiffusionXLInpaintPipeline").name == "sdxl"
+    assert family_of_pipeline("StableDiffusionPipeline", v2=True).name == "sd2"
+    assert family_of_pipeline("KandinskyV22Pipeline").name == "other"
+    assert family_of_keys(["double_blocks.0.img_attn.qkv.weight"]).name == "flux"
+    assert family_of_keys(["model.diffusion_model.joint_blocks.0.x"]).name == "sd3"
+    assert family_of_keys(["conditioner.embedders.1.model.ln_final.weight"]).name == "sdxl"
+    assert family_of_keys(["cond_stage_model.model.ln_final.weight"]).name == "sd2"
+    assert family_of_keys(["cond_stage_model.transformer.x"]).name == "sd1"
+
+
+def test_refusals_say_why() -> None:
+    flux, sd3 = FAMILIES["flux"], FAMILIES["sd3"]
+    with pytest.raises(InvalidRequest, match=r"Flux\.1 ignores the negative prompt"):
+        check_spec(flux, _spec("flux", negative_prompt="blurry"))
+    with pytest.raises(InvalidRequest, match="only Euler does"):
+        check_spec(flux, _spec("flux", sampler="Euler a"))
+    with pytest.raises(InvalidRequest, match="only Euler, Heun do"):
+        check_spec(sd3, _spec("sd3", sampler="DPM++ 2M Karras"))
+    with pytest.raises(InvalidRequest, match="hires fix is not available"):
+        check_spec(sd3, _spec("sd3", hires=Hires(128, 128, "Lanczos", 0.5)))
+    check_spec(FAMILIES["sdxl"], _spec("sdxl", sampler="DPM++ 2M Karras"))  # every A1111 one
+
+
+def test_call_kwargs_per_family() -> None:
+    assert call_kwargs(FAMILIES["flux"], [""], True, width=64, height=64) == {}
+    xl = call_kwargs(FAMILIES["sdxl"], ["x", "y"], False, width=96, height=64)
+    assert xl == {"negative_prompt": ["x", "y"], "original_size": (64, 96), "target_size": (64, 96)}
