@@ -344,11 +344,11 @@ async def test_a_job_cancelled_while_the_worker_takes_it_ends_with_one_finished_
 
 
 async def test_finished_jobs_teach_the_waiting_times(app_factory) -> None:
-    # A start value far off (1000 s for 512x512, 20 steps: 25 s for these jobs): what the
-    # engine says after three jobs comes from what they took.
-    app = await app_factory(generation={"initial_job_seconds": 1000.0})
+    # A start value far off (100,000 s for 512x512, 20 steps: 2,500 s for these jobs): what
+    # the engine says after three jobs comes from what they took.
+    app = await app_factory(generation={"initial_job_seconds": 100_000.0})
     request = small(width=128, height=128, steps=8)
-    assert app.queue.durations.estimate("demo", 128 * 128 * 8) == pytest.approx(25.0)
+    assert app.queue.durations.estimate("demo", 128 * 128 * 8) == pytest.approx(2500.0)
     took = []
     for _ in range(3):
         job = await wait_finished(app, (await app.service.draw(origin(), request)).job.id)
@@ -356,7 +356,8 @@ async def test_finished_jobs_teach_the_waiting_times(app_factory) -> None:
         took.append((job.finished_at - job.started_at).total_seconds())
     assert app.queue.durations.known("demo")
     estimate = app.queue.durations.estimate("demo", 128 * 128 * 8)
-    measured = sorted(took)[1]
-    assert measured / 3 < estimate < measured * 3 + 0.05, (estimate, took)
+    # Within what the jobs took (a busy machine makes single jobs slow: compare with the
+    # range, not one of them), and nowhere near the start value.
+    assert min(took) / 3 < estimate < max(took) * 3 + 0.05, (estimate, took)
     # A bigger job is estimated longer than a smaller one of the same model.
     assert app.queue.durations.estimate("demo", 256 * 256 * 8) > estimate

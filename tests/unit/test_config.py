@@ -28,7 +28,8 @@ def keys_of(model: type[BaseModel], prefix: str = "") -> set[str]:
 def flatten(data: dict[str, object], prefix: str = "") -> set[str]:
     keys = set()
     for name, value in data.items():
-        if isinstance(value, dict) and not name.startswith("reactions"):
+        # a map of names (Telegram's reactions, the prompt styles) is one key, not a section
+        if isinstance(value, dict) and not name.startswith("reactions") and name != "styles":
             keys |= flatten(value, f"{prefix}{name}.")
         else:
             keys.add(prefix + name)
