@@ -72,9 +72,14 @@ def _require_admin(origin: Origin) -> None:
 
 
 async def checked_addons(
-    store: Store, spec: GenerationSpec, action: Action, model: ModelRecord
+    store: Store,
+    spec: GenerationSpec,
+    action: Action,
+    model: ModelRecord,
+    allowed_loras: tuple[str, ...] | None = None,
 ) -> GenerationSpec:
-    """``spec`` with its add-ons resolved (a draw) or checked (any other action)."""
+    """``spec`` with its add-ons resolved (a draw) or checked (any other action).
+    ``allowed_loras``: the scope's ``allowed_loras`` setting (None: any registered LoRA)."""
     if action is not Action.DRAW:
         for addon in (*spec.loras, *spec.embeddings):
             await _still_there(store, addon)
@@ -89,6 +94,10 @@ async def checked_addons(
     used = [name for name in embedding_names if name in words or name in negative]
     if not tags and not used:
         return spec
+    for name, _ in tags:
+        if allowed_loras is not None and name not in allowed_loras:
+            allowed = ", ".join(allowed_loras) or "none"
+            raise InvalidRequest(f"LoRA {shown(name)} is not allowed here. Allowed: {allowed}.")
     family = await asyncio.to_thread(model_family, model.source, model.kind)
     loras = [await _resolve(store, name, weight, "lora", model, family) for name, weight in tags]
     embeddings = [await _resolve(store, name, 1.0, "embedding", model, family) for name in used]

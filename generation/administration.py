@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from generation.addons import AddOnAdministration
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
 from generation.model_sources import family_defaults
 from generation.policy import AdmissionPolicy, ScopeSettings
@@ -30,7 +31,7 @@ ModelInspector = Callable[[str, str, str | None], Any]
 UpscalerInspector = Callable[[str, str], Any]
 
 
-class Administration:
+class Administration(AddOnAdministration):
     def __init__(
         self,
         *,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple
 
+from generation.addons import checked_addons
 from generation.clock import Clock
 from generation.config import LimitsConfig
 from generation.errors import InvalidRequest, Rejected, shown
@@ -125,6 +126,7 @@ class Admission:
         spec = await self._hires_upscaler_checked(spec)
         check_spec(model_family(model), spec)  # options the model's family has no use for
         settings = ScopeSettings.from_dict(caller.scope.settings)
+        spec = await checked_addons(self._store, spec, action, model, settings.allowed_loras)
         self._policy.check_prompt(spec.prompt, settings, platform=origin.platform)
         exempt = origin.is_admin and self._limits.exempt_admins
         async with self._lock_for(caller.user.id):

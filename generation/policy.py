@@ -24,6 +24,7 @@ from generation.errors import (
 )
 from generation.hires import resolve as resolve_hires
 from generation.limits import RateLimiter, format_retry, seconds_until_utc_midnight, utc_day_start
+from generation.model_sources import model_family
 from generation.prompt_syntax import syntax_for_family
 from generation.requests import DrawRequest
 from generation.samplers import resolve_sampler
@@ -140,6 +141,8 @@ class ScopeSettings:
 
     default_model: str | None = None
     allowed_models: tuple[str, ...] | None = None
+    # The LoRA this scope may name in <lora:...> (None: every registered one; generation.addons)
+    allowed_loras: tuple[str, ...] | None = None
     blocklist: tuple[str, ...] = ()
     rate_per_minute: float | None = None
     burst: int | None = None
@@ -158,7 +161,7 @@ class ScopeSettings:
         data = data or {}
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
-        for key in ("allowed_models", "blocklist"):
+        for key in ("allowed_models", "allowed_loras", "blocklist"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         if "nsfw" in values:
@@ -187,7 +190,7 @@ class ScopeSettings:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("allowed_models", "blocklist"):
+        for key in ("allowed_models", "allowed_loras", "blocklist"):
             if data[key] is not None:
                 data[key] = list(data[key])
         data["nsfw"] = dict(self.nsfw)
@@ -257,7 +260,7 @@ def _check_setting(key: str, value: Any) -> Any:
         if len(value) > 500:
             raise InvalidRequest("nsfw may hold at most 500 channels.")
         return {str(channel).strip(): mode for channel, mode in value.items()}
-    if key in ("allowed_models", "blocklist"):
+    if key in ("allowed_models", "allowed_loras", "blocklist"):
         if not isinstance(value, list | tuple) or not all(
             isinstance(v, str) and v.strip() for v in value
         ):
@@ -469,7 +472,7 @@ class AdmissionPolicy:
             init_image=init_image,
             hires=hires,
             # New jobs read A1111's syntax; SD3/Flux keep plain text (generation.prompt_syntax).
-            prompt_syntax=syntax_for_family(getattr(model, "family", None)),
+            prompt_syntax=syntax_for_family(model_family(model).name),
         )
 
     def text(self, label: str, text: str) -> str:

@@ -35,6 +35,7 @@ import torch
 import transformers.utils.logging as _transformers_logging
 from PIL import Image
 
+from generation.backend.adapters import AdapterState
 from generation.backend.family_calls import call_kwargs, family_dtype, place
 from generation.backend.fast_path import (
     batch_bucket,
@@ -90,6 +91,7 @@ class _Resident:
     schedulers: dict[str, Any] = field(default_factory=dict)
     tiny_fits: bool | None = None  # whether the TAESD preview decoder fits (None: not asked yet)
     projection_failed: bool = False  # a latent projection preview failed (logged once)
+    adapters: AdapterState = field(default_factory=AdapterState)  # LoRA, embeddings loaded
     family: Family = FAMILIES["sd1"]  # samplers and call arguments (generation.families)
 
 
@@ -336,6 +338,8 @@ class DiffusersBackend:
         if spec.mode is Mode.UPSCALE and job.upscaler is not None:
             return [self._upscalers.render(job, progress)]
         entry = self._resident(job.model)
+        jobs = entry.adapters.apply(entry.pipe, jobs)  # LoRA / embeddings; tags stripped
+        job, spec = jobs[0], jobs[0].spec
         callback = self._callback(entry, progress, should_stop)
         if spec.mode is Mode.TXT2IMG and spec.hires is not None:
             images = self._render_hires(entry, job, progress, should_stop)

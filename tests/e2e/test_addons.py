@@ -157,6 +157,9 @@ async def test_refusals_queue_nothing(
     for prompt, message in draws:
         with pytest.raises(InvalidRequest, match=message):
             await service.draw(origin(), small(prompt))
+    await service.update_scope_settings(ADMIN, allowed_loras=["ink"])
+    with pytest.raises(InvalidRequest, match=r"LoRA 'pixel' is not allowed here. Allowed: ink."):
+        await service.draw(origin(), small("a cat <lora:pixel>"))
     assert await app.store.list_jobs() == []  # nothing was queued
 
     # A rerun whose file changed, or whose add-on was removed, is refused.
