@@ -1,0 +1,74 @@
+"""Each model family through the ``easel`` command: registered by its builtin name (its defaults
+come from the family), drawn with ``--model``, rerun to the same pixels, and what the family
+cannot do refused with its reason and nothing queued."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.cli import run
+
+FAMILIES = {"sdxl": "Euler a", "sd3": "Euler", "flux": "Euler"}
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, data_dir: Path) -> Path:
+    path = tmp_path / "easel.toml"
+    path.write_text(f'data_dir = "{data_dir}"\n[generation]\nshutdown_grace_seconds = 5.0\n')
+    return path
+
+
+def easel(config_file: Path, *args: str) -> int:
+    return run(["--config", str(config_file), *args])
+
+
+def easel_json(capsys: pytest.CaptureFixture[str], config_file: Path, *args: str) -> object:
+    capsys.readouterr()
+    assert easel(config_file, *args, "--json") == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_add_draw_and_rerun_each_family(
+    config_file: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path, family: str
+) -> None:
+    assert easel(config_file, "models", "add", family, f"builtin:demo-{family}") == 0
+    assert f"registered {family} (builtin" in capsys.readouterr().out
+    models = easel_json(capsys, config_file, "models", "list")
+    assert isinstance(models, list)
+    mine = next(m for m in models if m["name"] == family)
+    assert mine["default_sampler"] == FAMILIES[family]  # the family's, not SD's DPM++ 2M Karras
+    assert (mine["default_width"], mine["default_height"], mine["default_steps"]) == (64, 64, 4)
+
+    out = tmp_path / "out"
+    job = easel_json(
+        capsys, config_file, "draw", "a cat at dusk", "--model", family, "--seed", "7",
+        "--out", str(out),
+    )  # fmt: skip
+    assert isinstance(job, dict) and job["status"] == "succeeded"
+    assert (job["model"], job["sampler"], job["width"]) == (family, FAMILIES[family], 64)
+    again = easel_json(capsys, config_file, "rerun", job["id"], "--out", str(tmp_path / "again"))
+    assert isinstance(again, dict) and again["status"] == "succeeded"
+    first, second = (sorted(d.glob("*.png"))[0] for d in (out, tmp_path / "again"))
+    a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=np.int16) for p in (first, second))
+    assert np.abs(a - b).max() == 0
+
+
+def test_flux_refusals_say_why_and_queue_nothing(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert easel(config_file, "models", "add", "flux", "builtin:demo-flux") == 0
+    before = easel_json(capsys, config_file, "history")
+    assert easel(config_file, "draw", "a cat", "--model", "flux", "--negative", "blurry") == 2
+    assert "Flux.1 ignores the negative prompt" in capsys.readouterr().err
+    assert easel(config_file, "draw", "a cat", "--model", "flux", "--sampler", "Euler a") == 2
+    err = capsys.readouterr().err
+    assert "cannot use the sampler 'Euler a'" in err and "only Euler does" in err
+    assert easel(config_file, "draw", "a cat", "--model", "flux", "--hires", "2") == 2
+    assert "hires fix is not available for Flux.1" in capsys.readouterr().err
+    assert easel_json(capsys, config_file, "history") == before

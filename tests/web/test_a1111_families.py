@@ -1,0 +1,66 @@
+"""SDXL, SD3 and Flux.1 through the A1111-compatible API: txt2img with
+``override_settings.sd_model_checkpoint`` renders with that model's family (its sampler, its
+call), what the family cannot do is refused with the reason, and the A1111 lists keep their
+shape (``/sd-models`` lists every checkpoint, ``/samplers`` A1111's names)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from PIL import Image
+
+from generation.requests import Origin
+from tests.web.conftest import SMALL, client_app, nothing_queued
+
+Client = TestClient[Any, Any]
+V1 = "/sdapi/v1"
+ADMIN = Origin(platform="cli", scope_id="local", user_id="root", is_admin=True)
+
+
+@pytest.mark.parametrize(
+    ("family", "sampler"), [("sdxl", "DPM++ 2M"), ("sd3", "Euler"), ("flux", "Euler")]
+)
+async def test_txt2img_with_each_family(web_client: Client, family: str, sampler: str) -> None:
+    app = client_app(web_client)
+    await app.service.add_model(ADMIN, family, f"builtin:demo-{family}")
+    body = {
+        "prompt": "a cat at dusk",
+        "seed": 3,
+        "sampler_name": sampler,
+        "override_settings": {"sd_model_checkpoint": family},
+        **SMALL,
+    }
+    response = await web_client.post(f"{V1}/txt2img", json=body)
+    assert response.status == 200, await response.text()
+    result = await response.json()
+    info = json.loads(result["info"])
+    assert info["sampler_name"] == sampler and info["sd_model_name"] == family
+    image = Image.open(io.BytesIO(base64.b64decode(result["images"][0])))
+    assert image.size == (64, 64)
+    job = await app.store.get_job(info["easel_job_id"])
+    assert job is not None and job.model == family and job.status == "succeeded"
+
+    names = [m["model_name"] for m in await (await web_client.get(f"{V1}/sd-models")).json()]
+    assert family in names
+    samplers = [s["name"] for s in await (await web_client.get(f"{V1}/samplers")).json()]
+    assert {"DPM++ 2M", "Euler a", "Euler"} <= set(samplers)  # A1111's list, every model
+
+
+async def test_flux_refuses_a_negative_prompt_and_sd_samplers(web_client: Client) -> None:
+    app = client_app(web_client)
+    await app.service.add_model(ADMIN, "flux", "builtin:demo-flux")
+    override = {"sd_model_checkpoint": "flux"}
+    for extra, reason in (
+        ({"negative_prompt": "blurry"}, "Flux.1 ignores the negative prompt"),
+        ({"sampler_name": "DPM++ 2M Karras"}, "cannot use the sampler"),
+    ):
+        body = {"prompt": "x", "override_settings": override, **SMALL, **extra}
+        response = await web_client.post(f"{V1}/txt2img", json=body)
+        assert response.status == 422, await response.text()
+        assert reason in await response.text()
+    await nothing_queued(app)
