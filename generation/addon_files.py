@@ -17,7 +17,7 @@ pickled file's) the sha256 of the whole file. A rerun compares the stored hash w
 cross-attention ``to_k``/``to_v`` input (or its text encoder's width), an embedding's vectors
 (SDXL ones hold ``clip_l`` and ``clip_g``). 768 is ``sd1``, 1024 ``sd2``, 2048 ``sdxl``; any
 other width N is ``ctxN`` (the demo model's is ``ctx32``). A model's family comes from its UNet
-config the same way (:func:`model_family`).
+config the same way (:func:`context_family`).
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def current_hash(path: str, kind: str) -> str | None:
         return None
 
 
-def model_family(source: str, kind: str) -> str | None:
+def context_family(source: str, kind: str) -> str | None:
     """The family of a registered model from its UNet config (builtin, folder, a single
     file's header, a Hub model in the local cache); None when it cannot be told."""
     try:

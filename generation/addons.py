@@ -17,15 +17,19 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from generation.addon_files import current_hash, inspect_addon, model_family
+from generation.addon_files import context_family, current_hash, inspect_addon
 from generation.addon_prompts import NAME_RE, TagError, embeddings_in, lora_tags
 from generation.errors import InvalidRequest, PermissionDenied, shown
+from generation.model_sources import model_family
 from generation.render import AddOnFile
 from generation.requests import Origin
 from generation.spec import Action, AddOn, GenerationSpec
 from storage.addons import AddOnRecord
 from storage.records import ModelRecord
 from storage.repository import Store
+
+# Families whose LoRA/embeddings Easel cannot check or load yet (transformer-based models).
+UNSUPPORTED_FAMILIES = ("sd3", "flux")
 
 
 class AddOnAdministration:
@@ -98,7 +102,13 @@ async def checked_addons(
         if allowed_loras is not None and name not in allowed_loras:
             allowed = ", ".join(allowed_loras) or "none"
             raise InvalidRequest(f"LoRA {shown(name)} is not allowed here. Allowed: {allowed}.")
-    family = await asyncio.to_thread(model_family, model.source, model.kind)
+    kind = await asyncio.to_thread(lambda: model_family(model).name)
+    if kind in UNSUPPORTED_FAMILIES:
+        raise InvalidRequest(
+            f"LoRA and embeddings work with Stable Diffusion 1.x, 2.x and SDXL models; model "
+            f"{model.name!r} is {kind}."
+        )
+    family = await asyncio.to_thread(context_family, model.source, model.kind)
     loras = [await _resolve(store, name, weight, "lora", model, family) for name, weight in tags]
     embeddings = [await _resolve(store, name, 1.0, "embedding", model, family) for name in used]
     return replace(spec, loras=tuple(loras), embeddings=tuple(embeddings))

@@ -63,3 +63,48 @@ def make_sd1_lora(path: Path) -> Path:
     }
     save_file(tensors, str(path))
     return path
+
+
+def make_sdxl_lora(path: Path, seed: int, *, scale: float = 0.5) -> Path:
+    """A LoRA for the tiny SDXL demo (UNet and both text encoders) at ``path``."""
+    import diffusers
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    from generation.backend.family_demos import build_family_demo
+    from generation.family_demos_info import DEMO_SDXL_SOURCE
+
+    d: Any = diffusers
+    convert = d.utils.convert_state_dict_to_diffusers
+    pipe = build_family_demo(DEMO_SDXL_SOURCE)
+    pipe.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=LORA_UNET_TARGETS))
+    for encoder in (pipe.text_encoder, pipe.text_encoder_2):
+        inject_adapter_in_model(
+            LoraConfig(r=4, lora_alpha=4, target_modules=LORA_TEXT_TARGETS), encoder
+        )
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2):
+            for name, parameter in module.named_parameters():
+                if "lora" in name:
+                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+    d.StableDiffusionXLPipeline.save_lora_weights(
+        path.parent,
+        unet_lora_layers=convert(get_peft_model_state_dict(pipe.unet)),
+        text_encoder_lora_layers=convert(get_peft_model_state_dict(pipe.text_encoder)),
+        text_encoder_2_lora_layers=convert(get_peft_model_state_dict(pipe.text_encoder_2)),
+        weight_name=path.name,
+        safe_serialization=True,
+    )
+    return path
+
+
+def make_sdxl_embedding(path: Path, seed: int, *, vectors: int = 2) -> Path:
+    """An SDXL embedding (``clip_l`` and ``clip_g``, the tiny demo's 32-wide encoders)."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {
+        "clip_l": torch.randn(vectors, 32, generator=generator),
+        "clip_g": torch.randn(vectors, 32, generator=generator),
+    }
+    save_file(tensors, str(path))
+    return path

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.web.keys import app_of
-from generation.addon_files import embedding_vectors, file_metadata, model_family
+from generation.addon_files import context_family, embedding_vectors, file_metadata
 
 
 async def loras(request: web.Request) -> web.Response:
@@ -45,7 +45,7 @@ async def embeddings(request: web.Request) -> web.Response:
     model = await service.store.default_model()
 
     def answer() -> dict[str, dict[str, Any]]:
-        family = model_family(model.source, model.kind) if model is not None else None
+        family = context_family(model.source, model.kind) if model is not None else None
         loaded: dict[str, Any] = {}
         skipped: dict[str, Any] = {}
         for embedding in listed:

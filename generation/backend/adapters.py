@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from safetensors.torch import load_file
+
 from generation.addon_files import current_hash
 from generation.addon_prompts import strip_lora_tags
 from generation.errors import GenerationFailed
@@ -81,11 +83,37 @@ class AdapterState:
             return
         if self.embeddings:
             pipe.unload_textual_inversion()
+            if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL's second encoder
+                pipe.unload_textual_inversion(
+                    tokenizer=pipe.tokenizer_2, text_encoder=pipe.text_encoder_2
+                )
             self.embeddings = ()
         for file in wanted:
             _check_hash(file)
-            pipe.load_textual_inversion(file.path, token=file.name)
+            _load_embedding(pipe, file)
         self.embeddings = key
+
+
+def _load_embedding(pipe: Any, file: AddOnFile) -> None:
+    """One embedding: an SDXL one (``clip_l`` and ``clip_g`` vectors) into both text encoders,
+    as diffusers' SDXL docs do; any other into the pipeline's text encoder."""
+    if getattr(pipe, "text_encoder_2", None) is None:
+        pipe.load_textual_inversion(file.path, token=file.name)
+        return
+    tensors = load_file(file.path)
+    if "clip_l" not in tensors or "clip_g" not in tensors:
+        raise GenerationFailed(
+            f"embedding {file.name!r} has no clip_l and clip_g vectors: not an SDXL embedding"
+        )
+    pipe.load_textual_inversion(
+        tensors["clip_l"], token=file.name, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer
+    )
+    pipe.load_textual_inversion(
+        tensors["clip_g"],
+        token=file.name,
+        text_encoder=pipe.text_encoder_2,
+        tokenizer=pipe.tokenizer_2,
+    )
 
 
 def _file(files: dict[tuple[str, str], AddOnFile], kind: str, addon: AddOn) -> AddOnFile:
