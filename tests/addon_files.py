@@ -39,7 +39,7 @@ def make_lora(path: Path, seed: int, *, scale: float = 0.5) -> Path:
     save = d.StableDiffusionPipeline.save_lora_weights
     save(
         path.parent,
-        unet_lora_layers=convert(get_peft_model_state_dict(pipe.unet)),
+        unet_lora_layers=get_peft_model_state_dict(pipe.unet),
         text_encoder_lora_layers=convert(get_peft_model_state_dict(pipe.text_encoder)),
         weight_name=path.name,
         safe_serialization=True,
@@ -90,7 +90,7 @@ def make_sdxl_lora(path: Path, seed: int, *, scale: float = 0.5) -> Path:
                     parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
     d.StableDiffusionXLPipeline.save_lora_weights(
         path.parent,
-        unet_lora_layers=convert(get_peft_model_state_dict(pipe.unet)),
+        unet_lora_layers=get_peft_model_state_dict(pipe.unet),
         text_encoder_lora_layers=convert(get_peft_model_state_dict(pipe.text_encoder)),
         text_encoder_2_lora_layers=convert(get_peft_model_state_dict(pipe.text_encoder_2)),
         weight_name=path.name,
