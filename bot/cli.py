@@ -184,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--default-size")
     add.add_argument("--default-cfg", type=float)
     add.add_argument("--default-sampler")
+    add.add_argument(
+        "--dtype",
+        choices=("float16", "bfloat16", "float32"),
+        help="its precision on a GPU (default: generation.dtype; bfloat16 suits SD3 and Flux)",
+    )
     remove = msub.add_parser("remove", help="unregister a model")
     remove.add_argument("name")
     default = msub.add_parser("default", help="make a model the default")
@@ -453,6 +458,7 @@ async def cmd_models(app: App, args: argparse.Namespace) -> int:
             defaults = (
                 f"{m.default_width}x{m.default_height}, {m.default_steps} steps, "
                 f"{m.default_sampler}, cfg {m.default_cfg:g}"
+                + (f", {m.dtype}" if m.dtype else "")
             )
             print(f"{mark} {m.name:<16} {m.kind:<11} {m.source}  ({defaults})")
         await cli_addons.print_list(service)
@@ -474,6 +480,7 @@ async def cmd_models(app: App, args: argparse.Namespace) -> int:
             upscaler=args.upscaler,
             config_source=args.model_config,
             defaults=model_defaults,
+            dtype=args.dtype,
         )
         print(f"registered {model.name} ({model.kind}, revision {model.revision or 'unknown'})")
     elif args.models_command == "remove":

@@ -16,7 +16,7 @@ from typing import Any
 
 from generation.addons import AddOnAdministration
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
-from generation.model_sources import family_defaults
+from generation.model_sources import check_dtype, family_defaults
 from generation.policy import AdmissionPolicy, ScopeSettings
 from generation.requests import Origin
 from generation.styles import Style, check_style
@@ -69,8 +69,12 @@ class Administration(AddOnAdministration):
         upscaler: bool = False,
         config_source: str | None = None,
         defaults: dict[str, Any] | None = None,
+        dtype: str | None = None,
     ) -> ModelRecord:
+        """Register a model; ``dtype`` (float16, bfloat16, float32): its precision on a GPU,
+        None = the config's ``generation.dtype``."""
         self._require_admin(origin)
+        check_dtype(dtype)
         name = name.strip()
         if not name or any(ch.isspace() for ch in name) or len(name) > 64:
             raise InvalidRequest("A model name is 1-64 characters without spaces.")
@@ -93,6 +97,7 @@ class Administration(AddOnAdministration):
             kind=inspected.kind,
             revision=inspected.revision,
             config=inspected.config,
+            dtype=dtype,
             **checked,
         )
 

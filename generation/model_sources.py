@@ -317,3 +317,15 @@ def model_capabilities(model: ModelRecordLike) -> dict[str, object]:
     """What a front end may offer for ``model``: its family and what that supports
     (``Family.capabilities``); nothing for an upscaler."""
     return {} if model.kind == "upscaler" else model_family(model).capabilities()
+
+
+MODEL_DTYPES = ("float16", "bfloat16", "float32")
+
+
+def check_dtype(dtype: str | None) -> None:
+    """Refuse a registration dtype that is not one of ``MODEL_DTYPES`` (None: the config's)."""
+    if dtype is not None and dtype not in MODEL_DTYPES:
+        raise ModelError(
+            f"dtype {dtype!r} is not one Easel loads models in: use {', '.join(MODEL_DTYPES)}, "
+            "or leave it out for the config's generation.dtype"
+        )

@@ -26,6 +26,7 @@ class ModelSource:
     kind: str  # "builtin" | "hub" | "folder" | "single_file" | "upscaler"
     revision: str | None
     config: str | None = None  # single-file checkpoints: where their configs come from
+    dtype: str | None = None  # on a GPU: float16 | bfloat16 | float32; None = the config's
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ def model_source(record: ModelRecord) -> ModelSource:
         kind=record.kind,
         revision=record.revision,
         config=record.config,
+        dtype=record.dtype,
     )
 
 

@@ -136,6 +136,7 @@ def model_record(row: ModelRow) -> ModelRecord:
         default_sampler=row.default_sampler,
         is_default=row.is_default,
         created_at=row.created_at,
+        dtype=row.dtype,
     )
 
 

@@ -117,6 +117,8 @@ class ModelRow(Base):
     default_cfg: Mapped[float] = mapped_column(Float)
     default_sampler: Mapped[str] = mapped_column(String(64))
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The dtype it loads in on a GPU (0010): float16 | bfloat16 | float32; NULL = the config's.
+    dtype: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime]
 
 

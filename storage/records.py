@@ -60,6 +60,7 @@ class ModelRecord:
     default_sampler: str
     is_default: bool
     created_at: datetime
+    dtype: str | None = None  # on a GPU: float16 | bfloat16 | float32; None = the config's
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,7 @@ class ModelRegistry(Repository):
         default_cfg: float = 7.0,
         default_sampler: str = "DPM++ 2M Karras",
         is_default: bool = False,
+        dtype: str | None = None,
     ) -> ModelRecord:
         """Register a model. The first model registered becomes the default."""
         name = name.strip()
@@ -134,6 +135,7 @@ class ModelRegistry(Repository):
                 default_sampler=default_sampler,
                 is_default=make_default,
                 created_at=self.now(),
+                dtype=dtype,
             )
             session.add(row)
             await session.flush()

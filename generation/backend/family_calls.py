@@ -22,10 +22,25 @@ log = logging.getLogger(__name__)
 OFFLOAD_MODES = ("none", "model", "sequential")
 
 
-def family_dtype(family: Family, device: str, configured: str, default: torch.dtype) -> torch.dtype:
-    """The dtype to load a ``family`` model in. Under ``generation.dtype = "auto"`` on CUDA,
-    Flux and SD3 load in bfloat16 (their releases are bf16; in float16 Flux's activations
-    overflow to black images), the rest in ``default`` (the configured dtype)."""
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def family_dtype(
+    family: Family,
+    device: str,
+    configured: str,
+    default: torch.dtype,
+    registered: str | None = None,
+) -> torch.dtype:
+    """The dtype to load a ``family`` model in: on a GPU the one it was registered with
+    (``easel models add --dtype``), else under ``generation.dtype = "auto"`` on CUDA bfloat16
+    for Flux and SD3 (their releases are bf16; in float16 Flux's activations overflow to black
+    images), else ``default`` (the configured dtype). The CPU always renders in float32
+    (``default`` there): half precision on a CPU is slow or unsupported."""
+    if device == "cpu":
+        return default
+    if registered in _DTYPES:
+        return _DTYPES[registered]
     flow = family.name in {"flux", "sd3"}
     if device == "cuda" and configured == "auto" and flow and torch.cuda.is_bf16_supported():
         return torch.bfloat16

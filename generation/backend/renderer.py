@@ -250,7 +250,8 @@ class DiffusersBackend:
         )
 
     def _load_and_place(self, model: ModelSource) -> Any:
-        dtype = family_dtype(model_family(model), self._device, self._dtype_setting, self._dtype)
+        family = model_family(model)
+        dtype = family_dtype(family, self._device, self._dtype_setting, self._dtype, model.dtype)
         pipe = self._loader.load(model, dtype=dtype)
         pipe.set_progress_bar_config(disable=True)
         place(pipe, self._device, self._offload)

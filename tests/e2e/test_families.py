@@ -207,3 +207,14 @@ def test_call_kwargs_per_family() -> None:
     assert call_kwargs(FAMILIES["flux"], [""], True, width=64, height=64) == {}
     xl = call_kwargs(FAMILIES["sdxl"], ["x", "y"], False, width=96, height=64)
     assert xl == {"negative_prompt": ["x", "y"], "original_size": (64, 96), "target_size": (64, 96)}
+
+
+def test_family_dtype_registered_then_auto_then_configured() -> None:
+    from generation.backend.family_calls import family_dtype
+
+    sd1, flux = FAMILIES["sd1"], FAMILIES["flux"]
+    f16, f32 = torch.float16, torch.float32
+    assert family_dtype(flux, "cpu", "auto", f32, "bfloat16") == f32  # the CPU renders in fp32
+    assert family_dtype(sd1, "cuda", "auto", f16, "bfloat16") == torch.bfloat16  # --dtype wins
+    assert family_dtype(sd1, "cuda", "auto", f16, None) == f16
+    assert family_dtype(flux, "mps", "float16", f16, None) == f16  # a fixed config dtype

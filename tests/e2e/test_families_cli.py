@@ -5,6 +5,7 @@ cannot do refused with its reason and nothing queued."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 from PIL import Image
 
 from bot.cli import run
+from generation.worker import model_source
+from storage.records import ModelRecord
 
 FAMILIES = {"sdxl": "Euler a", "sd3": "Euler", "flux": "Euler"}
 
@@ -72,3 +75,26 @@ def test_flux_refusals_say_why_and_queue_nothing(
     assert easel(config_file, "draw", "a cat", "--model", "flux", "--hires", "2") == 2
     assert "hires fix is not available for Flux.1" in capsys.readouterr().err
     assert easel_json(capsys, config_file, "history") == before
+
+
+def test_a_model_dtype_is_registered_and_listed(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        easel(config_file, "models", "add", "flux", "builtin:demo-flux", "--dtype", "bfloat16") == 0
+    )
+    assert easel(config_file, "models", "list") == 0
+    assert "Euler, cfg 3.5, bfloat16" in capsys.readouterr().out
+    models = easel_json(capsys, config_file, "models", "list")
+    assert isinstance(models, list)
+    flux = next(m for m in models if m["name"] == "flux")
+    assert flux["dtype"] == "bfloat16"
+    demo = next(m for m in models if m["name"] == "demo")
+    assert demo["dtype"] is None  # the config's generation.dtype
+    with pytest.raises(SystemExit):
+        easel(config_file, "models", "add", "x", "builtin:demo-sd3", "--dtype", "float8")
+    assert "invalid choice: 'float8'" in capsys.readouterr().err
+    # the worker hands it to the backend (which uses it on a GPU; the CPU stays in float32)
+    fields = {k: v for k, v in flux.items() if k != "created_at"}
+    record = ModelRecord(**fields, created_at=datetime.now(UTC))
+    assert model_source(record).dtype == "bfloat16"
