@@ -37,9 +37,8 @@ import re
 BREAK = ("BREAK", -1.0)
 ROUND = 1.1
 SQUARE = 1 / 1.1
-# The families whose CLIP text encoders take A1111's weighting; T5-based ones (SD3, Flux, and
-# whatever else a pipeline brings) keep their prompts as text, as A1111 has no weighting for T5.
-A1111_FAMILIES = frozenset({"sd1", "sd2", "sdxl"})
+# The families whose prompts stay text: T5 encoders (SD3, Flux), which A1111 does not weight.
+PLAIN_FAMILIES = frozenset({"sd3", "flux"})
 
 _TOKEN = re.compile(
     r"""
@@ -120,7 +119,9 @@ def uses_syntax(text: str) -> bool:
 
 
 def syntax_for_family(family: str | None) -> str:
-    """The prompt syntax a new job on a model of ``family`` is admitted with: ``"a1111"`` for
-    Stable Diffusion 1.x/2.x/XL (and a model whose family is not known yet: the demo is SD 1.x),
-    ``"plain"`` for the rest (SD3, Flux: T5 encoders, no weighting)."""
-    return "a1111" if family is None or family in A1111_FAMILIES else "plain"
+    """The prompt syntax a new job on a model of ``family`` is admitted with: ``"plain"`` for SD3
+    and Flux (T5 encoders, no weighting), ``"a1111"`` for the rest. That includes "other": a Hub
+    model not downloaded yet cannot tell its family, and the renderer reads an "a1111" prompt
+    with A1111's rules only on a Stable Diffusion 1.x/2.x/XL pipeline (any other gets the text),
+    so its first job and its reruns agree."""
+    return "plain" if family in PLAIN_FAMILIES else "a1111"

@@ -101,4 +101,4 @@ def test_families() -> None:
     assert syntax_for_family("sd1") == syntax_for_family("sdxl") == "a1111"
     assert syntax_for_family(None) == "a1111"
     assert syntax_for_family("sd3") == syntax_for_family("flux") == "plain"
-    assert syntax_for_family("other") == "plain"
+    assert syntax_for_family("other") == "a1111"  # the renderer decides by pipeline class
