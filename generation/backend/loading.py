@@ -19,7 +19,7 @@ import torch
 
 from generation.backend.demo_model import ensure_demo_model
 from generation.errors import ConfigError, EaselError, ModelError
-from generation.model_sources import UNSAFE_HINT, hub_error, is_sdxl_file, offline
+from generation.model_sources import UNSAFE_HINT, hub_error, model_family, offline
 from generation.render import ModelSource
 
 _d: Any = _diffusers  # diffusers is only partly typed
@@ -29,6 +29,16 @@ try:  # newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns
     _DTYPE_KW = "dtype"
 except ImportError:  # pragma: no cover - older diffusers
     _DTYPE_KW = "torch_dtype"
+
+
+# family -> (the pipeline class that reads its single-file checkpoints, a Hub id with its configs)
+_SINGLE_FILE: dict[str, tuple[str, str]] = {
+    "sd1": ("StableDiffusionPipeline", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+    "sd2": ("StableDiffusionPipeline", "stabilityai/stable-diffusion-2-1"),
+    "sdxl": ("StableDiffusionXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0"),
+    "sd3": ("StableDiffusion3Pipeline", "stabilityai/stable-diffusion-3.5-large"),
+    "flux": ("FluxPipeline", "black-forest-labs/FLUX.1-dev"),
+}
 
 
 def is_oom(error: BaseException) -> bool:
@@ -152,24 +162,19 @@ class PipelineLoader:
         path = Path(model.source)
         if not path.is_file():
             raise ModelError(f"model {model.name!r}: file {model.source!r} is gone")
-        xl = is_sdxl_file(path)
-        cls = _d.StableDiffusionXLPipeline if xl else _d.StableDiffusionPipeline
+        family = model_family(model)  # from the checkpoint's tensor names
+        cls_name, example = _SINGLE_FILE.get(family.name, _SINGLE_FILE["sd1"])
+        cls = getattr(_d, cls_name)
         kwargs: dict[str, Any] = {_DTYPE_KW: dtype, "local_files_only": True}
         if model.config:
             kwargs["config"] = model.config
-        if not xl:
+        if cls_name == "StableDiffusionPipeline":
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
             return cls.from_single_file(str(path), **kwargs)
         except Exception as e:
             if is_oom(e):
                 raise
-            family = "SDXL" if xl else "SD 1.x/2.x"
-            example = (
-                "stabilityai/stable-diffusion-xl-base-1.0"
-                if xl
-                else "stable-diffusion-v1-5/stable-diffusion-v1-5"
-            )
             hint = (
                 f"the config {model.config!r} does not fit this checkpoint"
                 if model.config
@@ -178,6 +183,6 @@ class PipelineLoader:
                 f"cached Hub id such as {example}>"
             )
             raise ModelError(
-                f"model {model.name!r} ({family} single file) could not be loaded: {hint} "
+                f"model {model.name!r} ({family.label} single file) could not be loaded: {hint} "
                 f"({type(e).__name__}: {e})"
             ) from e

@@ -218,3 +218,26 @@ def test_family_dtype_registered_then_auto_then_configured() -> None:
     assert family_dtype(sd1, "cuda", "auto", f16, "bfloat16") == torch.bfloat16  # --dtype wins
     assert family_dtype(sd1, "cuda", "auto", f16, None) == f16
     assert family_dtype(flux, "mps", "float16", f16, None) == f16  # a fixed config dtype
+
+
+@pytest.mark.parametrize(
+    ("key", "label", "example"),
+    [
+        ("double_blocks.0.img_attn.qkv.weight", "Flux.1", "black-forest-labs/FLUX.1-dev"),
+        ("model.diffusion_model.joint_blocks.0.x.w", "Stable Diffusion 3", "stable-diffusion-3.5"),
+    ],
+)
+def test_a_single_file_loads_with_its_familys_pipeline(
+    backend: DiffusersBackend, tmp_path: Path, key: str, label: str, example: str
+) -> None:
+    """A checkpoint file is read by its family's pipeline class; without --config (no configs
+    offline) the refusal names the family and a Hub id to take the configs from."""
+    from safetensors.torch import save_file
+
+    file = tmp_path / "model.safetensors"
+    save_file({key: torch.zeros(1)}, str(file))
+    model = inspect_source("one", str(file))
+    assert model.kind == "single_file"
+    with pytest.raises(EaselError, match=f"{label} single file") as refused:
+        backend.render(RenderJob(_spec("flux", model="one"), model), _ignore, _never)
+    assert example in str(refused.value)
