@@ -95,16 +95,12 @@ class PipelineLoader:
         dtype = dtype or self.dtype
         if model.kind == "builtin":
             folder = ensure_demo_model(self.data_dir, model.source)
-            return self._from_pretrained(
-                model, str(folder), folder / "model_index.json", {}, dtype
-            )
+            return self._from_pretrained(model, str(folder), folder / "model_index.json", {}, dtype)
         if model.kind == "folder":
             folder = Path(model.source)
             if not folder.is_dir():
                 raise ModelError(f"model {model.name!r}: folder {model.source!r} is gone")
-            return self._from_pretrained(
-                model, str(folder), folder / "model_index.json", {}, dtype
-            )
+            return self._from_pretrained(model, str(folder), folder / "model_index.json", {}, dtype)
         if model.kind == "hub":
             from huggingface_hub import hf_hub_download
 
