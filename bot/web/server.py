@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.web import a1111, a1111_info, api, events
+from bot.web import a1111, a1111_info, admin_addons, api, events
 from bot.web.auth import METRICS_PATH, AuthPolicy, auth_middleware, is_loopback
 from bot.web.errors import a1111_error_response, api_error_response, http_error_response
 from bot.web.keys import APP_KEY, STATE_KEY, WebState
@@ -111,6 +111,7 @@ def create_web_app(app: App, *, bind_host: str | None = None) -> web.Application
     a1111.setup_routes(web_app)
     a1111_info.setup_routes(web_app)
     api.setup_routes(web_app)
+    admin_addons.setup_routes(web_app)  # LoRA and embeddings on the admin page
     events.setup_routes(web_app)
     _setup_pages(web_app, app)
 

@@ -76,3 +76,28 @@ async def test_loras_embeddings_and_a_txt2img_using_them(
         {"name": "sd1", "kind": "lora", "family": "sd1"},
         {"name": "sd1neg", "kind": "embedding", "family": "sd1"},
     ]
+
+
+async def test_admin_page_api_registers_and_removes_addons(
+    idle_client: Any, tmp_path: Path
+) -> None:
+    lora = make_sd1_lora(tmp_path / "ink.safetensors")
+    added = await idle_client.post(
+        "/api/admin/addons", json={"name": "ink", "path": str(lora), "kind": "lora"}
+    )
+    assert added.status == 201, await added.text()
+    assert (await added.json())["addon"] == {"name": "ink", "kind": "lora", "family": "sd1"}
+    pickled = tmp_path / "x.pt"
+    pickled.write_bytes(b"\x80\x04")
+    for body, message in (
+        ({"name": "ink", "path": str(lora), "kind": "lora"}, "already registered"),
+        ({"name": "x", "path": str(pickled), "kind": "embedding"}, "pickled"),
+        ({"name": "x", "path": str(lora), "kind": "hypernet"}, "kind must be"),
+        ({"name": "x"}, "name and path"),
+    ):
+        refused = await idle_client.post("/api/admin/addons", json=body)
+        assert refused.status == 400 and message in (await refused.json())["error"]
+    listed = await (await idle_client.get("/api/models")).json()
+    assert [a["name"] for a in listed["addons"]] == ["ink"]
+    assert (await idle_client.delete("/api/admin/addons/ink")).status == 200
+    assert (await idle_client.delete("/api/admin/addons/ink")).status == 404

@@ -18,6 +18,7 @@
   let scope = new URLSearchParams(location.hash.slice(1)).get("scope") || "web";
   let server = {};
   let models = [];
+  let addons = [];  // registered LoRA and embeddings (GET /api/models)
   let workersTimer = null;
 
   const { ApiError, el, showError } = window.Easel;
@@ -48,6 +49,23 @@
 
   // ------------------------------------------------------------------ models
 
+  function addonRow(a) {  // a LoRA or embedding: how a prompt uses it, and Remove
+    const use = a.kind === "lora" ? `<lora:${a.name}:1>` : a.name;
+    return el("tr", { "data-addon": a.name },
+      el("td", { "data-label": "Name", text: a.name }),
+      el("td", { "data-label": "Kind", text: a.kind === "lora" ? "LoRA" : "embedding" }),
+      el("td", { "data-label": "Source", text: a.family ? `for ${a.family} models` : "" }),
+      el("td", { "data-label": "Defaults", text: `prompt: ${use}` }),
+      el("td", { class: "actions" }, el("button", {
+        type: "button", text: "Remove",
+        onclick: () => {
+          if (confirm(`Remove “${a.name}” from the registry? Its file stays on disk.`)) {
+            change(() => api("DELETE", `/api/admin/addons/${encodeURIComponent(a.name)}`), $("models-error"));
+          }
+        },
+      })));
+  }
+
   function renderModels() {
     const current = settings.default_model;
     $("models").replaceChildren(...models.map((m) => {
@@ -72,7 +90,7 @@
               }
             },
           })));
-    }));
+    }), ...addons.map(addonRow));
     const select = $("limit-default_model");
     if (select) {
       select.replaceChildren(el("option", { value: "", text: "Registry default" }),
@@ -206,6 +224,7 @@
     server = data.server || {};
     const listed = await api("GET", "/api/models");
     models = listed.models || [];
+    addons = listed.addons || [];
     $("login").hidden = true;
     $("panels").hidden = false;
     $("status").textContent = token() ? "Unlocked with the admin token." : "";
@@ -251,10 +270,13 @@
       const body = { name: $("model-name").value.trim(), source: $("model-source").value.trim() };
       if ($("model-upscaler").checked) body.upscaler = true;
       if ($("model-config").value.trim()) body.config = $("model-config").value.trim();
+      const addonKind = $("model-addon").value;  // a LoRA or embedding file instead of a model
       const button = event.submitter || $("add-model").querySelector("button");
       button.disabled = true;
       button.textContent = "Registering…";
-      const ok = await change(() => api("POST", "/api/admin/models", body), $("models-error"));
+      const ok = await change(() => (addonKind
+        ? api("POST", "/api/admin/addons", { name: body.name, path: body.source, kind: addonKind })
+        : api("POST", "/api/admin/models", body)), $("models-error"));
       button.disabled = false;
       button.textContent = "Register";
       if (ok) $("add-model").reset();
