@@ -23,6 +23,8 @@ Families and why they differ:
   own sigmas and resolution shift, which only FlowMatchEulerDiscreteScheduler takes.
 * ``other``: anything else ``AutoPipelineForText2Image`` loads (Kandinsky, PixArt, ...): passed
   through as Stable Diffusion-like, untested.
+
+What each family needs in memory is in the README ("Model families").
 """
 
 from __future__ import annotations
@@ -63,8 +65,6 @@ class Family:
     default_steps: int = 25
     default_cfg: float = 7.0
     default_sampler: str = "DPM++ 2M Karras"
-    # What it needs in memory (GiB, weights only, fp16/bf16) for people choosing hardware.
-    memory_note: str = ""
 
     @property
     def sampler_names(self) -> list[str]:
@@ -100,25 +100,22 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "sd1": Family("sd1", "Stable Diffusion 1.x", memory_note="~2.5 GB fp16"),
+    "sd1": Family("sd1", "Stable Diffusion 1.x"),
     "sd2": Family(
         "sd2", "Stable Diffusion 2.x", default_width=768, default_height=768,
-        memory_note="~2.5 GB fp16",
     ),
     "sdxl": Family(
         "sdxl", "Stable Diffusion XL", size_conditioning=True, default_width=1024,
-        default_height=1024, memory_note="~7 GB fp16",
+        default_height=1024,
     ),
     "sd3": Family(
         "sd3", "Stable Diffusion 3", samplers=SD3_SAMPLERS, hires=False, default_width=1024,
         default_height=1024, default_steps=28, default_cfg=7.0, default_sampler="Euler",
-        memory_note="SD3.5 Large ~18 GB bf16 with its T5 encoder",
     ),
     "flux": Family(
         "flux", "Flux.1", samplers=FLUX_SAMPLERS, negative_prompt=False, cfg="distilled",
         hires=False, default_width=1024, default_height=1024, default_steps=28,
         default_cfg=3.5, default_sampler="Euler",
-        memory_note="Flux.1-dev ~24 GB bf16 (~12 GB with model offload)",
     ),
     "other": Family("other", "other diffusers pipeline"),
 }  # fmt: skip

@@ -213,7 +213,11 @@ class DiffusersBackend:
                 "model %r: UNet compiled with torch.compile (first renders are slow)", model.name
             )
         rgb = RGB_SDXL if is_sdxl(pipe) else RGB_SD15
-        entry = _Resident(pipe, pipe.scheduler.config, rgb, family=model_family(model))
+        family = model_family(model)
+        # SD3/Flux latents (16 channels; Flux's packed) have no SD projection: no preview from
+        # it, and no warning either (a TAESD decoder that fits still gives one).
+        flow = family.name in {"sd3", "flux"}
+        entry = _Resident(pipe, pipe.scheduler.config, rgb, family=family, projection_failed=flow)
         size = pipeline_bytes(pipe)
         self._unloaded(self._pipes.add(key, entry, size), f"to fit {model.name!r} in the budget")
         if 0 < self._pipes.budget_bytes < size:

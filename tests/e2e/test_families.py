@@ -241,3 +241,17 @@ def test_a_single_file_loads_with_its_familys_pipeline(
     with pytest.raises(EaselError, match=f"{label} single file") as refused:
         backend.render(RenderJob(_spec("flux", model="one"), model), _ignore, _never)
     assert example in str(refused.value)
+
+
+def test_flow_models_report_every_step_without_preview_warnings(
+    backend: DiffusersBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    for family in ("sd3", "flux"):
+        seen: list[tuple[int, int]] = []
+
+        def report(step: int, total: int, png: bytes | None, seen: list[Any] = seen) -> None:
+            seen.append((step, total))
+
+        backend.render(RenderJob(_spec(family), _source(family)), report, _never)
+        assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert "previews failed" not in caplog.text
