@@ -81,10 +81,12 @@ async def checked_addons(
     action: Action,
     model: ModelRecord,
     allowed_loras: tuple[str, ...] | None = None,
+    parent_id: str | None = None,
 ) -> GenerationSpec:
-    """``spec`` with its add-ons resolved (a draw) or checked (any other action).
+    """``spec`` with its add-ons resolved (a draw, or a child job given new prompts: a repaint
+    with its own prompt) or checked (any other child: it keeps its parent's files).
     ``allowed_loras``: the scope's ``allowed_loras`` setting (None: any registered LoRA)."""
-    if action is not Action.DRAW:
+    if action is not Action.DRAW and not await _new_prompts(store, spec, parent_id):
         for addon in (*spec.loras, *spec.embeddings):
             await _still_there(store, addon)
         return spec
@@ -96,8 +98,8 @@ async def checked_addons(
     words = embeddings_in(spec.prompt, embedding_names)
     negative = embeddings_in(spec.negative_prompt, embedding_names)
     used = [name for name in embedding_names if name in words or name in negative]
-    if not tags and not used:
-        return spec
+    if not tags and not used:  # (a child given new prompts drops its parent's add-ons)
+        return replace(spec, loras=(), embeddings=())
     for name, _ in tags:
         if allowed_loras is not None and name not in allowed_loras:
             allowed = ", ".join(allowed_loras) or "none"
@@ -112,6 +114,14 @@ async def checked_addons(
     loras = [await _resolve(store, name, weight, "lora", model, family) for name, weight in tags]
     embeddings = [await _resolve(store, name, 1.0, "embedding", model, family) for name in used]
     return replace(spec, loras=tuple(loras), embeddings=tuple(embeddings))
+
+
+async def _new_prompts(store: Store, spec: GenerationSpec, parent_id: str | None) -> bool:
+    """Whether a child job's prompts differ from its parent's (then they are read afresh)."""
+    parent = await store.get_job(parent_id) if parent_id else None
+    return parent is not None and (
+        parent.spec.prompt != spec.prompt or parent.spec.negative_prompt != spec.negative_prompt
+    )
 
 
 async def _resolve(

@@ -126,7 +126,9 @@ class Admission:
         spec = await self._hires_upscaler_checked(spec)
         check_spec(model_family(model), spec)  # options the model's family has no use for
         settings = ScopeSettings.from_dict(caller.scope.settings)
-        spec = await checked_addons(self._store, spec, action, model, settings.allowed_loras)
+        spec = await checked_addons(
+            self._store, spec, action, model, settings.allowed_loras, parent_id
+        )
         self._policy.check_prompt(spec.prompt, settings, platform=origin.platform)
         exempt = origin.is_admin and self._limits.exempt_admins
         async with self._lock_for(caller.user.id):

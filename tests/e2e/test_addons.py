@@ -4,6 +4,7 @@ diffusers doing the same by hand; refusals queue nothing; reruns are exact or re
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,12 @@ import diffusers
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bot.app import App
 from generation.errors import InvalidRequest, PermissionDenied
 from generation.metadata import parse_infotext, read_png_text
+from generation.requests import InpaintRequest
 from generation.samplers import scheduler_for
 from tests.addon_files import make_embedding, make_lora, make_sd1_lora
 from tests.e2e.engine_helpers import max_diff, origin, pixels, small, wait_finished
@@ -180,3 +183,35 @@ async def test_refusals_queue_nothing(
     await service.remove_addon(ADMIN, "ink")
     with pytest.raises(InvalidRequest, match="'ink', which is no longer registered"):
         await service.reroll(origin(), job.id)
+
+
+async def test_a_repaint_with_its_own_prompt_reads_its_tags_a_vary_keeps_the_parents(
+    app_factory: Any, files: dict[str, Path]
+) -> None:
+    app = await registered(app_factory, files)
+    parent = await drawn(app, "a cat <lora:pixel:0.8>")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+
+    async def repaint(prompt: str | None) -> Any:
+        request = InpaintRequest(mask=buffer.getvalue(), prompt=prompt)
+        accepted = await app.service.inpaint(origin(), parent.id, request)
+        job = await wait_finished(app, accepted.job.id)
+        assert job.status == "succeeded", job.error
+        return job
+
+    same = await repaint(None)  # the parent's prompt: the parent's LoRA
+    assert same.spec.loras == parent.spec.loras
+    other = await repaint("a dog <lora:ink:0.5>, easyneg")
+    assert [(a.name, a.weight) for a in other.spec.loras] == [("ink", 0.5)]
+    assert [a.name for a in other.spec.embeddings] == ["easyneg"]
+    plain = await repaint("a dog")
+    assert plain.spec.loras == () and plain.spec.embeddings == ()
+    vary = await wait_finished(app, (await app.service.vary(origin(), parent.id)).job.id)
+    assert vary.status == "succeeded" and vary.spec.loras == parent.spec.loras
+    with pytest.raises(InvalidRequest, match="Unknown LoRA 'nope'"):
+        await app.service.inpaint(
+            origin(), parent.id, InpaintRequest(mask=buffer.getvalue(), prompt="<lora:nope>")
+        )
