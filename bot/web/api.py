@@ -280,6 +280,7 @@ def model_json(model: ModelRecord) -> dict[str, Any]:
         "default_steps": model.default_steps,
         "default_cfg": model.default_cfg,
         "default_sampler": model.default_sampler,
+        "dtype": model.dtype,
         **model_capabilities(model),
     }
 
@@ -428,6 +429,7 @@ async def add_model(request: web.Request) -> web.Response:
         upscaler=upscaler,
         config_source=opt_str(body, "config"),
         defaults=defaults,
+        dtype=opt_str(body, "dtype"),  # float16 | bfloat16 | float32; None = the config's
     )
     return web.json_response({"model": model_json(model)}, status=201)
 

@@ -64,3 +64,25 @@ async def test_flux_refuses_a_negative_prompt_and_sd_samplers(web_client: Client
         assert response.status == 422, await response.text()
         assert reason in await response.text()
     await nothing_queued(app)
+
+
+async def test_easel_api_registers_a_family_model_and_lists_what_it_supports(
+    idle_client: Client,
+) -> None:
+    body = {"name": "flux", "source": "builtin:demo-flux", "dtype": "bfloat16"}
+    created = await idle_client.post("/api/admin/models", json=body)
+    assert created.status == 201, await created.text()
+    model = (await created.json())["model"]
+    assert (model["family"], model["dtype"], model["default_sampler"]) == (
+        "flux",
+        "bfloat16",
+        "Euler",
+    )
+    listed = {m["name"]: m for m in (await (await idle_client.get("/api/models")).json())["models"]}
+    flux, demo = listed["flux"], listed["demo"]
+    assert flux["samplers"] == ["Euler"] and flux["negative_prompt"] is False
+    assert flux["cfg"] == "distilled" and flux["img2img"] and not flux["hires"]
+    assert demo["family"] == "sd1" and "DPM++ 2M Karras" in demo["samplers"]
+    assert demo["negative_prompt"] is True and demo["dtype"] is None
+    bad = await idle_client.post("/api/admin/models", json={**body, "name": "x", "dtype": "fp8"})
+    assert bad.status == 400 and "dtype 'fp8'" in await bad.text()
