@@ -49,6 +49,7 @@ class ModelRecordLike(Protocol):
     @property
     def revision(self) -> str | None: ...
 
+
 UNSAFE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 UNSAFE_HINT = (
     "only .safetensors weights are loaded; set generation.allow_unsafe_weights = true to allow "
@@ -251,6 +252,14 @@ def inspect_upscaler(name: str, path: str, *, allow_unsafe_weights: bool = False
 # ----------------------------------------------------------------- families
 
 
+def _hub_index(repo: str, revision: str | None) -> Path | None:
+    """``repo``'s cached model_index.json, if it has been downloaded."""
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo, "model_index.json", revision=revision)
+    return Path(hit) if isinstance(hit, str) else None
+
+
 @functools.lru_cache(maxsize=256)
 def _family_name(kind: str, source: str, revision: str | None) -> str:
     """The family of a registered model (see ``generation.families``), read from its files; a
@@ -269,10 +278,7 @@ def _family_name(kind: str, source: str, revision: str | None) -> str:
     if kind == "folder":
         index = Path(source) / "model_index.json"
     elif kind == "hub":
-        from huggingface_hub import try_to_load_from_cache
-
-        hit = try_to_load_from_cache(source, "model_index.json", revision=revision)
-        index = Path(hit) if isinstance(hit, str) else None
+        index = _hub_index(source, revision)
     if index is None or not index.is_file():
         return "other"  # not downloaded yet: nothing to tell from
     try:
@@ -286,6 +292,8 @@ def _family_name(kind: str, source: str, revision: str | None) -> str:
 
 def model_family(model: ModelSource | ModelRecordLike) -> Family:
     """The family of a registered model (a ``ModelSource`` or a registry record)."""
+    if model.kind == "hub" and _hub_index(model.source, model.revision) is None:
+        return FAMILIES["other"]  # not downloaded yet: asked again (uncached) after the download
     try:
         name = _family_name(model.kind, model.source, model.revision)
     except (OSError, ValueError, ModelError, struct.error):
@@ -293,9 +301,7 @@ def model_family(model: ModelSource | ModelRecordLike) -> Family:
     return FAMILIES[name]
 
 
-def family_defaults(
-    model: ModelSource, given: dict[str, Any], max_pixels: int
-) -> dict[str, Any]:
+def family_defaults(model: ModelSource, given: dict[str, Any], max_pixels: int) -> dict[str, Any]:
     """The ``--default-*`` values to register ``model`` with: ``given`` (None = not given)
     completed with its family's (an SD3 or Flux model cannot keep the registry's SD sampler),
     or the tiny built-in model's own."""

@@ -11,6 +11,7 @@ Every failure is a :class:`ModelError` that says what to do.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from generation.model_sources import UNSAFE_HINT, hub_error, model_family, offli
 from generation.render import ModelSource
 
 _d: Any = _diffusers  # diffusers is only partly typed
+DtypeChoice = Callable[[], torch.dtype]
 try:  # newer diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns)
     from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401
 
@@ -89,10 +91,16 @@ class PipelineLoader:
         self.dtype = dtype
         self.allow_unsafe = allow_unsafe_weights
 
-    def load(self, model: ModelSource, dtype: torch.dtype | None = None) -> Any:
-        """A pipeline for ``model`` on the CPU (the caller moves it to the device), in
-        ``dtype`` (default: the loader's)."""
-        dtype = dtype or self.dtype
+    def load(self, model: ModelSource, choose_dtype: DtypeChoice | None = None) -> Any:
+        """A pipeline for ``model`` on the CPU (the caller moves it to the device), in the
+        dtype ``choose_dtype()`` picks once the model's files are at hand (a Hub model's family
+        is known only once its model_index.json is downloaded); default: the loader's."""
+
+        def chosen() -> torch.dtype:
+            return choose_dtype() if choose_dtype is not None else self.dtype
+
+        if model.kind != "hub":
+            dtype = chosen()
         if model.kind == "builtin":
             folder = ensure_demo_model(self.data_dir, model.source)
             return self._from_pretrained(model, str(folder), folder / "model_index.json", {}, dtype)
@@ -111,7 +119,7 @@ class PipelineLoader:
                 extra["local_files_only"] = True
             try:
                 index = Path(hf_hub_download(model.source, "model_index.json", **extra))
-                return self._from_pretrained(model, model.source, index, extra, dtype)
+                return self._from_pretrained(model, model.source, index, extra, chosen())
             except EaselError:
                 raise
             except Exception as e:

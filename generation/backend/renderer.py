@@ -254,9 +254,11 @@ class DiffusersBackend:
         )
 
     def _load_and_place(self, model: ModelSource) -> Any:
-        family = model_family(model)
-        dtype = family_dtype(family, self._device, self._dtype_setting, self._dtype, model.dtype)
-        pipe = self._loader.load(model, dtype=dtype)
+        def choose_dtype() -> torch.dtype:  # asked once a Hub model's index is downloaded
+            family = model_family(model)
+            return family_dtype(family, self._device, self._dtype_setting, self._dtype, model.dtype)
+
+        pipe = self._loader.load(model, choose_dtype)
         pipe.set_progress_bar_config(disable=True)
         place(pipe, self._device, self._offload)
         if self._device == "cuda" and getattr(pipe, "unet", None) is not None:

@@ -5,6 +5,7 @@ refused with its reason."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -255,3 +256,29 @@ def test_flow_models_report_every_step_without_preview_warnings(
         backend.render(RenderJob(_spec(family), _source(family)), report, _never)
         assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert "previews failed" not in caplog.text
+
+
+def test_hub_loading_path_on_a_local_cache(
+    backend: DiffusersBackend,
+    family_data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real Hub code path (registration reads the cached commit, the loader downloads
+    model_index.json and calls from_pretrained offline) on a Hugging Face cache holding the
+    tiny Flux folder: the family is read from the cached index, the pixels are the folder's."""
+    import huggingface_hub.constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--easel--tiny-flux"
+    shutil.copytree(family_data_dir / "models" / "demo-flux", repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    model = inspect_source("hubflux", "easel/tiny-flux")
+    assert (model.kind, model.revision, model_family(model).name) == ("hub", commit, "flux")
+    ours = backend.render(RenderJob(_spec("flux"), model), _ignore, _never)[0]
+    folder = backend.render(RenderJob(_spec("flux"), _source("flux")), _ignore, _never)[0]
+    assert _diff(ours, folder) == 0
