@@ -38,6 +38,7 @@ from bot.web.server import create_web_app, start_web
 from generation.errors import ConfigError, NotFound, PermissionDenied
 from generation.requests import DrawRequest, Origin, Visibility
 from generation.service import Service
+from tests.addon_files import make_sd1_lora
 from tests.conftest import AppFactory, make_config
 from tests.discord.harness import (  # noqa: F401  (fixtures)
     job_id_in,
@@ -71,6 +72,8 @@ SERVICE_ADMIN_CALLS: dict[str, Callable[[Service, Origin], Awaitable[Any]]] = {
     "set_client_options": lambda s, o: s.set_client_options(o, {"send_seed": False}),
     "scopes": lambda s, o: s.scopes(o),  # which servers and chats use Easel: admins only
     "find_scope": lambda s, o: s.find_scope(o, "discord", "guild-1"),
+    "add_addon": lambda s, o: s.add_addon(o, "ink", "/nowhere/ink.safetensors", "lora"),
+    "remove_addon": lambda s, o: s.remove_addon(o, "ink"),
     "set_style": lambda s, o: s.set_style(o, "ink", "ink drawing"),
     "remove_style": lambda s, o: s.remove_style(o, "ink"),
 }
@@ -94,6 +97,7 @@ async def test_service_admin_use_cases_and_cancel_refuse_non_admins(
     assert admin_use_cases() == set(SERVICE_ADMIN_CALLS)
     app = await app_factory(worker=False)
     await app.service.add_model(ROOT, "sketch", "builtin:demo")
+
     def member(guild: str, user: str, admin: bool = False) -> Origin:
         return Origin("discord", guild, user, is_admin=admin, sees=Visibility.SCOPE)
 
@@ -460,8 +464,13 @@ async def test_public_api_refuses_every_route_without_credentials(public: Client
     assert status == 200 and [j["id"] for j in body["jobs"]] == [job.id]
 
 
-async def test_admin_routes_refuse_users_and_change_nothing(public: Client) -> None:
+async def test_admin_routes_refuse_users_and_change_nothing(public: Client, tmp_path: Path) -> None:
     app = app_of(public)
+    lora = make_sd1_lora(tmp_path / "ink.safetensors")  # POST /api/admin/addons registers it
+    bodies = {
+        **ADMIN_BODIES,
+        "/api/admin/addons": {"name": "ink", "path": str(lora), "kind": "lora"},
+    }
     admin_routes = {
         (m, p) for m, p in routes(public.server.app) if p.startswith(ADMIN_PREFIX) and m != "HEAD"
     } | EXTRA_ADMIN_ROUTES
@@ -470,9 +479,7 @@ async def test_admin_routes_refuse_users_and_change_nothing(public: Client) -> N
     for method, path in sorted(admin_routes):
         url = concrete(path, "nojob")
         for who in ({"auth": ALICE}, {"headers": USER_TOKEN}):
-            status, body = await request(
-                public, method, url, json=ADMIN_BODIES.get(path, {}), **who
-            )
+            status, body = await request(public, method, url, json=bodies.get(path, {}), **who)
             assert status == 403, (method, path, status, body)
             assert "admin" in readable(body).lower()
             assert await snapshot(app, *scopes) == before, (method, path)
@@ -483,8 +490,10 @@ async def test_admin_routes_refuse_users_and_change_nothing(public: Client) -> N
         url = concrete(path, "nojob")
         if (method, path) == ("DELETE", "/api/admin/models/{name}"):
             url = "/api/admin/models/other"  # added by the POST above; "demo" is the default
+        if (method, path) == ("DELETE", "/api/admin/addons/{name}"):
+            url = "/api/admin/addons/ink"  # registered by the POST above
         status, body = await request(
-            public, method, url, json=ADMIN_BODIES.get(path, {}), headers=ADMIN_TOKEN
+            public, method, url, json=bodies.get(path, {}), headers=ADMIN_TOKEN
         )
         assert status < 300, (method, path, status, body)
     default = await app.store.default_model()
