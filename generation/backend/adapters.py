@@ -23,6 +23,7 @@ LoRA: see ``generation.addon_prompts``); prompt encoders see the stripped text.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class AdapterState:
                 pipe.disable_lora()
                 self.lora_enabled = False
             return
+        self.lora_enabled = True  # from here on: a later batch without LoRA disables them
         for file, _ in wanted:
             if self.loras.get(file.name) == file.sha256:
                 continue
@@ -71,7 +73,12 @@ class AdapterState:
                 pipe.delete_adapters([file.name])
                 del self.loras[file.name]
             _check_hash(file)
-            pipe.load_lora_weights(file.path, adapter_name=file.name)
+            try:
+                pipe.load_lora_weights(file.path, adapter_name=file.name)
+            except Exception:  # a half-loaded adapter would block the name next time
+                with contextlib.suppress(Exception):
+                    pipe.delete_adapters([file.name])
+                raise
             self.loras[file.name] = file.sha256
         pipe.enable_lora()
         pipe.set_adapters([f.name for f, _ in wanted], [a.weight for _, a in wanted])
@@ -82,16 +89,23 @@ class AdapterState:
         if key == self.embeddings:
             return
         if self.embeddings:
-            pipe.unload_textual_inversion()
-            if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL's second encoder
-                pipe.unload_textual_inversion(
-                    tokenizer=pipe.tokenizer_2, text_encoder=pipe.text_encoder_2
-                )
+            _unload_embeddings(pipe)
             self.embeddings = ()
-        for file in wanted:
-            _check_hash(file)
-            _load_embedding(pipe, file)
+        try:
+            for file in wanted:
+                _check_hash(file)
+                _load_embedding(pipe, file)
+        except Exception:  # none half-loaded: the next batch starts from a clean tokenizer
+            with contextlib.suppress(Exception):
+                _unload_embeddings(pipe)
+            raise
         self.embeddings = key
+
+
+def _unload_embeddings(pipe: Any) -> None:
+    pipe.unload_textual_inversion()
+    if getattr(pipe, "text_encoder_2", None) is not None:  # SDXL's second encoder
+        pipe.unload_textual_inversion(tokenizer=pipe.tokenizer_2, text_encoder=pipe.text_encoder_2)
 
 
 def _load_embedding(pipe: Any, file: AddOnFile) -> None:

@@ -20,7 +20,7 @@ from generation.errors import GenerationFailed
 from generation.render import AddOnFile, ModelSource, RenderJob
 from generation.samplers import scheduler_for
 from generation.spec import AddOn, GenerationSpec, Hires, Mode
-from tests.addon_files import make_lora
+from tests.addon_files import make_lora, make_sd1_lora
 
 SAMPLER = "Euler a"
 
@@ -127,3 +127,25 @@ def test_a_job_without_its_file_or_with_another_file_fails(
         demo_backend.render(
             RenderJob(_spec(pixel), demo_source, addon_files=(other,)), _ignore, _never
         )
+
+
+def test_a_lora_that_fails_to_load_leaves_the_pipeline_clean(
+    demo_backend: DiffusersBackend, demo_source: ModelSource, pixel: AddOnFile, tmp_path: Path
+) -> None:
+    wrong_path = make_sd1_lora(tmp_path / "wrong.safetensors")  # 768-wide: not the demo's
+    wrong = AddOnFile(
+        "wrong", "lora", str(wrong_path), inspect_addon("w", str(wrong_path), "lora").sha256
+    )
+    plain_spec = replace(_spec(pixel), loras=(), prompt="a red house ")
+    [before] = demo_backend.render(RenderJob(plain_spec, demo_source), _ignore, _never)
+    bad = replace(_spec(pixel), loras=(AddOn("wrong", wrong.sha256, 1.0),), prompt="x <lora:wrong>")
+    with pytest.raises(GenerationFailed):
+        demo_backend.render(RenderJob(bad, demo_source, addon_files=(wrong,)), _ignore, _never)
+    [after] = demo_backend.render(RenderJob(plain_spec, demo_source), _ignore, _never)
+    assert int(np.abs(_pixels(before) - _pixels(after)).max()) == 0
+    with pytest.raises(GenerationFailed):  # the same name again: still refused, not "in use"
+        demo_backend.render(RenderJob(bad, demo_source, addon_files=(wrong,)), _ignore, _never)
+    [good] = demo_backend.render(
+        RenderJob(_spec(pixel), demo_source, addon_files=(pixel,)), _ignore, _never
+    )
+    assert int(np.abs(_pixels(good) - _pixels(before)).max()) > 5
