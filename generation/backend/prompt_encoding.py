@@ -201,21 +201,30 @@ def encode_chunk(
     return hidden, pooled
 
 
-def encode(pipe: Any, text: str, *, min_chunks: int = 1) -> Encoded:
-    """``text`` the A1111 way on ``pipe``, padded to ``min_chunks`` chunks with empty ones."""
+# Encoded chunks of one pipeline call: (encoder index, tokens, weights) -> (hidden, pooled).
+ChunkMemo = dict[tuple[int, tuple[int, ...], tuple[float, ...]], tuple[torch.Tensor, Any]]
+
+
+def encode(pipe: Any, text: str, *, min_chunks: int = 1, memo: ChunkMemo | None = None) -> Encoded:
+    """``text`` the A1111 way on ``pipe``, padded to ``min_chunks`` chunks with empty ones.
+    ``memo``: chunks already encoded (the padding chunk, mostly), reused as they are."""
+    memo = {} if memo is None else memo
     device = pipe._execution_device
     sdxl = _is(pipe, _SDXL_CLASSES)
     per_encoder: list[torch.Tensor] = []
     pooled: torch.Tensor | None = None
     with torch.no_grad():
-        for tokenizer, encoder in _encoders(pipe):
+        for index, (tokenizer, encoder) in enumerate(_encoders(pipe)):
             parts = chunks(pipe, tokenizer, text)
             parts += [empty_chunk(tokenizer)] * max(0, min_chunks - len(parts))
             hidden = []
             for i, chunk in enumerate(parts):
-                z, p = encode_chunk(
-                    encoder, chunk, device, penultimate=sdxl, eos=int(tokenizer.eos_token_id)
-                )
+                key = (index, tuple(chunk.tokens), tuple(chunk.weights))
+                if key not in memo:
+                    memo[key] = encode_chunk(
+                        encoder, chunk, device, penultimate=sdxl, eos=int(tokenizer.eos_token_id)
+                    )
+                z, p = memo[key]
                 hidden.append(z)
                 if i == 0 and p is not None:
                     pooled = p
@@ -227,11 +236,12 @@ def encode(pipe: Any, text: str, *, min_chunks: int = 1) -> Encoded:
 def prompt_kwargs(pipe: Any, prompts: Sequence[str], negatives: Sequence[str]) -> dict[str, Any]:
     """The pipeline call's prompt arguments for ``prompts``/``negatives`` (one per image):
     ``prompt_embeds``/``negative_prompt_embeds`` (and the pooled ones for SDXL), every prompt
-    padded to the batch's largest chunk count. Each distinct text is encoded once."""
+    padded to the batch's largest chunk count. Each distinct chunk is encoded once."""
     texts = list(dict.fromkeys([*prompts, *negatives]))
     counts = {t: chunk_count(pipe, t) for t in texts}
     target = max(counts.values())
-    cache = {t: encode(pipe, t, min_chunks=target) for t in texts}
+    memo: ChunkMemo = {}
+    cache = {t: encode(pipe, t, min_chunks=target, memo=memo) for t in texts}
     kwargs: dict[str, Any] = {
         "prompt_embeds": torch.cat([cache[t].embeds for t in prompts]),
         "negative_prompt_embeds": torch.cat([cache[t].embeds for t in negatives]),

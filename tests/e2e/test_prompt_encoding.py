@@ -134,7 +134,13 @@ def test_break_starts_a_new_chunk(pipe: Any) -> None:
 
 
 def test_negative_is_padded_with_empty_chunks(pipe: Any) -> None:
-    kwargs = prompt_kwargs(pipe, [LONG], ["blurry"])
+    calls: list[int] = []
+    hook = pipe.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        kwargs = prompt_kwargs(pipe, [LONG], ["blurry"])
+    finally:
+        hook.remove()
+    assert len(calls) == 5  # 3 chunks, "blurry", one empty chunk (encoded once, used twice)
     negative = kwargs["negative_prompt_embeds"]
     assert kwargs["prompt_embeds"].shape == negative.shape == (1, 231, 32)
     assert torch.equal(negative[:, :77], _hand_chunk(pipe, _ids(pipe, "blurry")))
