@@ -125,6 +125,8 @@ WEB_NO_JOB_ROUTES = {
     ("POST", "/api/admin/models"),
     ("DELETE", "/api/admin/models/{name}"),
     ("POST", "/api/admin/models/{name}/default"),
+    ("POST", "/api/admin/addons"),  # LoRA and embedding files: the registry, no job
+    ("DELETE", "/api/admin/addons/{name}"),
     # Admin-only (tests/web/test_operations.py): the workers list names the jobs rendering.
     ("GET", "/api/admin/workers"),
     # Admin-only (tests/web/test_admin_scopes.py): names the servers and chats using Easel.
