@@ -65,6 +65,15 @@ class AddOnAdministration:
             family=inspected.family,
         )
 
+    async def check_allowed_loras(self, value: object) -> None:
+        """A scope's ``allowed_loras`` names registered LoRA only (refused naming them)."""
+        names = value if isinstance(value, list) else []
+        loras = {a.name for a in await self.store.list_addons("lora")}
+        for name in names:
+            if isinstance(name, str) and name.strip() not in loras:
+                known = ", ".join(sorted(loras)) or "none"
+                raise InvalidRequest(f"Unknown LoRA {shown(name)}. Registered: {known}.")
+
     async def remove_addon(self, origin: Origin, name: str) -> AddOnRecord:
         _require_admin(origin)
         return await self.store.remove_addon(name)

@@ -143,6 +143,7 @@ class Administration(AddOnAdministration):
                     raise InvalidRequest(
                         f"Unknown model {shown(name)}. Available: {await self._model_names()}."
                     )
+        await self.check_allowed_loras(changes.get("allowed_loras"))  # generation.addons
         return await self._change_settings(origin, lambda settings: settings.updated(changes))
 
     async def block_words(self, origin: Origin, words: list[str]) -> ScopeSettings:

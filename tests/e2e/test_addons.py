@@ -163,6 +163,8 @@ async def test_refusals_queue_nothing(
     await service.add_model(ADMIN, "flux", "builtin:demo-flux")
     with pytest.raises(InvalidRequest, match=r"1\.x, 2\.x and SDXL models; model .flux. is flux"):
         await service.draw(origin(), small("a cat <lora:pixel>", model="flux", sampler="Euler"))
+    with pytest.raises(InvalidRequest, match=r"Unknown LoRA 'easyneg'\. Registered: ink, pixel"):
+        await service.update_scope_settings(ADMIN, allowed_loras=["ink", "easyneg"])
     await service.update_scope_settings(ADMIN, allowed_loras=["ink"])
     with pytest.raises(InvalidRequest, match=r"LoRA 'pixel' is not allowed here. Allowed: ink."):
         await service.draw(origin(), small("a cat <lora:pixel>"))
