@@ -194,3 +194,14 @@ def registration_defaults(
     if "width" not in out and fits:
         out["width"], out["height"] = family.default_width, family.default_height
     return out
+
+
+def default_sampler(family: Family, registered: str) -> str:
+    """The sampler a request that names none gets: the model's registered default, or the
+    family's where that one does not apply (a Hub Flux model registered before it was
+    downloaded got Stable Diffusion's defaults)."""
+    try:
+        family.scheduler(registered)
+    except InvalidRequest:
+        return family.default_sampler
+    return registered

@@ -307,6 +307,9 @@ def family_defaults(model: ModelSource, given: dict[str, Any], max_pixels: int) 
     or the tiny built-in model's own."""
     from generation.family_demos_info import FAMILY_DEMO_DEFAULTS
 
+    family = model_family(model)
+    if given.get("sampler") is not None:
+        family.scheduler(str(given["sampler"]))  # refuses a sampler the family has no use for
     demo = FAMILY_DEMO_DEFAULTS.get(model.source) if model.kind == "builtin" else None
     if demo is not None:
         out = {key: value for key, value in given.items() if value is not None}
@@ -316,7 +319,7 @@ def family_defaults(model: ModelSource, given: dict[str, Any], max_pixels: int) 
         if "width" not in out:
             out["width"], out["height"] = demo.width, demo.height
         return out
-    return registration_defaults(model_family(model), given, max_pixels)
+    return registration_defaults(family, given, max_pixels)
 
 
 def model_capabilities(model: ModelRecordLike) -> dict[str, object]:

@@ -42,10 +42,12 @@ from generation.clock import Clock
 from generation.config import GenerationConfig, LimitsConfig
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, Rejected, shown
 from generation.events import EventBus, JobFinished
+from generation.families import default_sampler
 from generation.inpainting import LINEAGE, check_options, clean_mask, inpaint_spec, upload_spec
 from generation.messages import MessageLog
 from generation.metadata import read_infotext_file
 from generation.metrics import EngineMetrics
+from generation.model_sources import model_family
 from generation.outpainting import Outpaint, compose, outpaint_spec, pan, zoom_out
 from generation.policy import (
     AdmissionPolicy,
@@ -199,6 +201,9 @@ class Service(Administration):
             request = dataclasses.replace(request, prompt=prompt, negative_prompt=negative)
         self._check_nsfw(origin, settings, request.prompt)
         model = await self._choose_model(request.model, settings)
+        if request.sampler is None:  # the model's default, if its family has it
+            sampler = default_sampler(model_family(model), model.default_sampler)
+            request = dataclasses.replace(request, sampler=sampler)
         init_sha = mask_png = None
         if request.mask is not None:
             check_options(request.mask)

@@ -98,3 +98,29 @@ def test_a_model_dtype_is_registered_and_listed(
     fields = {k: v for k, v in flux.items() if k != "created_at"}
     record = ModelRecord(**fields, created_at=datetime.now(UTC))
     assert model_source(record).dtype == "bfloat16"
+
+
+def test_a_flux_model_with_an_sd_default_sampler_draws_with_euler(
+    config_file: Path, capsys: pytest.CaptureFixture[str], data_dir: Path
+) -> None:
+    """A Hub Flux model registered before it was downloaded got SD's defaults: a draw naming
+    no sampler takes the family's (Euler); registering one the family lacks is refused."""
+    import asyncio
+
+    from storage.db import Database
+    from storage.repository import Store
+
+    async def register_as_before() -> None:
+        async with Database(f"sqlite+aiosqlite:///{data_dir / 'easel.db'}") as db:
+            await Store(db).add_model(
+                "flux", source="builtin:demo-flux", kind="builtin", default_width=64,
+                default_height=64, default_steps=4, default_sampler="DPM++ 2M Karras",
+            )  # fmt: skip
+
+    assert easel(config_file, "models", "list") == 0  # creates the database
+    asyncio.run(register_as_before())
+    job = easel_json(capsys, config_file, "draw", "a cat", "--model", "flux")
+    assert isinstance(job, dict) and (job["sampler"], job["status"]) == ("Euler", "succeeded")
+    args = ("models", "add", "f2", "builtin:demo-flux", "--default-sampler", "Euler a")
+    assert easel(config_file, *args) == 2
+    assert "cannot use the sampler 'Euler a'" in capsys.readouterr().err
