@@ -263,3 +263,17 @@ def test_image_to_image_reads_the_syntax_too(
     weighted = _render(demo_backend, demo_source, prompt="a (castle:1.5) at dusk", **common)[0]
     assert np.array_equal(np.asarray(plain), np.asarray(same))
     assert _max_diff(plain, weighted) > 0
+
+
+def test_a_batch_of_weighted_prompts_renders_as_each_alone(
+    demo_backend: DiffusersBackend, demo_source: ModelSource
+) -> None:
+    """The mean is restored per prompt, so a weighted prompt's pictures do not depend on the
+    other prompts in its pipeline call (A1111 takes the mean over its batch)."""
+    one, two = _spec(prompt="a (castle:1.3) at dusk"), _spec(prompt="[a castle] at dawn", seed=5)
+    together = demo_backend.render_batch(
+        [RenderJob(one, demo_source), RenderJob(two, demo_source)], _ignore, _never
+    )
+    for got, spec in zip(together, (one, two), strict=True):
+        alone = demo_backend.render(RenderJob(spec, demo_source), _ignore, _never)
+        assert _max_diff(got[0], alone[0]) <= 1
