@@ -380,18 +380,15 @@ async def update_styles(request: web.Request) -> web.Response:
     body = _object(await read_json(request))
     service = app_of(request).service
     added, removed = body.get("add"), body.get("remove")
-    if isinstance(added, dict):
+    if isinstance(removed, str) and added is None:
+        settings = await service.remove_style(origin, removed)
+    else:  # the Service checks the caller is an admin before it reads the style
+        style = added if isinstance(added, dict) else {}
         settings = await service.set_style(
             origin,
-            str(added.get("name", "")),
-            added.get("prompt", ""),
-            added.get("negative_prompt", ""),
-        )
-    elif isinstance(removed, str):
-        settings = await service.remove_style(origin, removed)
-    else:
-        raise InvalidRequest(
-            'Send {"add": {"name", "prompt", "negative_prompt"}} or {"remove": NAME}.'
+            str(style.get("name", "")),
+            style.get("prompt", ""),
+            style.get("negative_prompt", ""),
         )
     return web.json_response(_settings_json(origin, settings, request))
 

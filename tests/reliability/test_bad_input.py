@@ -482,6 +482,9 @@ EASEL_CASES: list[tuple[str, Any, int, str]] = [
     ("/api/admin/settings", {"burst": "lots"}, 400, "burst must be a whole number"),
     ("/api/admin/settings", b'{"max_steps": 1e400}', 400, "max_steps must be a whole number"),
     ("/api/admin/blocklist", {"add": "word"}, 400, "add must be a list of strings"),
+    ("/api/admin/styles", {}, 400, "A style needs a name"),
+    ("/api/admin/styles", {"add": {"name": "x"}}, 400, "needs a prompt or a negative prompt"),
+    ("/api/admin/styles", {"remove": "nothing"}, 400, "no style 'nothing'"),
     ("/api/admin/models", {"name": "x"}, 400, "name and source are required"),
 ]
 T2I, I2I, V1 = "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1"

@@ -356,6 +356,7 @@ EXTRA_ADMIN_ROUTES = {("POST", "/sdapi/v1/options")}
 ADMIN_BODIES = {
     "/api/admin/settings": {"burst": 100},
     "/api/admin/blocklist": {"add": ["cats"]},
+    "/api/admin/styles": {"add": {"name": "ink", "prompt": "ink drawing"}},
     "/api/admin/models": {"name": "other", "source": "builtin:demo"},
     "/sdapi/v1/options": {"sd_model_checkpoint": "sketch"},
 }
