@@ -212,6 +212,11 @@
     select.replaceChildren(...scopes.map((s) => el("option", { value: s.key, text: s.label })));
     if (!scopes.some((s) => s.key === scope)) scope = "web";
     select.value = scope;
+  }
+
+  // The panels name their scope once its settings are shown (not while they load: what they
+  // show must be that scope's when a person starts typing).
+  function nameScope() {
     const label = (scopes.find((s) => s.key === scope) || {}).label || scope;
     for (const node of document.querySelectorAll(".scope-name")) node.textContent = label;
   }
@@ -232,6 +237,7 @@
     renderLimits();
     renderBlocklist();
     renderStyles();
+    nameScope();
     await refreshWorkers();
     if (!workersTimer) workersTimer = setInterval(refreshWorkers, 5000);
   }
@@ -255,7 +261,9 @@
       history.replaceState(null, "", scope === "web" ? location.pathname : `#scope=${encodeURIComponent(scope)}`);
       for (const id of ["limits-error", "block-error"]) showError($(id), null);
       $("limits-ok").hidden = true;
+      $("panels").setAttribute("aria-busy", "true"); // its fields are the old scope's until loaded
       try { await load(); } catch (error) { showError($("limits-error"), error); }
+      $("panels").removeAttribute("aria-busy");
     });
     $("login").addEventListener("submit", async (event) => {
       event.preventDefault();
