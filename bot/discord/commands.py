@@ -23,6 +23,7 @@ from bot.discord.render import render_result, result_content
 from bot.grammar import merge_fields, parse_draw
 from generation.actions import JobAction
 from generation.errors import EaselError, ImageRejected
+from generation.model_sources import model_capabilities
 from generation.requests import DrawRequest, Origin
 from generation.samplers import SAMPLERS
 from generation.service import Accepted
@@ -93,10 +94,7 @@ class UserCommands(commands.Cog):
         strength="How far to move away from the picture (0-1, image-to-image)",
         style="A prompt style of this server (/styles list)",
     )
-    @app_commands.choices(
-        aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS],
-        sampler=[app_commands.Choice(name=s, value=s) for s in SAMPLERS],
-    )
+    @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
     async def draw(
         self,
         interaction: discord.Interaction[Any],
@@ -159,6 +157,22 @@ class UserCommands(commands.Cog):
             if m.kind != "upscaler"
             and (settings.allowed_models is None or m.name in settings.allowed_models)
         ]
+        needle = current.lower()
+        return [app_commands.Choice(name=n, value=n) for n in names if needle in n.lower()][:25]
+
+    @draw.autocomplete("sampler")
+    async def sampler_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        """The samplers of the model chosen (else this server's): a Flux model offers one."""
+        chosen = getattr(interaction.namespace, "model", None)
+        if chosen:
+            found = [m for m in await self.app.service.list_models() if m.name == chosen]
+            model = found[0] if found else None
+        else:
+            model = await self.app.service.current_model(self._origin(interaction))
+        offered = model_capabilities(model).get("samplers") if model is not None else None
+        names = list(offered) if isinstance(offered, list | tuple) else list(SAMPLERS)
         needle = current.lower()
         return [app_commands.Choice(name=n, value=n) for n in names if needle in n.lower()][:25]
 

@@ -17,6 +17,11 @@ async def test_draw_with_a_flux_model_and_its_refusal(world_factory) -> None:
     async with world_factory() as world:
         await world.app.service.add_model(ADMIN, "flux", "builtin:demo-flux")
         alice = world.member("alice")
+        # The sampler menu offers what the chosen model's family has: Flux one, SD its list.
+        offered = await alice.autocomplete(world.channel, "draw", "sampler", "", model="flux")
+        assert [c["value"] for c in offered] == ["Euler"]
+        default = await alice.autocomplete(world.channel, "draw", "sampler", "karras")
+        assert "DPM++ 2M Karras" in [c["value"] for c in default]
         result = await alice.slash(world.channel, "draw", prompt="a fox", model="flux", seed=3)
         job = await world.delivered(world.accepted(result))
         assert (job.model, job.sampler, job.cfg, job.status) == ("flux", "Euler", 3.5, "succeeded")
