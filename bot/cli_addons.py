@@ -47,7 +47,7 @@ async def print_list(service: Service) -> None:
 
 async def remove(service: Service, origin: Origin, name: str) -> bool:
     """Remove ``name`` if it is a LoRA or embedding; False when it is not one."""
-    if await service.store.get_addon(name) is None:
+    if all(addon.name != name for addon in await service.list_addons()):
         return False
     await service.remove_addon(origin, name)
     return True

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.web.auth import principal
+from bot.web.common import api_origin
 from bot.web.keys import app_of
 from generation.addon_files import context_family, embedding_vectors, file_metadata
 
@@ -42,7 +44,8 @@ async def loras(request: web.Request) -> web.Response:
 async def embeddings(request: web.Request) -> web.Response:
     service = app_of(request).service
     listed = await service.list_addons("embedding")
-    model = await service.store.default_model()
+    # the model an A1111 client's txt2img would use (the API scope's, else the server's)
+    model = await service.current_model(api_origin(principal(request)))
 
     def answer() -> dict[str, dict[str, Any]]:
         family = context_family(model.source, model.kind) if model is not None else None
