@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from generation.addons import AddOnAdministration
@@ -19,7 +19,7 @@ from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
 from generation.model_sources import check_dtype, family_defaults
 from generation.policy import AdmissionPolicy, ScopeSettings
 from generation.requests import Origin
-from generation.styles import Style, check_style
+from generation.styles import check_style, style_map
 from storage.records import ModelRecord, ScopeRecord
 from storage.repository import Store
 
@@ -173,7 +173,7 @@ class Administration(AddOnAdministration):
 
         def put(settings: ScopeSettings) -> ScopeSettings:
             kept = [s for s in settings.styles if s.name.lower() != style.name.lower()]
-            return settings.updated({"styles": _style_map([*kept, style])})
+            return settings.updated({"styles": style_map([*kept, style])})
 
         return await self._change_settings(origin, put)
 
@@ -184,7 +184,7 @@ class Administration(AddOnAdministration):
             kept = [s for s in settings.styles if s.name.lower() != name.strip().lower()]
             if len(kept) == len(settings.styles):
                 raise InvalidRequest(f"This scope has no style {shown(name.strip())}.")
-            return settings.updated({"styles": _style_map(kept)})
+            return settings.updated({"styles": style_map(kept)})
 
         return await self._change_settings(origin, drop)
 
@@ -235,7 +235,3 @@ class Administration(AddOnAdministration):
     async def _model_names(self) -> str:
         models = await self.store.list_models()
         return ", ".join(m.name for m in models if m.kind != "upscaler") or "none"
-
-
-def _style_map(styles: Iterable[Style]) -> dict[str, dict[str, str]]:
-    return {s.name: {"prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in styles}

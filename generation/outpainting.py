@@ -50,10 +50,19 @@ class Outpaint:
     bottom: float
 
     @property
+    def kind(self) -> str:
+        """ "zoom" or "pan"."""
+        return self.name.split(" ", 1)[0]
+
+    @property
+    def value(self) -> str:
+        """The factor of a zoom ("2", "1.5"), the direction of a pan ("left")."""
+        return self.name.split(" ", 1)[1]
+
+    @property
     def label(self) -> str:
         """How people read it: "Zoom out 2x", "Pan left"."""
-        kind, value = self.name.split(" ", 1)
-        return f"Zoom out {value}x" if kind == "zoom" else f"Pan {value}"
+        return f"Zoom out {self.value}x" if self.kind == "zoom" else f"Pan {self.value}"
 
     def canvas_size(self, width: int, height: int) -> tuple[int, int]:
         """The canvas for a ``width x height`` picture before any size limit: each side grown,

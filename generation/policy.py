@@ -30,7 +30,7 @@ from generation.requests import DrawRequest
 from generation.samplers import resolve_sampler
 from generation.sizing import parse_aspect, round_to_multiple, size_for_aspect
 from generation.spec import MAX_SEED, GenerationSpec, Mode
-from generation.styles import MAX_STYLES, Style, check_style
+from generation.styles import MAX_STYLES, Style, check_style, style_map
 from storage.records import ModelRecord
 
 MIN_SIDE = 64
@@ -194,10 +194,7 @@ class ScopeSettings:
             if data[key] is not None:
                 data[key] = list(data[key])
         data["nsfw"] = dict(self.nsfw)
-        data["styles"] = {
-            style.name: {"prompt": style.prompt, "negative_prompt": style.negative_prompt}
-            for style in self.styles
-        }
+        data["styles"] = style_map(self.styles)
         return data
 
     def limits(self, base: LimitsConfig) -> EffectiveLimits:
@@ -250,7 +247,7 @@ def _check_setting(key: str, value: Any) -> Any:
             else check_style(name, None, None)
             for name, texts in value.items()
         ]
-        return {s.name: {"prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in checked}
+        return style_map(checked)
     if key == "nsfw":
         if not isinstance(value, Mapping):
             raise InvalidRequest("nsfw must map channel ids to refuse, spoiler or allow.")
@@ -334,9 +331,9 @@ class AdmissionPolicy:
             raise InvalidRequest(
                 f"Size {width}x{height} is not valid: both sides must be positive."
             )
-        return self._limit_size(width, height, settings, platform)
+        return self.limit_size(width, height, settings, platform)
 
-    def _limit_size(
+    def limit_size(
         self,
         width: int,
         height: int,
@@ -452,7 +449,7 @@ class AdmissionPolicy:
                 height,
                 default_strength=g.upscale_strength,
                 max_steps=max_steps,
-                fit=lambda w, h: self._limit_size(
+                fit=lambda w, h: self.limit_size(
                     w, h, settings, platform, label="The hires fix's size"
                 ),
             )

@@ -139,6 +139,11 @@ class Service(Administration):
             inspect_upscaler=inspect_upscaler,
         )
         self.generation = generation
+        # the config's prompt styles, for every scope (generation.styles)
+        self._global_styles = {
+            name: Style(name, style.prompt, style.negative_prompt)
+            for name, style in generation.styles.items()
+        }
         self.allow_unsafe_addons = generation.allow_unsafe_weights  # pickled LoRA/embeddings
         self.limits = limits
         self.images = images
@@ -240,11 +245,7 @@ class Service(Administration):
         return sorted(self._styles_of(settings).values(), key=lambda s: s.name.lower())
 
     def _styles_of(self, settings: ScopeSettings) -> dict[str, Style]:
-        everywhere = {
-            name: Style(name, style.prompt, style.negative_prompt)
-            for name, style in self.generation.styles.items()
-        }
-        return available({style.name: style for style in settings.styles}, everywhere)
+        return available({style.name: style for style in settings.styles}, self._global_styles)
 
     async def act(
         self,
@@ -411,9 +412,7 @@ class Service(Administration):
             image = parent_image(parent, index)
             model = await self._model_of(parent)
             wanted = how.canvas_size(image.width, image.height)
-            # within the size limits, as a draw of that size would be
-            size = DrawRequest("", width=wanted[0], height=wanted[1])
-            canvas = self._policy._size(size, model, settings, origin.platform)
+            canvas = self._policy.limit_size(*wanted, settings, origin.platform)
             path = self.images.path_for(image.sha256)
             canvas_png, mask_png = await asyncio.to_thread(_compose_file, path, how, canvas)
             canvas_sha, _ = await asyncio.to_thread(self.images.save, canvas_png)

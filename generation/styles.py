@@ -13,7 +13,7 @@ does not depend on the style still existing or being unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from generation.errors import InvalidRequest, shown
@@ -29,6 +29,15 @@ class Style:
     name: str
     prompt: str = ""
     negative_prompt: str = ""
+
+    def texts(self) -> dict[str, str]:
+        """The style as settings, the admin API and A1111 write it (without its name)."""
+        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt}
+
+
+def style_map(styles: Iterable[Style]) -> dict[str, dict[str, str]]:
+    """Styles as a scope's settings store them: name -> texts."""
+    return {style.name: style.texts() for style in styles}
 
 
 def merge(style_text: str, text: str) -> str:

@@ -74,19 +74,17 @@ OUTPAINTS: dict[str, Outpaint] = {
 def outpaint_button(code: str) -> tuple[str, str]:
     """(emoji, label) of an outpaint button: "🔍 Zoom Out 1.5x", "⬅️ Pan left"."""
     how = OUTPAINTS[code]
-    kind, value = how.name.split(" ", 1)
-    if kind == "zoom":
+    if how.kind == "zoom":
         emoji, word = BUTTONS["zoom"]
-        return emoji, f"{word} {value}x"
-    return BUTTONS[value]
+        return emoji, f"{word} {how.value}x"
+    return BUTTONS[how.value]
 
 
 def outpaint_doing(how: Outpaint) -> str:
     """The note that confirms an outpaint: "🔍 Zooming out 2x", "⬅️ Panning left"."""
-    kind, value = how.name.split(" ", 1)
-    if kind == "zoom":
-        return f"{BUTTONS['zoom'][0]} Zooming out {value}x"
-    return f"{BUTTONS[value][0]} Panning {value}"
+    if how.kind == "zoom":
+        return f"{BUTTONS['zoom'][0]} Zooming out {how.value}x"
+    return f"{BUTTONS[how.value][0]} Panning {how.value}"
 
 
 REGION_DOING = "🖌️ Repainting the region"

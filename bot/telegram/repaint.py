@@ -115,15 +115,9 @@ class RepaintHandlers:
         await self.handlers.submit(origin, act, refuse, accepted)
 
     def _outpaint(self, press: ButtonPress) -> Callable[[Origin], Awaitable[Accepted]]:
-        """Zoom out (Service.zoom_out) or pan (Service.pan) image ``press.index``."""
-        kind, value = OUTPAINTS[press.option].name.split(" ", 1)
-
-        async def act(origin: Origin) -> Accepted:
-            if kind == "zoom":
-                return await self.service.zoom_out(origin, press.job_id, value, index=press.index)
-            return await self.service.pan(origin, press.job_id, value, index=press.index)
-
-        return act
+        """Zoom out or pan image ``press.index`` (Service.outpaint, as Discord's buttons)."""
+        how = OUTPAINTS[press.option]
+        return lambda origin: self.service.outpaint(origin, press.job_id, how, index=press.index)
 
     def _preset(self, press: ButtonPress) -> Callable[[Origin], Awaitable[Accepted]]:
         return lambda origin: self._region(origin, press.job_id, press.index, press.option, None)

@@ -360,9 +360,7 @@ async def skip(request: web.Request) -> web.Response:
 async def prompt_styles(request: web.Request) -> web.Response:
     """The prompt styles this client may name in ``styles``: the API scope's and the config's."""
     styles = await app_of(request).service.styles(api_origin(principal(request)))
-    return web.json_response(
-        [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in styles]
-    )
+    return web.json_response([{"name": s.name, **s.texts()} for s in styles])
 
 
 def setup_routes(web_app: web.Application) -> None:

@@ -396,9 +396,7 @@ async def update_styles(request: web.Request) -> web.Response:
 async def list_styles(request: web.Request) -> web.Response:
     """The prompt styles the page may name with --style (this scope's and the config's)."""
     styles = await app_of(request).service.styles(web_origin(principal(request)))
-    listed = [
-        {"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in styles
-    ]
+    listed = [{"name": s.name, **s.texts()} for s in styles]
     return web.json_response({"styles": listed})
 
 
