@@ -9,7 +9,9 @@ Options (aliases in brackets): ``--no`` (repeatable, joined with ", "), ``--seed
 ``--cfg`` [``--guidance``], ``--ar`` [``--aspect``], ``--size``, ``--sampler``, ``--model``,
 ``--n`` [``--count``, ``--batch``], ``--strength``, ``--hires`` (A1111's hires fix: the scale,
 more than 1 and at most 4, ``2`` or ``2x``; ``--hires`` alone is 2), ``--style``
-[``--styles``] (prompt styles by name, comma-separated). Option names are
+[``--styles``] (prompt styles by name, comma-separated), ``--refiner`` (an SDXL refiner's
+name) and ``--switch-at`` [``--refiner-switch-at``] (when it takes over: more than 0, less than
+1). Option names are
 case-insensitive and may be written ``--seed=5``.
 
 Rules, chosen to be tolerant of phones and chat clients:
@@ -94,6 +96,13 @@ _OPTIONS: tuple[_Option, ...] = (
         ("styles",),
         "the name of a prompt style (several: comma-separated)",
         "--style cinematic",
+    ),
+    _Option("refiner", (), "the name of an installed SDXL refiner", "--refiner xl-refiner"),
+    _Option(
+        "switch-at",
+        ("refiner-switch-at",),
+        "a number more than 0 and less than 1 (the share of the steps before the refiner)",
+        "--switch-at 0.8",
     ),
 )
 _BY_NAME: dict[str, _Option] = {
@@ -322,6 +331,8 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
     model: str | None = None
     hires: HiresRequest | None = None
     styles: tuple[str, ...] = ()
+    refiner: str | None = None
+    switch_at: float | None = None
     for name, (flag, value) in values.items():
         option = _BY_NAME[name]
         if name == "seed":
@@ -368,6 +379,12 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
                 raise _wrap(flag, error) from None
         elif name == "model":
             model = value
+        elif name == "refiner":
+            refiner = value
+        elif name == "switch-at":
+            switch_at = _parse_float(flag, option, value)
+            if not 0 < switch_at < 1:
+                raise _out_of_range(flag, option, value)
         elif name == "style":
             styles = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
             if not styles:
@@ -393,6 +410,8 @@ def _build(prompt: str, negative: str, values: dict[str, tuple[str, str]]) -> Dr
         strength=strength,
         hires=hires,
         styles=styles,
+        refiner=refiner,
+        refiner_switch_at=switch_at,
     )
 
 
@@ -439,6 +458,8 @@ def merge_fields(inline: DrawRequest, fields: DrawRequest) -> DrawRequest:
         mask=fields.mask,  # never typed: the page's or an API's mask of the uploaded image
         styles=inline.styles or fields.styles,
         hires=pick(inline.hires, fields.hires),
+        refiner=pick(inline.refiner, fields.refiner),
+        refiner_switch_at=pick(inline.refiner_switch_at, fields.refiner_switch_at),
     )
 
 
@@ -491,4 +512,8 @@ def format_draw(request: DrawRequest, *, command: str = "/draw") -> str:
         parts.append(f"--hires {request.hires.scale!r}")
     if request.styles:
         parts.append("--style " + _format_value(", ".join(request.styles)))
+    if request.refiner is not None:
+        parts.append("--refiner " + _format_value(request.refiner))
+    if request.refiner_switch_at is not None:
+        parts.append(f"--switch-at {request.refiner_switch_at!r}")
     return " ".join(parts)

@@ -312,14 +312,16 @@ class ClusterWorker:
 
     async def _ticket(self, job: JobRecord, models: dict[str, ModelSource]) -> Ticket:
         spec = job.spec
-        model, upscaler = await render_sources(self.store, spec, models)
+        sources = await render_sources(self.store, spec, models)
         init = None
         if spec.init_image is not None:
             init = await asyncio.to_thread(self.images.read, spec.init_image)
         mask = None
         if spec.mask_image is not None:
             mask = await asyncio.to_thread(self.images.read, spec.mask_image)
-        return Ticket(RenderMeta.of(job), model, upscaler, init, mask)
+        return Ticket(
+            RenderMeta.of(job), sources.model, sources.upscaler, init, mask, sources.refiner
+        )
 
     async def _maybe_recall(self) -> None:
         next_user = self.queue.next_user(self._in_flight())

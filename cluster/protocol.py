@@ -93,6 +93,7 @@ class Ticket:
     upscaler: ModelSource | None = None
     init_png: bytes | None = None
     mask_png: bytes | None = None  # inpaint jobs: the stored mask
+    refiner: ModelSource | None = None  # refined jobs: the refiner (absent from older servers)
 
     @property
     def job_id(self) -> str:
@@ -105,17 +106,19 @@ class Ticket:
             "upscaler": asdict(self.upscaler) if self.upscaler else None,
             "init_png": _b64(self.init_png),
             "mask_png": _b64(self.mask_png),
+            "refiner": asdict(self.refiner) if self.refiner else None,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Ticket:
-        upscaler = data.get("upscaler")
+        upscaler, refiner = data.get("upscaler"), data.get("refiner")
         return cls(
             meta=RenderMeta.from_dict(data["meta"]),
             model=ModelSource(**data["model"]),
             upscaler=ModelSource(**upscaler) if upscaler else None,
             init_png=_unb64(data.get("init_png")),
             mask_png=_unb64(data.get("mask_png")),
+            refiner=ModelSource(**refiner) if refiner else None,
         )
 
 

@@ -283,6 +283,7 @@ def _render_job(ticket: Ticket) -> RenderJob:
         model=ticket.model,
         init_image=init,
         upscaler=ticket.upscaler,
+        refiner=ticket.refiner,
         mask_image=mask,
     )
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from generation.addons import AddOnAdministration
 from generation.errors import InvalidRequest, NotFound, PermissionDenied, shown
-from generation.model_sources import check_dtype, family_defaults
+from generation.model_sources import check_dtype, family_defaults, model_family
 from generation.policy import AdmissionPolicy, ScopeSettings
 from generation.requests import Origin
 from generation.styles import check_style, style_map
@@ -112,6 +112,7 @@ class Administration(AddOnAdministration):
             raise NotFound(f"No model named {name!r}. Known: {await self._model_names()}.")
         if model.kind == "upscaler":
             raise InvalidRequest(f"{name!r} is an upscaler; the default must be a diffusion model.")
+        _check_draws(model)
         await self.store.set_default_model(name)
         return model
 
@@ -139,10 +140,13 @@ class Administration(AddOnAdministration):
             value = changes.get(key)
             names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
             for name in names:
-                if isinstance(name, str) and await self.store.get_model(name.strip()) is None:
+                model = await self.store.get_model(name.strip()) if isinstance(name, str) else None
+                if isinstance(name, str) and model is None:
                     raise InvalidRequest(
                         f"Unknown model {shown(name)}. Available: {await self._model_names()}."
                     )
+                if key == "default_model" and model is not None:
+                    _check_draws(model)
         await self.check_allowed_loras(changes.get("allowed_loras"))  # generation.addons
         return await self._change_settings(origin, lambda settings: settings.updated(changes))
 
@@ -235,3 +239,12 @@ class Administration(AddOnAdministration):
     async def _model_names(self) -> str:
         models = await self.store.list_models()
         return ", ".join(m.name for m in models if m.kind != "upscaler") or "none"
+
+
+def _check_draws(model: ModelRecord) -> None:
+    """Refuse a model that cannot draw on its own (an SDXL refiner) as a default."""
+    if not model_family(model).draws:
+        raise InvalidRequest(
+            f"{model.name!r} is an SDXL refiner: it cannot draw on its own, so it cannot be the "
+            "default model. Make an SDXL model the default and add --refiner to draws."
+        )

@@ -125,6 +125,10 @@ class Admission:
             raise Rejected("Easel is shutting down; try again in a minute.")
         spec = await self._hires_upscaler_checked(spec)
         check_spec(model_family(model), spec)  # options the model's family has no use for
+        if spec.refiner is not None and await self._store.get_model(spec.refiner.model) is None:
+            raise InvalidRequest(  # a rerun of a job whose refiner was removed since
+                f"The refiner {shown(spec.refiner.model)} is no longer registered."
+            )
         settings = ScopeSettings.from_dict(caller.scope.settings)
         spec = await checked_addons(
             self._store, spec, action, model, settings.allowed_loras, parent_id

@@ -12,7 +12,10 @@ Families and why they differ:
 
 * ``sd1``, ``sd2``, ``sdxl`` (Stable Diffusion, epsilon/v-prediction): every A1111 sampler,
   negative prompt, classifier-free guidance (``cfg``). SDXL also takes its size
-  micro-conditioning (original/target size = the job's size).
+  micro-conditioning (original/target size = the job's size), and a refiner stage.
+* ``sdxl_refiner`` (stabilityai/stable-diffusion-xl-refiner-1.0 and its kind): an
+  image-to-image model with only SDXL's second text encoder, made to finish the last steps of
+  an SDXL picture (``generation.refiner``). It cannot draw on its own: refused as a job's model.
 * ``sd3`` (SD3/3.5, rectified flow): negative prompt and true CFG, but only flow-matching
   samplers: the A1111 names that have a flow-matching scheduler in diffusers are mapped, the
   others are refused (their discrete-time schedulers assume a noise schedule SD3 does not have).
@@ -65,6 +68,9 @@ class Family:
     default_steps: int = 25
     default_cfg: float = 7.0
     default_sampler: str = "DPM++ 2M Karras"
+    draws: bool = True  # False: only ever a refiner (the SDXL refiner has no text-to-image)
+    takes_refiner: bool = False  # a refiner can finish its pictures (SDXL)
+    refines: bool = False  # it can be the refiner of a ``takes_refiner`` model
 
     @property
     def sampler_names(self) -> list[str]:
@@ -96,6 +102,9 @@ class Family:
             "img2img": self.img2img,
             "inpaint": self.inpaint,
             "hires": self.hires,
+            "draws": self.draws,
+            "takes_refiner": self.takes_refiner,
+            "refines": self.refines,
         }
 
 
@@ -106,7 +115,11 @@ FAMILIES: dict[str, Family] = {
     ),
     "sdxl": Family(
         "sdxl", "Stable Diffusion XL", size_conditioning=True, default_width=1024,
-        default_height=1024,
+        default_height=1024, takes_refiner=True, refines=True,
+    ),
+    "sdxl_refiner": Family(
+        "sdxl_refiner", "Stable Diffusion XL refiner", size_conditioning=True, hires=False,
+        inpaint=False, default_width=1024, default_height=1024, draws=False, refines=True,
     ),
     "sd3": Family(
         "sd3", "Stable Diffusion 3", samplers=SD3_SAMPLERS, hires=False, default_width=1024,
@@ -130,19 +143,22 @@ _CLASS_PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 
-def family_of_pipeline(class_name: str, *, v2: bool = False) -> Family:
+def family_of_pipeline(class_name: str, *, v2: bool = False, first_encoder: bool = True) -> Family:
     """The family of a diffusers pipeline class (``model_index.json``'s ``_class_name``);
-    ``v2``: its text encoder is OpenCLIP ViT-H (SD 2.x), which the class does not say."""
+    ``v2``: its text encoder is OpenCLIP ViT-H (SD 2.x), which the class does not say;
+    ``first_encoder``: it has a ``text_encoder`` (an SDXL pipeline without one is a refiner)."""
     for prefix, name in _CLASS_PREFIXES:
         if class_name.startswith(prefix):
+            if name == "sdxl" and not first_encoder:
+                return FAMILIES["sdxl_refiner"]
             return FAMILIES["sd2" if name == "sd1" and v2 else name]
     return FAMILIES["other"]
 
 
 def family_of_keys(keys: Iterable[str]) -> Family:
     """The family of a single-file checkpoint from its tensor names (original-format files:
-    SDXL has a second text encoder, SD3 ``joint_blocks``, Flux ``double_blocks``; SD 2.x an
-    OpenCLIP text encoder)."""
+    SDXL has a second text encoder, its refiner only an OpenCLIP one in the first slot, SD3
+    ``joint_blocks``, Flux ``double_blocks``; SD 2.x an OpenCLIP text encoder)."""
     names = set(keys)
 
     def has(prefix: str) -> bool:
@@ -154,6 +170,8 @@ def family_of_keys(keys: Iterable[str]) -> Family:
         return FAMILIES["sd3"]
     if has("conditioner.embedders.1"):
         return FAMILIES["sdxl"]
+    if has("conditioner.embedders.0.model."):  # OpenCLIP alone, in the first slot: the refiner
+        return FAMILIES["sdxl_refiner"]
     if has("cond_stage_model.model."):
         return FAMILIES["sd2"]
     return FAMILIES["sd1"]
@@ -171,6 +189,11 @@ def check_spec(family: Family, spec: GenerationSpec) -> None:
         raise InvalidRequest(f"{family.label} models cannot start from an image here.")
     if spec.mode is Mode.INPAINT and not family.inpaint:
         raise InvalidRequest(f"{family.label} models cannot repaint part of a picture here.")
+    if spec.refiner is not None and not family.takes_refiner:
+        raise InvalidRequest(
+            f"{family.label} models take no refiner: the refiner stage is SDXL's (its refiner "
+            "finishes an SDXL picture's last steps). Leave out --refiner."
+        )
     if spec.hires is not None and not family.hires:
         raise InvalidRequest(
             f"The hires fix is not available for {family.label} models yet: ask for the final "

@@ -1,4 +1,5 @@
-"""Tiny random-weight models of the other families (SDXL, SD3, Flux.1), without torch.
+"""Tiny random-weight models of the other families (SDXL and its refiner, SD3, Flux.1), without
+torch.
 
 ``generation.backend.family_demos`` builds them from these settings, as the SD demo is built
 from ``generation.demo_info``: the real architectures (two CLIP encoders for SDXL; two CLIPs and
@@ -6,7 +7,9 @@ a T5 for SD3; a CLIP and a T5 for Flux; a VAE with latents at 1/8 of the image) 
 renders 64x64 in a fraction of a second on a CPU. Their pictures are noise. Each revision is a
 hash of everything that decides the weights, so a change makes a new folder by itself.
 
-Registered as ``builtin:demo-sdxl``, ``builtin:demo-sd3`` and ``builtin:demo-flux``.
+Registered as ``builtin:demo-sdxl``, ``builtin:demo-sd3`` and ``builtin:demo-flux``;
+``builtin:demo-sdxl-refiner`` is a tiny SDXL refiner (image-to-image only, the second text
+encoder alone) for ``builtin:demo-sdxl``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from generation.demo_info import (
 )
 
 DEMO_SDXL_SOURCE = "builtin:demo-sdxl"
+DEMO_SDXL_REFINER_SOURCE = "builtin:demo-sdxl-refiner"
 DEMO_SD3_SOURCE = "builtin:demo-sd3"
 DEMO_FLUX_SOURCE = "builtin:demo-flux"
 
@@ -64,6 +68,13 @@ SDXL_UNET_CONFIG: dict[str, Any] = {
     "norm_num_groups": 8,
 }
 SDXL_SCHEDULER_CONFIG: dict[str, Any] = {**SCHEDULER_CONFIG}  # PNDM as in the SD demo
+# The SDXL refiner's UNet: only the second (OpenCLIP-like) encoder, and an aesthetic score in its
+# micro-conditioning (5 numbers instead of 6). Its VAE is the base's (same latent space).
+SDXL_REFINER_UNET_CONFIG: dict[str, Any] = {
+    **SDXL_UNET_CONFIG,
+    "projection_class_embeddings_input_dim": 72,  # 5 x 8 + the pooled projection (32)
+    "cross_attention_dim": 32,  # the second encoder's hidden states alone
+}
 
 # SD3/Flux VAEs have no quant convs and shift their latents; 16 latent channels as the real ones.
 FLOW_VAE_CONFIG: dict[str, Any] = {
@@ -128,6 +139,7 @@ FLUX_SCHEDULER_CONFIG: dict[str, Any] = {
 # Defaults registered with each (tiny models: 64x64, few steps).
 FAMILY_DEMO_DEFAULTS: dict[str, DemoDefaults] = {
     DEMO_SDXL_SOURCE: DemoDefaults(sampler="Euler a"),
+    DEMO_SDXL_REFINER_SOURCE: DemoDefaults(sampler="Euler a"),
     DEMO_SD3_SOURCE: DemoDefaults(sampler="Euler", cfg=5.0),
     DEMO_FLUX_SOURCE: DemoDefaults(sampler="Euler", cfg=3.5),
 }
@@ -142,6 +154,16 @@ FAMILY_BUILTINS: dict[str, tuple[str, str]] = {
     DEMO_SDXL_SOURCE: (
         "demo-sdxl",
         _revision("demo-sdxl", SDXL_UNET_CONFIG, VAE_CONFIG, CLIP_CONFIG, SDXL_SCHEDULER_CONFIG),
+    ),
+    DEMO_SDXL_REFINER_SOURCE: (
+        "demo-sdxl-refiner",
+        _revision(
+            "demo-sdxl-refiner",
+            SDXL_REFINER_UNET_CONFIG,
+            VAE_CONFIG,
+            CLIP_CONFIG,
+            SDXL_SCHEDULER_CONFIG,
+        ),
     ),
     DEMO_SD3_SOURCE: (
         "demo-sd3",
@@ -169,6 +191,7 @@ FAMILY_BUILTINS: dict[str, tuple[str, str]] = {
 # builtin source -> family name (a builtin's folder is also detected like any folder).
 FAMILY_OF_BUILTIN: dict[str, str] = {
     DEMO_SDXL_SOURCE: "sdxl",
+    DEMO_SDXL_REFINER_SOURCE: "sdxl_refiner",
     DEMO_SD3_SOURCE: "sd3",
     DEMO_FLUX_SOURCE: "flux",
 }

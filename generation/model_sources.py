@@ -282,12 +282,14 @@ def _family_name(kind: str, source: str, revision: str | None) -> str:
     if index is None or not index.is_file():
         return "other"  # not downloaded yet: nothing to tell from
     try:
-        class_name = str(json.loads(index.read_text(encoding="utf-8")).get("_class_name", ""))
+        data = json.loads(index.read_text(encoding="utf-8"))
+        class_name = str(data.get("_class_name", ""))
         encoder = index.parent / "text_encoder" / "config.json"
         v2 = encoder.is_file() and json.loads(encoder.read_text("utf-8")).get("hidden_size") == 1024
     except (OSError, ValueError, AttributeError):
         return "other"
-    return family_of_pipeline(class_name, v2=v2).name
+    first_encoder = data.get("text_encoder") not in (None, [None, None])  # refiners have none
+    return family_of_pipeline(class_name, v2=v2, first_encoder=first_encoder).name
 
 
 def model_family(model: ModelSource | ModelRecordLike) -> Family:

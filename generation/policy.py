@@ -29,7 +29,7 @@ from generation.prompt_syntax import syntax_for_family
 from generation.requests import DrawRequest
 from generation.samplers import resolve_sampler
 from generation.sizing import parse_aspect, round_to_multiple, size_for_aspect
-from generation.spec import MAX_SEED, GenerationSpec, Mode
+from generation.spec import MAX_SEED, GenerationSpec, Mode, Refiner
 from generation.styles import MAX_STYLES, Style, check_style, style_map
 from storage.records import ModelRecord
 
@@ -386,9 +386,11 @@ class AdmissionPolicy:
         random_seed: int,
         *,
         platform: str = "",
+        refiner: Refiner | None = None,
     ) -> GenerationSpec:
         """The spec of ``request``; ``platform`` (the origin's) only words refusals: who set a
-        limit ("this chat's admins allow at most 10 steps")."""
+        limit ("this chat's admins allow at most 10 steps"). ``refiner``: the request's refiner
+        stage, already paired with ``model`` by the Service (``generation.refiner``)."""
         g = self.config
         prompt = request.prompt.strip()
         if not prompt:
@@ -436,6 +438,15 @@ class AdmissionPolicy:
                 raise InvalidRequest("Strength must be greater than 0 and at most 1.")
         elif request.strength is not None:
             raise InvalidRequest("Strength only applies to image-to-image: attach an image.")
+        if refiner is not None and init_image is not None:
+            raise InvalidRequest(
+                "The refiner finishes text-to-image pictures here: leave out the image, or the "
+                "refiner."
+            )
+        if refiner is not None and request.hires is not None:
+            raise InvalidRequest(
+                "The refiner and the hires fix cannot be used together yet: choose one."
+            )
         hires = None
         if request.hires is not None:
             if init_image is not None:
@@ -468,6 +479,7 @@ class AdmissionPolicy:
             strength=strength,
             init_image=init_image,
             hires=hires,
+            refiner=refiner,
             # New jobs read A1111's syntax; SD3/Flux keep plain text (generation.prompt_syntax).
             prompt_syntax=syntax_for_family(model_family(model).name),
         )

@@ -48,6 +48,7 @@ class RenderJob:
     upscaler: ModelSource | None = None
     mask_image: Image.Image | None = None  # inpaint jobs: the stored mask (white = repaint)
     addon_files: tuple[AddOnFile, ...] = ()  # the files of spec.loras / spec.embeddings
+    refiner: ModelSource | None = None  # spec.refiner's model (the SDXL refiner stage)
 
 
 def loaded_models(backend: object) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from generation.addon_prompts import infotext_items as addon_items
 from generation.errors import EaselError, OutOfMemory
 from generation.hires import infotext_items as hires_items
 from generation.metadata import build_infotext, encode_png, short_hash
+from generation.refiner import infotext_items as refiner_items
 from generation.render import Backend, ProgressFn, RenderJob, StopFn
 from generation.spec import GenerationSpec, Mode
 from storage.records import JobRecord
@@ -109,6 +110,8 @@ def extra_generation_params(spec: GenerationSpec) -> dict[str, object]:
         extra["Hires upscaler"] = spec.upscaler or "hires"
     if spec.hires is not None:  # A1111's hires keys; Size stays the first pass's, as there
         extra.update(hires_items(spec.hires))
+    if spec.refiner is not None:  # "Refiner: name [hash], Refiner switch at: 0.8"
+        extra.update(refiner_items(spec.refiner))
     if spec.mode == Mode.INPAINT:  # A1111's img2img init: in its order, only what differs
         extra["Mask mode"] = "Inpaint not masked" if spec.mask_invert else None
         extra["Mask blur"] = spec.mask_blur or None

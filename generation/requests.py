@@ -82,6 +82,10 @@ class DrawRequest:
     styles: tuple[str, ...] = ()
     # Text-to-image only: render, upscale, render again (A1111's "Hires. fix"; ``--hires 2``).
     hires: HiresRequest | None = None
+    # Text-to-image on SDXL only: a registered refiner finishes the picture (``--refiner NAME``,
+    # A1111's ``refiner_checkpoint``) after ``refiner_switch_at`` of the steps (None = 0.8).
+    refiner: str | None = None
+    refiner_switch_at: float | None = None
 
 
 @dataclass(frozen=True)

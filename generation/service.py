@@ -58,10 +58,11 @@ from generation.policy import (
 )
 from generation.progress import ProgressTracker, Running
 from generation.queue import JobQueue
+from generation.refiner import checked_refiner
 from generation.regions import region_mask
 from generation.requests import DrawRequest, InpaintRequest, Origin, Visibility
 from generation.sizing import aspect_of
-from generation.spec import MAX_SEED, Action, GenerationSpec
+from generation.spec import MAX_SEED, Action, GenerationSpec, Refiner
 from generation.styles import Style, apply_styles, available
 from generation.styles import resolve as resolve_styles
 from generation.uploads import DEFAULT_MAX_BYTES, clean_upload, png_size
@@ -230,8 +231,15 @@ class Service(Administration):
             if request.width is None and request.height is None and not request.aspect:
                 # No size asked for: the picture keeps the starting image's shape.
                 request = dataclasses.replace(request, aspect=aspect_of(*png_size(png)))
+        refiner = await self._choose_refiner(request, model, settings)
         spec = self._policy.build_spec(
-            request, model, settings, init_sha, random_seed(), platform=origin.platform
+            request,
+            model,
+            settings,
+            init_sha,
+            random_seed(),
+            platform=origin.platform,
+            refiner=refiner,
         )
         if request.mask is not None and mask_png is not None:
             mask_sha, _ = await asyncio.to_thread(self.images.save, mask_png)
@@ -670,4 +678,38 @@ class Service(Administration):
         if settings.allowed_models is not None and model.name not in settings.allowed_models:
             allowed = ", ".join(settings.allowed_models)
             raise InvalidRequest(f"Model {shown(name)} is not allowed here. Allowed: {allowed}.")
+        if not model_family(model).draws:
+            raise InvalidRequest(
+                f"{shown(model.name)} is an SDXL refiner: it finishes SDXL pictures and cannot "
+                f"draw on its own. Draw with an SDXL model and add --refiner {model.name}."
+            )
         return model
+
+    async def _choose_refiner(
+        self, request: DrawRequest, model: ModelRecord, settings: ScopeSettings
+    ) -> Refiner | None:
+        """The request's refiner stage: a registered model this scope allows that can refine
+        ``model`` (``generation.refiner``); None when none is asked for."""
+        if request.refiner is None:
+            if request.refiner_switch_at is not None:
+                raise InvalidRequest("A refiner switch needs a refiner: add --refiner NAME.")
+            return None
+        name = request.refiner.strip()
+        refiner = await self.store.get_model(name)
+        if refiner is None or refiner.kind == "upscaler":
+            models = await self.store.list_models()
+            names = [m.name for m in models if m.kind != "upscaler" and model_family(m).refines]
+            raise InvalidRequest(
+                f"Unknown refiner {shown(name)}. Available: {', '.join(names) or 'none'}."
+            )
+        if settings.allowed_models is not None and refiner.name not in settings.allowed_models:
+            allowed = ", ".join(settings.allowed_models)
+            raise InvalidRequest(f"Refiner {shown(name)} is not allowed here. Allowed: {allowed}.")
+        return checked_refiner(
+            model_family(model),
+            model.name,
+            model_family(refiner),
+            refiner.name,
+            refiner.revision,
+            request.refiner_switch_at,
+        )

@@ -93,6 +93,25 @@ class Hires:
 
 
 @dataclass(frozen=True)
+class Refiner:
+    """A text-to-image job's SDXL refiner stage (AUTOMATIC1111's "Refiner"): the job's model
+    denoises the first ``switch_at`` of the noise schedule, the registered model ``model``
+    (at ``revision`` when the job was admitted; its infotext hash) finishes from its latents
+    with the same prompts, sampler, steps, CFG and seeds (see :mod:`generation.refiner`)."""
+
+    model: str
+    switch_at: float = 0.8
+    revision: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Refiner:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
 class GenerationSpec:
     """Resolved, validated parameters. Image ``i`` of a job uses seed ``seed + i``.
 
@@ -112,6 +131,9 @@ class GenerationSpec:
     ``hires``: a ``Mode.TXT2IMG`` job's hires fix (``width``/``height`` are then the first
     pass's size, as in A1111's infotext; :attr:`output_size` the images'); any other mode
     drops it, so a child made with ``replace(parent.spec, mode=...)`` never inherits it.
+
+    ``refiner``: a ``Mode.TXT2IMG`` job's refiner stage (:class:`Refiner`); dropped by other
+    modes as ``hires`` is.
 
     ``loras``/``embeddings``: the add-on files the job used (:class:`AddOn`);
     ``prompt_syntax``: how its prompts are read (:data:`PROMPT_SYNTAXES`).
@@ -142,10 +164,14 @@ class GenerationSpec:
     loras: tuple[AddOn, ...] = ()
     embeddings: tuple[AddOn, ...] = ()
     prompt_syntax: str = "plain"
+    refiner: Refiner | None = None
 
     def __post_init__(self) -> None:
-        if self.hires is not None and self.mode is not Mode.TXT2IMG:
-            object.__setattr__(self, "hires", None)  # the hires fix is text-to-image's only
+        if self.mode is not Mode.TXT2IMG:  # the hires fix and the refiner: text-to-image only
+            if self.hires is not None:
+                object.__setattr__(self, "hires", None)
+            if self.refiner is not None:
+                object.__setattr__(self, "refiner", None)
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -181,6 +207,8 @@ class GenerationSpec:
         fields["mode"] = Mode(fields["mode"])
         if fields.get("hires") is not None:
             fields["hires"] = Hires.from_dict(fields["hires"])
+        if fields.get("refiner") is not None:
+            fields["refiner"] = Refiner.from_dict(fields["refiner"])
         for key in ("loras", "embeddings"):
             fields[key] = tuple(AddOn.from_dict(item) for item in fields.get(key) or ())
         return cls(**fields)
@@ -199,4 +227,5 @@ class GenerationSpec:
             self.loras,  # adapters are set per pipeline call
             self.embeddings,
             self.prompt_syntax,
+            self.refiner,
         )

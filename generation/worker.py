@@ -21,6 +21,7 @@ import io
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -55,12 +56,22 @@ def model_source(record: ModelRecord) -> ModelSource:
     )
 
 
+@dataclass(frozen=True)
+class Sources:
+    """The registered models a job renders with (``RenderJob``'s model, upscaler, refiner)."""
+
+    model: ModelSource
+    upscaler: ModelSource | None = None
+    refiner: ModelSource | None = None
+
+
 async def render_sources(
     store: Store, spec: GenerationSpec, known: dict[str, ModelSource]
-) -> tuple[ModelSource, ModelSource | None]:
-    """The job's model and, for an upscale or a hires fix with a registered upscaler, that
-    upscaler, as the registry has them now; ``known`` caches them across a batch. Refused
-    (``EaselError``) when one was removed since the job was queued."""
+) -> Sources:
+    """The job's model; for an upscale or a hires fix with a registered upscaler, that
+    upscaler; for a refined job, its refiner; as the registry has them now. ``known`` caches
+    them across a batch. Refused (``EaselError``) when one was removed since the job was
+    queued."""
 
     async def registered(name: str, what: str) -> ModelSource:
         if name not in known:
@@ -75,7 +86,10 @@ async def render_sources(
         upscaler = await registered(str(spec.upscaler), "Upscaler")
     elif spec.hires is not None and builtin_upscaler(spec.hires.upscaler) is None:
         upscaler = await registered(spec.hires.upscaler, "Upscaler")
-    return await registered(spec.model, "Model"), upscaler
+    refiner = None
+    if spec.refiner is not None:
+        refiner = await registered(spec.refiner.model, "Refiner")
+    return Sources(await registered(spec.model, "Model"), upscaler, refiner)
 
 
 class Worker:
@@ -284,12 +298,13 @@ class Worker:
         mask = None
         if spec.mask_image is not None:
             mask = await asyncio.to_thread(self._load_image, spec.mask_image, "L")
-        model, upscaler = await render_sources(self.store, spec, models)
+        sources = await render_sources(self.store, spec, models)
         return RenderJob(
             spec=spec,
-            model=model,
+            model=sources.model,
             init_image=init_image,
-            upscaler=upscaler,
+            upscaler=sources.upscaler,
+            refiner=sources.refiner,
             mask_image=mask,
             addon_files=await addon_files(self.store, spec),
         )

@@ -95,6 +95,7 @@ def job_record(row: JobRow, images: tuple[ImageRecord, ...]) -> JobRecord:
         mask_image=row.mask_image,
         inpaint=dict(row.inpaint) if row.inpaint else None,
         hires=dict(row.hires) if row.hires else None,
+        refiner=dict(row.refiner) if row.refiner else None,
         loras=tuple(dict(item) for item in row.loras or ()),
         embeddings=tuple(dict(item) for item in row.embeddings or ()),
         prompt_syntax=row.prompt_syntax or "plain",

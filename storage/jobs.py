@@ -391,6 +391,7 @@ def job_values(new: NewJob, now: datetime) -> dict[str, Any]:
         "mask_image": spec.mask_image,
         "inpaint": spec.inpaint_options(),
         "hires": None if spec.hires is None else spec.hires.to_dict(),
+        "refiner": None if spec.refiner is None else spec.refiner.to_dict(),
         "loras": [lora.to_dict() for lora in spec.loras] or None,
         "embeddings": [embedding.to_dict() for embedding in spec.embeddings] or None,
         # NULL for "plain", like every job stored before the column

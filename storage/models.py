@@ -173,6 +173,8 @@ class JobRow(Base):
     inpaint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Text-to-image jobs with a hires fix (0008): generation.spec.Hires as JSON, else NULL.
     hires: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Text-to-image jobs with an SDXL refiner stage (0011): generation.spec.Refiner, else NULL.
+    refiner: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # LoRA and embeddings a job used (0009): [{"name", "sha256", "weight"}], else NULL; the
     # prompt-parsing rules it used (generation.spec.PROMPT_SYNTAXES), NULL = "plain".
     loras: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)

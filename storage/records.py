@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from generation.spec import INPAINT_KEYS, Action, AddOn, GenerationSpec, Hires, Mode
+from generation.spec import INPAINT_KEYS, Action, AddOn, GenerationSpec, Hires, Mode, Refiner
 
 
 class JobStatus(StrEnum):
@@ -151,6 +151,7 @@ class JobRecord:
     mask_image: str | None = None
     inpaint: dict[str, Any] | None = None  # INPAINT_KEYS -> value, for inpaint jobs
     hires: dict[str, Any] | None = None  # generation.spec.Hires as a dict, hires fix jobs
+    refiner: dict[str, Any] | None = None  # generation.spec.Refiner as a dict, refined jobs
     loras: tuple[dict[str, Any], ...] = ()  # generation.spec.AddOn as dicts
     embeddings: tuple[dict[str, Any], ...] = ()
     prompt_syntax: str = "plain"
@@ -174,6 +175,7 @@ class JobRecord:
             upscaler=self.upscaler,
             mask_image=self.mask_image,
             hires=None if self.hires is None else Hires.from_dict(self.hires),
+            refiner=None if self.refiner is None else Refiner.from_dict(self.refiner),
             loras=tuple(AddOn.from_dict(item) for item in self.loras),
             embeddings=tuple(AddOn.from_dict(item) for item in self.embeddings),
             prompt_syntax=self.prompt_syntax,

@@ -1,4 +1,5 @@
-"""Builds the tiny SDXL, SD3 and Flux.1 models of ``generation.family_demos_info``.
+"""Builds the tiny SDXL (and its refiner), SD3 and Flux.1 models of
+``generation.family_demos_info``.
 
     pipe = build_family_demo("builtin:demo-flux")        # FluxPipeline, fp32, CPU
     write_family_demo("builtin:demo-flux", folder)      # save_pretrained + tokenizer files
@@ -24,12 +25,14 @@ from generation.family_demos_info import (
     CLIP_CONFIG,
     DEMO_FLUX_SOURCE,
     DEMO_SD3_SOURCE,
+    DEMO_SDXL_REFINER_SOURCE,
     DEMO_SDXL_SOURCE,
     FLOW_VAE_CONFIG,
     FLUX_SCHEDULER_CONFIG,
     FLUX_TRANSFORMER_CONFIG,
     SD3_SCHEDULER_CONFIG,
     SD3_TRANSFORMER_CONFIG,
+    SDXL_REFINER_UNET_CONFIG,
     SDXL_SCHEDULER_CONFIG,
     SDXL_UNET_CONFIG,
     T5_CONFIG,
@@ -89,7 +92,12 @@ def _t5(tokenizer: Any) -> Any:
 
 def build_family_demo(source: str) -> Any:
     """The pipeline of the built-in ``source`` in memory (fp32, CPU); same weights every time."""
-    builders = {DEMO_SDXL_SOURCE: _sdxl, DEMO_SD3_SOURCE: _sd3, DEMO_FLUX_SOURCE: _flux}
+    builders = {
+        DEMO_SDXL_SOURCE: _sdxl,
+        DEMO_SDXL_REFINER_SOURCE: _sdxl_refiner,
+        DEMO_SD3_SOURCE: _sd3,
+        DEMO_FLUX_SOURCE: _flux,
+    }
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
         pipe = builders[source]()
     for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
@@ -119,6 +127,29 @@ def _sdxl() -> Any:
         unet=unet,
         scheduler=_d.PNDMScheduler(**SDXL_SCHEDULER_CONFIG),
         force_zeros_for_empty_prompt=True,
+    )
+
+
+def _sdxl_refiner() -> Any:
+    """As stabilityai/stable-diffusion-xl-refiner-1.0 is laid out: an image-to-image pipeline
+    with no first text encoder, the aesthetic score in its micro-conditioning, and the base's
+    VAE (the same weights as the demo SDXL's: base latents go straight into it)."""
+    torch.manual_seed(SEED + 10)
+    unet = _d.UNet2DConditionModel(**SDXL_REFINER_UNET_CONFIG)
+    torch.manual_seed(SEED + 1)
+    vae = _d.AutoencoderKL(**VAE_CONFIG)
+    torch.manual_seed(SEED + 3)
+    text_encoder_2 = _t.CLIPTextModelWithProjection(_clip_config(_build_tokenizer()))
+    return _d.StableDiffusionXLImg2ImgPipeline(
+        vae=vae,
+        text_encoder=None,
+        text_encoder_2=text_encoder_2,
+        tokenizer=None,
+        tokenizer_2=_build_tokenizer(),
+        unet=unet,
+        scheduler=_d.PNDMScheduler(**SDXL_SCHEDULER_CONFIG),
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
     )
 
 

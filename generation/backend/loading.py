@@ -38,6 +38,10 @@ _SINGLE_FILE: dict[str, tuple[str, str]] = {
     "sd1": ("StableDiffusionPipeline", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
     "sd2": ("StableDiffusionPipeline", "stabilityai/stable-diffusion-2-1"),
     "sdxl": ("StableDiffusionXLPipeline", "stabilityai/stable-diffusion-xl-base-1.0"),
+    "sdxl_refiner": (
+        "StableDiffusionXLImg2ImgPipeline",
+        "stabilityai/stable-diffusion-xl-refiner-1.0",
+    ),
     "sd3": ("StableDiffusion3Pipeline", "stabilityai/stable-diffusion-3.5-large"),
     "flux": ("FluxPipeline", "black-forest-labs/FLUX.1-dev"),
 }
@@ -146,7 +150,11 @@ class PipelineLoader:
         kwargs["use_safetensors"] = None if self.allow_unsafe else True
         try:
             kwargs[_DTYPE_KW] = dtype or self.dtype
-            return _d.AutoPipelineForText2Image.from_pretrained(where, **kwargs)
+            # An SDXL refiner has no text-to-image: the text-to-image auto pipeline would load
+            # it as a base pipeline without its aesthetic-score conditioning.
+            drawing = model_family(model).draws
+            auto = _d.AutoPipelineForText2Image if drawing else _d.AutoPipelineForImage2Image
+            return auto.from_pretrained(where, **kwargs)
         except EaselError:
             raise
         except Exception as e:

@@ -266,6 +266,8 @@ class DiffusersBackend:
         return pipe
 
     def _img2img(self, entry: _Resident) -> Any:
+        if entry.img2img is None and not entry.family.draws:  # an SDXL refiner already is one
+            entry.img2img = entry.pipe
         if entry.img2img is None:
             entry.img2img = _d.AutoPipelineForImage2Image.from_pipe(entry.pipe)
             entry.img2img.set_progress_bar_config(disable=True)
@@ -350,6 +352,8 @@ class DiffusersBackend:
         callback = self._callback(entry, progress, should_stop)
         if spec.mode is Mode.TXT2IMG and spec.hires is not None:
             images = self._render_hires(entry, job, progress, should_stop)
+        elif spec.mode is Mode.TXT2IMG and spec.refiner is not None:
+            images = self._render_refined(entry, jobs, progress, should_stop)
         elif spec.mode is Mode.TXT2IMG:
             images = self._call(
                 entry, entry.pipe, jobs, callback, width=spec.width, height=spec.height
@@ -423,6 +427,51 @@ class DiffusersBackend:
 
         return render_hires(job, first_pass, second_pass, model_upscale, progress)
 
+    def _render_refined(
+        self,
+        entry: _Resident,
+        jobs: list[RenderJob],
+        progress: ProgressFn,
+        should_stop: Callable[[], bool],
+    ) -> list[Image.Image]:
+        """The SDXL refiner stage (``generation.refiner``): the model denoises up to
+        ``switch_at`` of the schedule and returns latents; the refiner's image-to-image
+        pipeline finishes them from there with the same prompts, steps and seeds. LoRA and
+        embeddings apply to the model only (they are made for it, not for the refiner).
+        Progress counts the two calls as one run of ``steps``."""
+        job, spec = jobs[0], jobs[0].spec
+        refiner = spec.refiner
+        if refiner is None or job.refiner is None:
+            raise InvalidRequest("a refined job needs its refiner")
+        done = [0]
+
+        def base_progress(step: int, _total: int, preview: bytes | None) -> None:
+            done[0] = step
+            progress(min(step, spec.steps), spec.steps, preview)
+
+        def refiner_progress(step: int, total: int, preview: bytes | None) -> None:
+            progress(done[0] + step, max(spec.steps, done[0] + total), preview)
+
+        latents = self._call(
+            entry,
+            entry.pipe,
+            jobs,
+            self._callback(entry, base_progress, should_stop),
+            width=spec.width,
+            height=spec.height,
+            output_type="latent",
+            denoising_end=refiner.switch_at,
+        )
+        finisher = self._resident(job.refiner)
+        return self._call(
+            finisher,
+            self._img2img(finisher),
+            jobs,
+            self._callback(finisher, refiner_progress, should_stop),
+            image=torch.stack(latents),
+            denoising_start=refiner.switch_at,
+        )
+
     def _render_inpaint(
         self, entry: _Resident, job: RenderJob, callback: Callable[..., dict[str, Any]]
     ) -> list[Image.Image]:
@@ -491,6 +540,9 @@ class DiffusersBackend:
             prompts += [prompts[-1]] * extra
             negatives += [negatives[-1]] * extra
             generators += [torch.Generator("cpu").manual_seed(_PAD_SEED) for _ in range(extra)]
+            start = kwargs.get("image")
+            if extra and isinstance(start, torch.Tensor) and len(start) == real:  # latents
+                kwargs["image"] = torch.cat([start, start[-1:].expand(extra, *start.shape[1:])])
         if self._device == "cuda":
             fit_vae(getattr(pipe, "vae", None), len(generators), spec.width, spec.height)
         single = len(generators) == 1

@@ -50,7 +50,7 @@ async def test_connect_creates_folder_tables_and_wal(db_path: Path) -> None:
             assert (await session.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
             assert (await session.execute(text("PRAGMA integrity_check"))).scalar() == "ok"
             version = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar() == "0010"
+            assert version.scalar() == "0011"
     finally:
         await db.close()
 

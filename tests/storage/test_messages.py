@@ -68,7 +68,7 @@ async def test_upgrade_from_0001_keeps_data_and_adds_the_map(db_path: Path) -> N
     finally:
         await db.close()
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0010",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0011",)
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 

@@ -45,4 +45,4 @@ async def test_options_survive_a_restart_and_the_upgrade_adds_the_table(db_path:
         assert await store.client_options(scope.id) == {}
         assert await store.set_client_options(scope.id, {"send_seed": True}) == {"send_seed": True}
     with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0010",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0011",)

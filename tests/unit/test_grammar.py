@@ -155,7 +155,7 @@ def test_unknown_option_lists_known_ones() -> None:
     assert str(info.value) == (
         "Unknown option --foo. Known options: --no, --seed, --steps, --cfg (--guidance), "
         "--ar (--aspect), --size, --sampler, --model, --n (--count, --batch), --strength, "
-        "--hires, --style (--styles)."
+        "--hires, --style (--styles), --refiner, --switch-at (--refiner-switch-at)."
     )
     assert info.value.option == "--foo"
 
@@ -168,14 +168,24 @@ def test_unknown_option_suggests_a_close_one() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("x --seed", "--seed needs a value: a whole number from 0 to 4294967295, or -1 for "
-         "random (e.g. --seed 42)."),
-        ("x --no --seed 1", "--no needs a value: the things to keep out of the picture "
-         "(e.g. --no blurry, text)."),
-        ('x --model ""', "--model needs a value: the name of an installed model "
-         "(e.g. --model sd15)."),
-        ("x --sampler   --n 2", "--sampler needs a value: a sampler name such as "
-         "DPM++ 2M Karras or Euler a (e.g. --sampler Euler a)."),
+        (
+            "x --seed",
+            "--seed needs a value: a whole number from 0 to 4294967295, or -1 for "
+            "random (e.g. --seed 42).",
+        ),
+        (
+            "x --no --seed 1",
+            "--no needs a value: the things to keep out of the picture (e.g. --no blurry, text).",
+        ),
+        (
+            'x --model ""',
+            "--model needs a value: the name of an installed model (e.g. --model sd15).",
+        ),
+        (
+            "x --sampler   --n 2",
+            "--sampler needs a value: a sampler name such as "
+            "DPM++ 2M Karras or Euler a (e.g. --sampler Euler a).",
+        ),
     ],
 )
 def test_missing_value(text: str, message: str) -> None:
@@ -187,17 +197,27 @@ def test_missing_value(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("x --seed abc", "--seed must be a whole number from 0 to 4294967295, or -1 for random "
-         "(e.g. --seed 42); got 'abc'."),
-        ("x --steps 20.5", "--steps must be a whole number of at least 1 (e.g. --steps 30); "
-         "got '20.5'."),
+        (
+            "x --seed abc",
+            "--seed must be a whole number from 0 to 4294967295, or -1 for random "
+            "(e.g. --seed 42); got 'abc'.",
+        ),
+        (
+            "x --steps 20.5",
+            "--steps must be a whole number of at least 1 (e.g. --steps 30); got '20.5'.",
+        ),
         ("x --n two", "--n must be a whole number of at least 1 (e.g. --n 4); got 'two'."),
-        ("x --count 2 cats", "--count must be a whole number of at least 1 (e.g. --n 4); "
-         "got '2 cats'."),
+        (
+            "x --count 2 cats",
+            "--count must be a whole number of at least 1 (e.g. --n 4); got '2 cats'.",
+        ),
         ("x --cfg high", "--cfg must be a number of at least 0 (e.g. --cfg 7); got 'high'."),
         ("x --cfg nan", "--cfg must be a number of at least 0 (e.g. --cfg 7); got 'nan'."),
-        ("x --strength 0.5.1", "--strength must be a number greater than 0 and at most 1 "
-         "(e.g. --strength 0.6); got '0.5.1'."),
+        (
+            "x --strength 0.5.1",
+            "--strength must be a number greater than 0 and at most 1 "
+            "(e.g. --strength 0.6); got '0.5.1'.",
+        ),
     ],
 )
 def test_non_numeric_value(text: str, message: str) -> None:
@@ -209,24 +229,48 @@ def test_non_numeric_value(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("x --seed 4294967296", "--seed is out of range: it must be a whole number from 0 to "
-         "4294967295, or -1 for random (e.g. --seed 42); got 4294967296."),
-        ("x --seed -2", "--seed is out of range: it must be a whole number from 0 to "
-         "4294967295, or -1 for random (e.g. --seed 42); got -2."),
-        ("x --steps 0", "--steps is out of range: it must be a whole number of at least 1 "
-         "(e.g. --steps 30); got 0."),
-        ("x --steps -5", "--steps is out of range: it must be a whole number of at least 1 "
-         "(e.g. --steps 30); got -5."),
-        ("x --n 0", "--n is out of range: it must be a whole number of at least 1 "
-         "(e.g. --n 4); got 0."),
-        ("x --cfg -1", "--cfg is out of range: it must be a number of at least 0 "
-         "(e.g. --cfg 7); got -1."),
-        ("x --cfg 1e999", "--cfg is out of range: it must be a number of at least 0 "
-         "(e.g. --cfg 7); got 1e999."),
-        ("x --strength 0", "--strength is out of range: it must be a number greater than 0 "
-         "and at most 1 (e.g. --strength 0.6); got 0."),
-        ("x --strength 1.5", "--strength is out of range: it must be a number greater than 0 "
-         "and at most 1 (e.g. --strength 0.6); got 1.5."),
+        (
+            "x --seed 4294967296",
+            "--seed is out of range: it must be a whole number from 0 to "
+            "4294967295, or -1 for random (e.g. --seed 42); got 4294967296.",
+        ),
+        (
+            "x --seed -2",
+            "--seed is out of range: it must be a whole number from 0 to "
+            "4294967295, or -1 for random (e.g. --seed 42); got -2.",
+        ),
+        (
+            "x --steps 0",
+            "--steps is out of range: it must be a whole number of at least 1 "
+            "(e.g. --steps 30); got 0.",
+        ),
+        (
+            "x --steps -5",
+            "--steps is out of range: it must be a whole number of at least 1 "
+            "(e.g. --steps 30); got -5.",
+        ),
+        (
+            "x --n 0",
+            "--n is out of range: it must be a whole number of at least 1 (e.g. --n 4); got 0.",
+        ),
+        (
+            "x --cfg -1",
+            "--cfg is out of range: it must be a number of at least 0 (e.g. --cfg 7); got -1.",
+        ),
+        (
+            "x --cfg 1e999",
+            "--cfg is out of range: it must be a number of at least 0 (e.g. --cfg 7); got 1e999.",
+        ),
+        (
+            "x --strength 0",
+            "--strength is out of range: it must be a number greater than 0 "
+            "and at most 1 (e.g. --strength 0.6); got 0.",
+        ),
+        (
+            "x --strength 1.5",
+            "--strength is out of range: it must be a number greater than 0 "
+            "and at most 1 (e.g. --strength 0.6); got 1.5.",
+        ),
     ],
 )
 def test_out_of_range(text: str, message: str) -> None:
@@ -253,15 +297,23 @@ def test_duplicate_option(text: str, message: str) -> None:
     ("text", "message"),
     [
         ("x --ar 9:1", "--ar: Aspect ratio 9:1 is too extreme; it must lie between 1:4 and 4:1."),
-        ("x --aspect 1:5", "--aspect: Aspect ratio 1:5 is too extreme; it must lie between 1:4 "
-         "and 4:1."),
-        ("x --ar wide", "--ar: Aspect ratio must be two whole numbers like 3:2 or 16:9; "
-         "got 'wide'."),
-        ("x --ar 0:1", "--ar: Both sides of an aspect ratio must be at least 1, e.g. 3:2; "
-         "got '0:1'."),
+        (
+            "x --aspect 1:5",
+            "--aspect: Aspect ratio 1:5 is too extreme; it must lie between 1:4 and 4:1.",
+        ),
+        (
+            "x --ar wide",
+            "--ar: Aspect ratio must be two whole numbers like 3:2 or 16:9; got 'wide'.",
+        ),
+        (
+            "x --ar 0:1",
+            "--ar: Both sides of an aspect ratio must be at least 1, e.g. 3:2; got '0:1'.",
+        ),
         ("x --size 5x", "--size: Size must be WIDTHxHEIGHT in pixels, e.g. 512x768; got '5x'."),
-        ("x --size 0x512", "--size: Width and height must both be at least 1 pixel, e.g. "
-         "512x768; got '0x512'."),
+        (
+            "x --size 0x512",
+            "--size: Width and height must both be at least 1 pixel, e.g. 512x768; got '0x512'.",
+        ),
     ],
 )
 def test_bad_shapes(text: str, message: str) -> None:
@@ -312,10 +364,7 @@ def test_format_refuses_half_a_size() -> None:
 
 _CHARS = st.sampled_from(list("abc xyz,:|-—–=\"“”\\'[](){}/@\n\t"))
 _WORDS = st.sampled_from(["--no", "--seed", " --n ", "/draw", "—seed ", "-1", "3:2"])
-_text = (
-    st.lists(_CHARS | _WORDS, max_size=20).map("".join)
-    | st.text(max_size=40)
-)
+_text = st.lists(_CHARS | _WORDS, max_size=20).map("".join) | st.text(max_size=40)
 
 
 @settings(max_examples=500)
@@ -370,6 +419,10 @@ def _requests(draw: st.DrawFn) -> DrawRequest:
                 HiresRequest,
                 scale=st.floats(min_value=1, max_value=4, exclude_min=True, allow_nan=False),
             )
+        ),
+        refiner=draw(st.none() | _nonblank),
+        refiner_switch_at=draw(
+            st.none() | st.floats(min_value=0, max_value=1, exclude_min=True, exclude_max=True)
         ),
     )
 
@@ -430,3 +483,42 @@ def test_hires_typed_in_the_prompt_wins_over_the_field() -> None:
     assert merge_fields(parse_draw("x --hires 1.5"), fields).hires == HiresRequest(scale=1.5)
     assert merge_fields(parse_draw("x"), fields).hires == fields.hires
     assert format_draw(parse_draw("x --hires")) == "/draw x --hires 2.0"
+
+
+# --- --refiner / --switch-at (SDXL's refiner stage) ------------------------------------------
+
+
+def test_refiner_and_switch() -> None:
+    request = parse_draw("a castle --refiner xl-refiner --switch-at 0.7 --seed 3")
+    assert (request.prompt, request.refiner, request.refiner_switch_at) == (
+        "a castle",
+        "xl-refiner",
+        0.7,
+    )
+    assert parse_draw("a castle \u2014refiner-switch-at 0,9").refiner_switch_at == 0.9
+    assert format_draw(request) == "/draw a castle --seed 3 --refiner xl-refiner --switch-at 0.7"
+    fields = DrawRequest(prompt="", refiner="other", refiner_switch_at=0.5)
+    merged = merge_fields(parse_draw("x --refiner typed"), fields)
+    assert (merged.refiner, merged.refiner_switch_at) == ("typed", 0.5)  # typed wins, per option
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "option"),
+    [
+        ("x --switch-at 1", "--switch-at is out of range: it must be a number more than 0 and "
+         "less than 1 (the share of the steps before the refiner) (e.g. --switch-at 0.8); got 1.",
+         "--switch-at"),
+        ("x --switch-at 0", "--switch-at is out of range: it must be a number more than 0 and "
+         "less than 1 (the share of the steps before the refiner) (e.g. --switch-at 0.8); got 0.",
+         "--switch-at"),
+        ("x --switch-at soon", "--switch-at must be a number more than 0 and less than 1 (the "
+         "share of the steps before the refiner) (e.g. --switch-at 0.8); got 'soon'.",
+         "--switch-at"),
+        ("x --refiner", "--refiner needs a value: the name of an installed SDXL refiner "
+         "(e.g. --refiner xl-refiner).", "--refiner"),
+    ],
+)  # fmt: skip
+def test_refiner_refusals(text: str, message: str, option: str) -> None:
+    with pytest.raises(GrammarError) as info:
+        parse_draw(text)
+    assert str(info.value) == message and info.value.option == option
