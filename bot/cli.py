@@ -31,6 +31,7 @@ from bot.logsetup import setup_logging
 from generation.actions import JobAction
 from generation.errors import ConfigError, EaselError, Rejected
 from generation.events import JobFinished, JobProgress
+from generation.model_sources import model_capabilities
 from generation.outpainting import PAN_DIRECTIONS
 from generation.regions import USAGE as REGION_USAGE
 from generation.render import Backend
@@ -95,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         const=HIRES_DEFAULT,
         metavar="SCALE",
         help="hires fix: render, upscale by SCALE (1-4, alone: 2), render again",
+    )
+    draw.add_argument("--refiner", help="SDXL: a registered refiner finishes the picture")
+    draw.add_argument(
+        "--switch-at",
+        type=float,
+        metavar="FRACTION",
+        help="with --refiner: the share of the steps before it takes over (0-1, default 0.8)",
     )
     output_options(draw)
 
@@ -398,6 +406,8 @@ def draw_request(args: argparse.Namespace) -> DrawRequest:
         strength=args.strength,
         init_image=init_image,
         hires=None if args.hires is None else HiresRequest(scale=args.hires),
+        refiner=args.refiner,
+        refiner_switch_at=args.switch_at,
     )
     return merge_fields(parse_draw(args.prompt), fields)
 
@@ -457,10 +467,12 @@ async def cmd_models(app: App, args: argparse.Namespace) -> int:
             mark = "*" if m.is_default else " "
             defaults = (
                 f"{m.default_width}x{m.default_height}, {m.default_steps} steps, "
-                f"{m.default_sampler}, cfg {m.default_cfg:g}"
-                + (f", {m.dtype}" if m.dtype else "")
+                f"{m.default_sampler}, cfg {m.default_cfg:g}" + (f", {m.dtype}" if m.dtype else "")
             )
-            print(f"{mark} {m.name:<16} {m.kind:<11} {m.source}  ({defaults})")
+            about = model_capabilities(m)  # a family, once its files are at hand
+            known = about.get("family") not in (None, "other")
+            shown_kind = f"{m.kind}, {about['family_label']}" if known else m.kind
+            print(f"{mark} {m.name:<16} {shown_kind:<11} {m.source}  ({defaults})")
         await cli_addons.print_list(service)
         return EXIT_OK
     if args.models_command == "add" and (kind := cli_addons.addon_kind(args)):
@@ -483,6 +495,8 @@ async def cmd_models(app: App, args: argparse.Namespace) -> int:
             dtype=args.dtype,
         )
         print(f"registered {model.name} ({model.kind}, revision {model.revision or 'unknown'})")
+        if model_capabilities(model).get("draws") is False:
+            print(f"  an SDXL refiner: add --refiner {model.name} to draws on an SDXL model")
     elif args.models_command == "remove":
         if not await cli_addons.remove(service, origin, args.name):
             await service.remove_model(origin, args.name)

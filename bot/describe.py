@@ -41,6 +41,8 @@ def job_to_dict(job: JobRecord, image_location: Callable[[str], str]) -> dict[st
         "inpaint": job.inpaint,  # inpaint jobs: A1111's inpaint options, else None
         # hires fix jobs: final width/height, upscaler, strength, steps, scale/resize; else None
         "hires": job.hires,
+        # refined SDXL jobs: the refiner's name, switch_at and revision; else None
+        "refiner": job.refiner,
         "parent_id": job.parent_id,
         "parent_index": job.parent_index,
         "platform": job.platform,
@@ -74,6 +76,9 @@ def describe_params(job: JobRecord) -> str:
             f"hires fix to {hires.width}x{hires.height} ({hires.upscaler}, "
             f"strength {hires.strength:g})"
         )
+    refiner = job.spec.refiner
+    if refiner is not None:
+        parts.append(f"refined by {refiner.model} from {refiner.switch_at:.0%} of the steps")
     return ", ".join(parts)
 
 

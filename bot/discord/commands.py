@@ -80,7 +80,7 @@ class UserCommands(commands.Cog):
 
     @app_commands.command(name="draw", description="Draw a picture from a text prompt")
     @app_commands.describe(
-        prompt="What to draw; --no, --seed, --ar, --steps, --sampler, --model, --n, --hires too",
+        prompt="What to draw; --no, --seed, --ar, --steps, --model, --n, --hires, --refiner too",
         negative="What to keep out of the picture",
         seed="Seed (the same seed and settings redo the same picture)",
         steps="Denoising steps",
@@ -93,6 +93,7 @@ class UserCommands(commands.Cog):
         image="A picture to start from (image-to-image)",
         strength="How far to move away from the picture (0-1, image-to-image)",
         style="A prompt style of this server (/styles list)",
+        refiner="SDXL models: a refiner that finishes the picture",
     )
     @app_commands.choices(aspect=[app_commands.Choice(name=a, value=a) for a in ASPECTS])
     async def draw(
@@ -111,6 +112,7 @@ class UserCommands(commands.Cog):
         image: discord.Attachment | None = None,
         strength: app_commands.Range[float, 0.01, 1.0] | None = None,
         style: app_commands.Range[str, 1, 200] | None = None,
+        refiner: str | None = None,
     ) -> None:
         settings = self.bot.settings
         try:
@@ -126,6 +128,7 @@ class UserCommands(commands.Cog):
                 count=count,
                 strength=strength,
                 style=style,
+                refiner=refiner,
             )
             request = merge_fields(parse_draw(prompt), fields)
             if image is not None:  # checked before anything is downloaded
@@ -150,11 +153,25 @@ class UserCommands(commands.Cog):
     async def model_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
+        return await self._models_offered(interaction, current, "draws")
+
+    @draw.autocomplete("refiner")
+    async def refiner_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await self._models_offered(interaction, current, "refines")
+
+    async def _models_offered(
+        self, interaction: discord.Interaction[Any], current: str, able: str
+    ) -> list[app_commands.Choice[str]]:
+        """The models this server allows that can do ``able`` ("draws": be a job's model,
+        "refines": be an SDXL refiner), matching what is typed."""
         settings = await self.app.service.scope_settings(self._origin(interaction))
         names = [
             m.name
             for m in await self.app.service.list_models()
             if m.kind != "upscaler"
+            and model_capabilities(m).get(able) is not False
             and (settings.allowed_models is None or m.name in settings.allowed_models)
         ]
         needle = current.lower()

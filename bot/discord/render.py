@@ -47,6 +47,11 @@ def result_embed(job: JobRecord, image_name: str | None) -> discord.Embed:
         embed.add_field(name="Negative prompt", value=clip(job.negative_prompt, 1000), inline=False)
     embed.add_field(name="Seed", value=seeds_text(job))
     embed.add_field(name="Model", value=clip(job.model, 200))
+    refiner = job.spec.refiner
+    if refiner is not None:
+        embed.add_field(
+            name="Refiner", value=f"{clip(refiner.model, 200)} at {refiner.switch_at:g}"
+        )
     embed.add_field(name="Steps", value=str(job.steps))
     embed.add_field(name="Size", value=f"{job.width}x{job.height}")
     embed.add_field(name="Sampler", value=job.sampler)

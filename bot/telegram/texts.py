@@ -56,7 +56,8 @@ HELP_TEXT = """🎨 Easel draws pictures from text.
 
 /draw a castle at dusk --no blurry --seed 42 --steps 20 --ar 3:2
   Options: --sampler "Euler a", --model NAME, --n 4 (images), --cfg 7, --size 512x768,
-  --hires 2 (render, then twice as large in a second pass: AUTOMATIC1111's hires fix).
+  --hires 2 (render, then twice as large in a second pass: AUTOMATIC1111's hires fix),
+  --refiner NAME (SDXL models: a refiner finishes the picture; --switch-at 0.8 says when).
   "prompt | negative prompt" is a shorthand for --no.
   Send a photo with a /draw caption (or reply /draw to a photo) to start from that image;
   --strength 0.6 sets how much it may change.

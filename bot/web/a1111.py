@@ -101,6 +101,20 @@ async def _model_override(app: App, req: GenerationRequest) -> str | None:
     return (await _checkpoint(app, wanted, loc)).name
 
 
+async def _refiner(app: App, req: GenerationRequest) -> tuple[str | None, float | None]:
+    """A1111's ``refiner_checkpoint`` (a title, name or hash; "None" or empty: no refiner) as
+    the registered refiner's name, and ``refiner_switch_at`` (None: 0.8). A switch at 1 or
+    more never switches in A1111: no refiner stage either."""
+    wanted = req.refiner_checkpoint
+    switch_at = req.refiner_switch_at
+    if wanted is None or wanted.strip() in ("", "None", "none"):
+        return None, None
+    if switch_at is not None and switch_at >= 1.0:
+        return None, None
+    model = await _checkpoint(app, wanted, ["body", "refiner_checkpoint"])
+    return model.name, switch_at
+
+
 async def draw_request(
     app: App,
     req: GenerationRequest,
@@ -116,6 +130,7 @@ async def draw_request(
     if mask is not None and mask.inpaint_full_res and init_image is not None:
         # "Only masked" pastes the repainted box back into the picture: its own size.
         width, height = inpaint_size(init_image) or (width, height)
+    refiner, switch_at = await _refiner(app, req)
     return DrawRequest(
         prompt=_single(req.prompt, "prompt"),
         negative_prompt=_single(req.negative_prompt, "negative_prompt"),
@@ -132,6 +147,8 @@ async def draw_request(
         mask=mask,
         hires=hires,
         styles=tuple(req.styles or ()),
+        refiner=refiner,
+        refiner_switch_at=switch_at,
     )
 
 

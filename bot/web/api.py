@@ -127,6 +127,9 @@ def draw_request(body: dict[str, Any], max_upload: int) -> DrawRequest:
         # inpaint of the uploaded image, white = repaint
         mask=inpaint_request(body, max_upload) if body.get("mask") is not None else None,
         styles=tuple(opt_words(body, "styles")),
+        # SDXL's refiner stage: a registered refiner's name, and when it takes over (0-1)
+        refiner=opt_str(body, "refiner"),
+        refiner_switch_at=opt_float(body, "refiner_switch_at"),
     )
     return merge_fields(inline, fields)
 

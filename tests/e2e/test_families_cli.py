@@ -124,3 +124,36 @@ def test_a_flux_model_with_an_sd_default_sampler_draws_with_euler(
     args = ("models", "add", "f2", "builtin:demo-flux", "--default-sampler", "Euler a")
     assert easel(config_file, *args) == 2
     assert "cannot use the sampler 'Euler a'" in capsys.readouterr().err
+
+
+def test_an_sdxl_refiner_from_the_command_line(
+    config_file: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Registered like any model, listed as a refiner, used with --refiner (and --switch-at,
+    in the prompt or as a flag); as a model of its own it is refused with what to do."""
+    assert easel(config_file, "models", "add", "xl", "builtin:demo-sdxl") == 0
+    assert easel(config_file, "models", "add", "xl-refiner", "builtin:demo-sdxl-refiner") == 0
+    assert "an SDXL refiner: add --refiner xl-refiner" in capsys.readouterr().out
+    assert easel(config_file, "models", "list") == 0
+    listed = capsys.readouterr().out
+    assert "xl-refiner       builtin, Stable Diffusion XL refiner" in listed
+
+    args = ("draw", "a cat --switch-at 0.6", "--model", "xl", "--refiner", "xl-refiner")
+    job = easel_json(capsys, config_file, *args, "--seed", "5", "--steps", "6")
+    assert isinstance(job, dict) and job["status"] == "succeeded"
+    assert job["refiner"]["model"] == "xl-refiner" and job["refiner"]["switch_at"] == 0.6
+    assert easel(config_file, "show", job["id"]) == 0
+    assert "refined by xl-refiner from 60% of the steps" in capsys.readouterr().out
+    again = easel_json(capsys, config_file, "rerun", job["id"], "--out", str(tmp_path / "a"))
+    assert isinstance(again, dict) and again["refiner"] == job["refiner"]
+
+    before = easel_json(capsys, config_file, "history")
+    assert easel(config_file, "draw", "a cat", "--model", "xl-refiner") == 2
+    assert "is an SDXL refiner: it finishes SDXL pictures" in capsys.readouterr().err
+    assert easel(config_file, "draw", "a cat", "--model", "xl", "--refiner", "xl") == 0
+    capsys.readouterr()
+    assert easel(config_file, "draw", "a cat", "--refiner", "xl-refiner", "--model", "demo") == 2
+    assert "only Stable Diffusion XL models take a refiner" in capsys.readouterr().err
+    history = easel_json(capsys, config_file, "history")
+    assert isinstance(history, list) and isinstance(before, list)
+    assert len(history) == len(before) + 1  # only the draw refined by another SDXL model

@@ -86,3 +86,46 @@ async def test_easel_api_registers_a_family_model_and_lists_what_it_supports(
     assert demo["negative_prompt"] is True and demo["dtype"] is None
     bad = await idle_client.post("/api/admin/models", json={**body, "name": "x", "dtype": "fp8"})
     assert bad.status == 400 and "dtype 'fp8'" in await bad.text()
+
+
+async def test_txt2img_with_an_sdxl_refiner(web_client: Client) -> None:
+    """A1111's ``refiner_checkpoint`` / ``refiner_switch_at``: the job is refined, ``info`` and
+    the PNG say so as A1111 writes it; "None" means no refiner; what cannot refine is a 422."""
+    app = client_app(web_client)
+    await app.service.add_model(ADMIN, "xl", "builtin:demo-sdxl")
+    await app.service.add_model(ADMIN, "xl-refiner", "builtin:demo-sdxl-refiner")
+    base = {"prompt": "a cat at dusk", "seed": 3, **SMALL}
+    base["override_settings"] = {"sd_model_checkpoint": "xl"}
+    body = {**base, "refiner_checkpoint": "xl-refiner", "refiner_switch_at": 0.7}
+    response = await web_client.post(f"{V1}/txt2img", json=body)
+    assert response.status == 200, await response.text()
+    info = json.loads((await response.json())["info"])
+    extra = info["extra_generation_params"]
+    assert extra["Refiner"] == "xl-refiner" and extra["Refiner switch at"] == 0.7
+    assert "Refiner: xl-refiner, Refiner switch at: 0.7" in info["infotexts"][0]
+    job = await app.store.get_job(info["easel_job_id"])
+    assert job is not None and job.spec.refiner is not None
+    assert (job.spec.refiner.model, job.spec.refiner.switch_at) == ("xl-refiner", 0.7)
+
+    for none in (
+        {"refiner_checkpoint": "None"},
+        {"refiner_checkpoint": "", "refiner_switch_at": 1},
+    ):
+        response = await web_client.post(f"{V1}/txt2img", json={**base, **none})
+        assert response.status == 200, await response.text()
+        plain = json.loads((await response.json())["info"])
+        assert "Refiner" not in plain["extra_generation_params"]
+
+    for extra_fields, reason in (
+        ({"refiner_checkpoint": "nope"}, "model 'nope' not found"),
+        ({"refiner_checkpoint": "demo"}, "'demo' cannot refine 'xl'"),
+        ({"refiner_checkpoint": "xl-refiner", "refiner_switch_at": 0}, "Refiner switch 0.0"),
+        (
+            {"refiner_checkpoint": "xl-refiner", "override_settings": {}},
+            "only Stable Diffusion XL models take a refiner",
+        ),
+    ):
+        response = await web_client.post(f"{V1}/txt2img", json={**base, **extra_fields})
+        assert response.status in (404, 422), await response.text()
+        assert reason in await response.text()
+    await nothing_queued(app)

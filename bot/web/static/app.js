@@ -32,8 +32,13 @@
 
   // ------------------------------------------------------------------ models and the form
 
+  // A model that draws: an SDXL refiner (draws: false) only finishes another model's pictures.
+  function draws(model) {
+    return model.draws !== false;
+  }
+
   function defaultModel() {
-    return state.models.find((m) => m.is_default) || state.models[0] || null;
+    return state.models.find((m) => m.is_default) || state.models.find(draws) || null;
   }
 
   function chosenModel() {
@@ -76,6 +81,18 @@
     const noNegative = model.negative_prompt === false;
     negative.disabled = noNegative;
     negative.closest("label").hidden = noNegative;
+    showRefinerFields(model);
+  }
+
+  // SDXL's refiner stage: only for a model that takes one, where a refiner is registered, and
+  // only from text (an image-to-image job with a refiner is refused).
+  function showRefinerFields(model) {
+    const shown = !!model && model.takes_refiner === true && mode() === "txt2img"
+      && state.models.some((m) => m.refines === true);
+    for (const id of ["refiner", "switch-at"]) {
+      $(id).disabled = !shown;
+      $(`${id}-field`).hidden = !shown;
+    }
   }
 
   // While the engine loads its model (at start-up), say so; look again until it is ready.
@@ -100,9 +117,18 @@
       const fallback = defaultModel();
       select.replaceChildren(
         el("option", { value: "", text: fallback ? `Default (${fallback.name})` : "Default" }),
-        ...state.models.map((m) => el("option", { value: m.name, text: m.name })),
+        ...state.models.filter(draws).map((m) => el("option", { value: m.name, text: m.name })),
       );
-      select.value = state.models.some((m) => m.name === previous) ? previous : "";
+      select.value = state.models.some((m) => m.name === previous && draws(m)) ? previous : "";
+      const refiner = $("refiner");
+      const keepRefiner = refiner.value;
+      refiner.replaceChildren(
+        el("option", { value: "", text: "No refiner" }),
+        ...state.models.filter((m) => m.refines === true)
+          .map((m) => el("option", { value: m.name, text: m.name })),
+      );
+      refiner.value = keepRefiner;
+      if (refiner.value !== keepRefiner) refiner.value = ""; // unregistered since
       const sampler = $("sampler");
       const keep = sampler.value;
       sampler.replaceChildren(
@@ -136,8 +162,8 @@
   // ------------------------------------------------------------------ the form survives reloads
 
   const FORM_KEY = "easel.form";
-  const KEPT_FIELDS = ["prompt", "negative", "model", "sampler", "size", "width", "height", "steps",
-    "cfg", "seed", "count", "strength"];
+  const KEPT_FIELDS = ["prompt", "negative", "model", "sampler", "refiner", "switch-at", "size",
+    "width", "height", "steps", "cfg", "seed", "count", "strength"];
 
   function saveForm() {
     const saved = { mode: mode() };
@@ -145,7 +171,7 @@
     try { localStorage.setItem(FORM_KEY, JSON.stringify(saved)); } catch (e) { /* private mode */ }
   }
 
-  // After the model and sampler menus are filled, so their saved choice exists.
+  // After the model, sampler and refiner menus are filled, so their saved choice exists.
   function restoreForm() {
     let saved = null;
     try { saved = JSON.parse(localStorage.getItem(FORM_KEY) || "null"); } catch (e) { saved = null; }
@@ -182,6 +208,7 @@
   function setMode(value) {
     for (const radio of document.querySelectorAll('input[name="mode"]')) radio.checked = radio.value === value;
     $("img2img-fields").hidden = value !== "img2img";
+    showRefinerFields(chosenModel());
   }
 
   function numberOrNull(id) {
@@ -240,6 +267,11 @@
     if ($("model").value) body.model = $("model").value;
     if ($("style").value) body.styles = [$("style").value];
     if ($("sampler").value && !$("sampler").disabled) body.sampler = $("sampler").value;
+    if ($("refiner").value && !$("refiner").disabled) {
+      body.refiner = $("refiner").value;
+      const switchAt = numberOrNull("switch-at"); // empty: the server's default (0.8)
+      if (switchAt !== null) body.refiner_switch_at = switchAt;
+    }
     const size = $("size").value;
     if (size === "custom") {
       const width = numberOrNull("width");
@@ -292,6 +324,13 @@
     $("count").value = job.count ?? 1;
     $("model").value = state.models.some((m) => m.name === job.model) ? job.model : "";
     $("sampler").value = job.sampler || "";
+    // The job JSON may not carry the refiner: then the form keeps the one chosen now.
+    if (job.refiner !== undefined) {
+      const refiner = typeof job.refiner === "string" ? { model: job.refiner } : job.refiner || {};
+      $("refiner").value = refiner.model || "";
+      if ($("refiner").value !== (refiner.model || "")) $("refiner").value = ""; // gone since
+      $("switch-at").value = refiner.switch_at ?? "";
+    }
     if (job.width && job.height) {
       $("size").value = "custom";
       $("width").value = job.width;
