@@ -572,6 +572,7 @@ async def run_worker(config: Config, args: argparse.Namespace) -> int:
         broker=broker,
         backend=backend,
         config=config.cluster,
+        addon_folder=config.data_dir / "received-addons",
         grace_seconds=config.generation.shutdown_grace_seconds,
     )
     try:

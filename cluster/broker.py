@@ -276,6 +276,19 @@ class Broker:
             return None
         return [ModelSource(**item) for item in json.loads(raw)]
 
+    # ------------------------------------------------------------------ LoRA / embedding files
+
+    async def keep_addon(self, sha256: str, ttl_seconds: int) -> bool:
+        """Whether the file is in Redis (its expiry pushed back), else False."""
+        return bool(await self.redis.expire(self.keys.addon(sha256), ttl_seconds))
+
+    async def put_addon(self, sha256: str, data: bytes, ttl_seconds: int) -> None:
+        await self.redis.set(self.keys.addon(sha256), data, ex=ttl_seconds)
+
+    async def addon(self, sha256: str) -> bytes | None:
+        data = await self.redis.get(self.keys.addon(sha256))  # bytes: no decode_responses
+        return None if data is None else bytes(data)  # type: ignore[arg-type]
+
 
 async def until_redis(call: Callable[[], Awaitable[T]], who: str) -> T:
     """``call()``, retried every RETRY_PAUSE while Redis is unreachable (one warning)."""

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
+from cluster.addon_share import share
 from cluster.broker import REDIS_DOWN, RETRY_PAUSE, Broker, until_redis
 from cluster.config import ClusterConfig
 from cluster.protocol import (
@@ -54,6 +55,7 @@ from cluster.routing import (
     choose_worker,
     recall_candidate,
 )
+from generation.addons import addon_files
 from generation.events import EventBus, JobFinished, JobProgress, JobStarted
 from generation.queue import JobQueue, queued_item
 from generation.recording import Recorder
@@ -313,6 +315,8 @@ class ClusterWorker:
     async def _ticket(self, job: JobRecord, models: dict[str, ModelSource]) -> Ticket:
         spec = job.spec
         sources = await render_sources(self.store, spec, models)
+        addons = await addon_files(self.store, spec)  # LoRA / embeddings: bytes via Redis
+        await self._until_redis(partial(share, self.broker, addons))
         init = None
         if spec.init_image is not None:
             init = await asyncio.to_thread(self.images.read, spec.init_image)
@@ -320,7 +324,7 @@ class ClusterWorker:
         if spec.mask_image is not None:
             mask = await asyncio.to_thread(self.images.read, spec.mask_image)
         return Ticket(
-            RenderMeta.of(job), sources.model, sources.upscaler, init, mask, sources.refiner
+            RenderMeta.of(job), sources.model, sources.upscaler, init, mask, sources.refiner, addons
         )
 
     async def _maybe_recall(self) -> None:

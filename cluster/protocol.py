@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from generation.render import ModelSource
+from generation.render import AddOnFile, ModelSource
 from generation.rendering import EncodedPng, RenderMeta
 
 ASSIGNED, STARTED = "assigned", "started"
@@ -75,6 +75,10 @@ class Keys:
     def models(self) -> str:
         return f"{self.prefix}:models"
 
+    def addon(self, sha256: str) -> str:
+        """A LoRA or embedding file's bytes, by its hash (``cluster.addon_share``)."""
+        return f"{self.prefix}:addon:{sha256}"
+
 
 def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode("ascii")
@@ -94,6 +98,9 @@ class Ticket:
     init_png: bytes | None = None
     mask_png: bytes | None = None  # inpaint jobs: the stored mask
     refiner: ModelSource | None = None  # refined jobs: the refiner (absent from older servers)
+    # LoRA and embeddings: name, kind, the engine's path and hash; the bytes travel separately
+    # (``cluster.addon_share``), once per file.
+    addons: tuple[AddOnFile, ...] = ()
 
     @property
     def job_id(self) -> str:
@@ -107,6 +114,7 @@ class Ticket:
             "init_png": _b64(self.init_png),
             "mask_png": _b64(self.mask_png),
             "refiner": asdict(self.refiner) if self.refiner else None,
+            "addons": [asdict(file) for file in self.addons],
         }
 
     @classmethod
@@ -119,6 +127,7 @@ class Ticket:
             init_png=_unb64(data.get("init_png")),
             mask_png=_unb64(data.get("mask_png")),
             refiner=ModelSource(**refiner) if refiner else None,
+            addons=tuple(AddOnFile(**file) for file in data.get("addons") or ()),
         )
 
 

@@ -31,12 +31,14 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from PIL import Image
 
+from cluster.addon_share import ReceivedAddOns
 from cluster.broker import REDIS_DOWN, RETRY_PAUSE, Broker, until_redis
 from cluster.config import ClusterConfig
 from cluster.protocol import BatchOrder, Outcome, Ticket, WorkerInfo, progress_message
@@ -87,8 +89,11 @@ class RemoteWorker:
         broker: Broker,
         backend: Backend,
         config: ClusterConfig,
+        addon_folder: Path,
         grace_seconds: float = 20.0,
     ) -> None:
+        """``addon_folder``: where LoRA and embedding files received from the engine are kept
+        (by hash: each is fetched once)."""
         self.name = name
         self.broker = broker
         self.backend = backend
@@ -103,6 +108,7 @@ class RemoteWorker:
         self._started_at = time.time()
         self._beat = 0
         self._can_load: tuple[str, ...] | None = None
+        self._addons = ReceivedAddOns(addon_folder)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -210,7 +216,13 @@ class RemoteWorker:
         self._current = tuple(job_ids)
         loop = asyncio.get_running_loop()
         try:
-            render_jobs = [_render_job(ticket) for ticket in order.tickets]
+            render_jobs = [
+                replace(
+                    _render_job(ticket),
+                    addon_files=await self._addons.local_files(self.broker, ticket.addons),
+                )
+                for ticket in order.tickets
+            ]
             outcomes = await loop.run_in_executor(
                 self._render_thread, self._render, order.batch_id, job_ids, render_jobs, loop
             )

@@ -133,10 +133,7 @@ def _load_embedding(pipe: Any, file: AddOnFile) -> None:
 def _file(files: dict[tuple[str, str], AddOnFile], kind: str, addon: AddOn) -> AddOnFile:
     file = files.get((kind, addon.name))
     if file is None:
-        raise GenerationFailed(
-            f"this worker was not given the file of {kind} {addon.name!r} "
-            "(workers on other machines do not carry LoRA or embeddings yet)"
-        )
+        raise GenerationFailed(f"this worker was not given the file of {kind} {addon.name!r}")
     if file.sha256 != addon.sha256:
         raise GenerationFailed(f"the file of {kind} {addon.name!r} is not the one the job used")
     return file

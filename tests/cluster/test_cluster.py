@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import io
 import signal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from generation.addons import addon_files
 from generation.metadata import job_id_from_png, parse_infotext, read_png_text
-from generation.requests import DrawRequest, InpaintRequest
+from generation.requests import DrawRequest, InpaintRequest, Origin
 from storage.records import JobRecord
 from tests.cluster.conftest import ClusterFactory
 from tests.cluster.harness import Cluster, person
@@ -52,7 +54,9 @@ async def test_batches_render_on_workers_and_come_back_once(
         await cluster.until(lambda: queue.lanes == 2, 30, "two lanes in the waiting times")
 
 
-async def test_the_real_demo_model_renders_on_a_worker(cluster_factory: ClusterFactory) -> None:
+async def test_the_real_demo_model_renders_on_a_worker(
+    cluster_factory: ClusterFactory, tmp_path: Path
+) -> None:
     async with cluster_factory() as cluster:
         cluster.watch_finished()
         cluster.spawn("gpu", real=True)
@@ -84,6 +88,48 @@ async def test_the_real_demo_model_renders_on_a_worker(cluster_factory: ClusterF
         )
         outside = np.asarray(mask) == 0
         assert (before[outside] == after[outside]).all() and (before != after).any()
+
+        # LoRA and embedding files travel through Redis to the worker (once, kept by hash
+        # there) and render what this machine renders with the registered files.
+        await lora_job_renders_as_here(cluster, tmp_path)
+
+
+async def lora_job_renders_as_here(cluster: Cluster, tmp_path: Path) -> None:
+    from generation.backend import DiffusersBackend
+    from generation.render import RenderJob
+    from generation.worker import render_sources
+    from tests.addon_files import make_embedding, make_lora
+
+    app = cluster.app
+    admin = Origin(platform="cli", scope_id="local", user_id="root", is_admin=True)
+    lora = make_lora(tmp_path / "pixel.safetensors", 1)
+    embedding = make_embedding(tmp_path / "easyneg.safetensors", 3)
+    await app.service.add_addon(admin, "pixel", str(lora), "lora")
+    await app.service.add_addon(admin, "easyneg", str(embedding), "embedding")
+    request = DrawRequest(
+        "a castle <lora:pixel:0.8>", "easyneg", width=64, height=64, steps=3, seed=7
+    )
+    job = (await app.service.draw(person("ada"), request)).job
+    (done,) = await cluster.finished([job.id])
+    assert_each_recorded_once(cluster, [done])
+    received = app.config.data_dir / "received-addons"
+    assert {p.name for p in received.iterdir()} == {
+        f"{a.sha256}.safetensors" for a in (*done.spec.loras, *done.spec.embeddings)
+    }
+    backend = DiffusersBackend(data_dir=app.config.data_dir, device="cpu")
+    try:
+        sources = await render_sources(app.store, done.spec, {})
+        files = await addon_files(app.store, done.spec)
+        here = backend.render(RenderJob(done.spec, sources.model, addon_files=files), _no, _no)
+    finally:
+        backend.close()
+    there = Image.open(io.BytesIO(app.images.read(done.images[0].sha256))).convert("RGB")
+    diff = np.abs(np.asarray(there, dtype=np.int16) - np.asarray(here[0], dtype=np.int16))
+    assert int(diff.max()) <= 1
+
+
+def _no(*_: object) -> bool:
+    return False
 
 
 async def test_killed_workers_batches_run_elsewhere_once(cluster_factory: ClusterFactory) -> None:

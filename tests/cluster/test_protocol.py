@@ -15,9 +15,9 @@ from cluster.protocol import (
     progress_message,
     started_fields,
 )
-from generation.render import ModelSource
+from generation.render import AddOnFile, ModelSource
 from generation.rendering import EncodedPng, RenderMeta
-from generation.spec import Mode
+from generation.spec import Mode, Refiner
 from tests.records import job_record
 
 DEMO = ModelSource("demo", "builtin:demo", "builtin", "r1")
@@ -52,6 +52,20 @@ def test_an_inpaint_ticket_carries_its_mask_and_options() -> None:
     spec = back.meta.spec
     assert spec.mode is Mode.INPAINT and spec.mask_image == "b" * 64
     assert (spec.mask_blur, spec.inpainting_fill, spec.inpaint_full_res) == (8, 0, True)
+
+
+def test_a_refined_ticket_with_addons_carries_the_refiner_and_the_files_names() -> None:
+    job = job_record("abcd2345", refiner={"model": "xl-refiner", "switch_at": 0.7})
+    refiner = ModelSource("xl-refiner", "builtin:demo-sdxl-refiner", "builtin", "r1")
+    lora = AddOnFile("pixel", "lora", "/loras/pixel.safetensors", "c" * 64)
+    ticket = Ticket(RenderMeta.of(job), DEMO, refiner=refiner, addons=(lora,))
+    [back] = BatchOrder.decode(_bytes_keys(BatchOrder("b1", (ticket,)).encode())).tickets
+    assert back == ticket and back.refiner == refiner and back.addons == (lora,)
+    assert back.meta.spec.refiner == Refiner("xl-refiner", 0.7)
+    # a ticket from an engine before the refiner and add-ons: neither
+    data = ticket.to_json()
+    del data["refiner"], data["addons"]
+    assert Ticket.from_json(data) == Ticket(RenderMeta.of(job), DEMO)
 
 
 def test_an_outcome_carries_its_png_bytes_and_a_failure_its_reason() -> None:
