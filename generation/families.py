@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generation.errors import InvalidRequest, shown
+from generation.hires import is_latent
 from generation.samplers import SAMPLERS, SchedulerChoice, resolve_sampler
 from generation.spec import GenerationSpec, Mode
 
@@ -63,6 +64,7 @@ class Family:
     img2img: bool = True
     inpaint: bool = True
     hires: bool = True
+    latent_hires: bool = True  # the hires fix's latent upscalers (Stable Diffusion's latents)
     default_width: int = 512
     default_height: int = 512
     default_steps: int = 25
@@ -102,6 +104,7 @@ class Family:
             "img2img": self.img2img,
             "inpaint": self.inpaint,
             "hires": self.hires,
+            "latent_hires": self.latent_hires,
             "draws": self.draws,
             "takes_refiner": self.takes_refiner,
             "refines": self.refines,
@@ -122,12 +125,13 @@ FAMILIES: dict[str, Family] = {
         inpaint=False, default_width=1024, default_height=1024, draws=False, refines=True,
     ),
     "sd3": Family(
-        "sd3", "Stable Diffusion 3", samplers=SD3_SAMPLERS, hires=False, default_width=1024,
-        default_height=1024, default_steps=28, default_cfg=7.0, default_sampler="Euler",
+        "sd3", "Stable Diffusion 3", samplers=SD3_SAMPLERS, latent_hires=False,
+        default_width=1024, default_height=1024, default_steps=28, default_cfg=7.0,
+        default_sampler="Euler",
     ),
     "flux": Family(
         "flux", "Flux.1", samplers=FLUX_SAMPLERS, negative_prompt=False, cfg="distilled",
-        hires=False, default_width=1024, default_height=1024, default_steps=28,
+        latent_hires=False, default_width=1024, default_height=1024, default_steps=28,
         default_cfg=3.5, default_sampler="Euler",
     ),
     "other": Family("other", "other diffusers pipeline"),
@@ -196,8 +200,14 @@ def check_spec(family: Family, spec: GenerationSpec) -> None:
         )
     if spec.hires is not None and not family.hires:
         raise InvalidRequest(
-            f"The hires fix is not available for {family.label} models yet: ask for the final "
-            "size directly (they are trained at 1024x1024)."
+            f"The hires fix is not available for {family.label} models: ask for the final "
+            "size directly."
+        )
+    if spec.hires is not None and is_latent(spec.hires.upscaler) and not family.latent_hires:
+        raise InvalidRequest(
+            f"{family.label} models cannot use the hires upscaler {shown(spec.hires.upscaler)}: "
+            "the latent upscalers resize Stable Diffusion's latents, which this family does not "
+            "have. Use Lanczos (the default), Nearest or a registered upscaler."
         )
 
 

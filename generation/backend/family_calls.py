@@ -66,12 +66,14 @@ def call_kwargs(family: Family, negatives: list[str], single: bool, **sizes: Any
     """The family-specific keyword arguments of one pipeline call: the negative prompt where
     the family has one (Flux has none: its guidance is distilled), SDXL's size
     micro-conditioning (original and target size = the size asked for; diffusers' default too,
-    said here so it stays so), and the size Flux's image-to-image would not take from the
-    image."""
+    said here so it stays so), and the size SD3's and Flux's image-to-image would not take from
+    the image."""
     out: dict[str, Any] = {}
     image = sizes.get("image")
-    if family.name == "flux" and "width" not in sizes and isinstance(image, Image.Image):
-        # Flux's image-to-image pipeline draws at 1024x1024 unless told the size
+    flow = family.name in {"sd3", "flux"}
+    if flow and "width" not in sizes and isinstance(image, Image.Image):
+        # their image-to-image pipelines draw at the model's default size (1024x1024) unless
+        # told the size: a 768x512 start would come back square
         out.update(width=image.width, height=image.height)
     if family.negative_prompt:
         out["negative_prompt"] = negatives[0] if single else negatives

@@ -199,8 +199,9 @@ def test_refusals_say_why() -> None:
         check_spec(flux, _spec("flux", sampler="Euler a"))
     with pytest.raises(InvalidRequest, match="only Euler, Heun do"):
         check_spec(sd3, _spec("sd3", sampler="DPM++ 2M Karras"))
-    with pytest.raises(InvalidRequest, match="hires fix is not available"):
-        check_spec(sd3, _spec("sd3", hires=Hires(128, 128, "Lanczos", 0.5)))
+    with pytest.raises(InvalidRequest, match="cannot use the hires upscaler 'Latent'"):
+        check_spec(sd3, _spec("sd3", hires=Hires(128, 128, "Latent", 0.5)))
+    check_spec(sd3, _spec("sd3", hires=Hires(128, 128, "Lanczos", 0.5)))
     check_spec(FAMILIES["sdxl"], _spec("sdxl", sampler="DPM++ 2M Karras"))  # every A1111 one
 
 
@@ -282,3 +283,35 @@ def test_hub_loading_path_on_a_local_cache(
     ours = backend.render(RenderJob(_spec("flux"), model), _ignore, _never)[0]
     folder = backend.render(RenderJob(_spec("flux"), _source("flux")), _ignore, _never)[0]
     assert _diff(ours, folder) == 0
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_flow_models_hires_fix_is_the_first_pass_then_the_upscale_action(
+    backend: DiffusersBackend, family: str
+) -> None:
+    """With a pixel upscaler the hires fix needs no SD latents: the first pass, Lanczos to the
+    final size, then image-to-image, exactly what the Upscale action does to that picture."""
+    hires = Hires(128, 128, "Lanczos", 0.5)
+    [ours] = backend.render(RenderJob(_spec(family, hires=hires), _source(family)), _ignore, _never)
+    assert ours.size == (128, 128)
+    [first] = backend.render(RenderJob(_spec(family), _source(family)), _ignore, _never)
+    upscale = _spec(
+        family, mode=Mode.UPSCALE, width=128, height=128, strength=0.5, upscaler="hires",
+        init_image="x" * 64,
+    )  # fmt: skip
+    [theirs] = backend.render(
+        RenderJob(upscale, _source(family), init_image=first), _ignore, _never
+    )
+    assert _diff(ours, theirs) == 0
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_flow_image_to_image_keeps_a_non_square_size(
+    backend: DiffusersBackend, family: str
+) -> None:
+    """SD3's and Flux's image-to-image pipelines draw at the model's default square size unless
+    told the size: Easel tells them the picture's."""
+    init = Image.radial_gradient("L").resize((96, 64)).convert("RGB")
+    spec = _spec(family, mode=Mode.IMG2IMG, strength=0.5, width=96, height=64, init_image="x" * 64)
+    [out] = backend.render(RenderJob(spec, _source(family), init_image=init), _ignore, _never)
+    assert out.size == (96, 64)

@@ -72,9 +72,11 @@ def test_flux_refusals_say_why_and_queue_nothing(
     assert easel(config_file, "draw", "a cat", "--model", "flux", "--sampler", "Euler a") == 2
     err = capsys.readouterr().err
     assert "cannot use the sampler 'Euler a'" in err and "only Euler does" in err
-    assert easel(config_file, "draw", "a cat", "--model", "flux", "--hires", "2") == 2
-    assert "hires fix is not available for Flux.1" in capsys.readouterr().err
     assert easel_json(capsys, config_file, "history") == before
+    # The hires fix works with its default upscaler (Lanczos: no SD latents needed)
+    job = easel_json(capsys, config_file, "draw", "a cat", "--model", "flux", "--hires", "2")
+    assert isinstance(job, dict) and job["status"] == "succeeded"
+    assert job["hires"]["width"] == 128 and job["hires"]["upscaler"] == "Lanczos"
 
 
 def test_a_model_dtype_is_registered_and_listed(

@@ -81,7 +81,8 @@ async def test_easel_api_registers_a_family_model_and_lists_what_it_supports(
     listed = {m["name"]: m for m in (await (await idle_client.get("/api/models")).json())["models"]}
     flux, demo = listed["flux"], listed["demo"]
     assert flux["samplers"] == ["Euler"] and flux["negative_prompt"] is False
-    assert flux["cfg"] == "distilled" and flux["img2img"] and not flux["hires"]
+    assert flux["cfg"] == "distilled" and flux["img2img"] and flux["hires"]
+    assert not flux["latent_hires"] and demo["latent_hires"]
     assert demo["family"] == "sd1" and "DPM++ 2M Karras" in demo["samplers"]
     assert demo["negative_prompt"] is True and demo["dtype"] is None
     bad = await idle_client.post("/api/admin/models", json={**body, "name": "x", "dtype": "fp8"})
@@ -129,3 +130,20 @@ async def test_txt2img_with_an_sdxl_refiner(web_client: Client) -> None:
         assert response.status in (404, 422), await response.text()
         assert reason in await response.text()
     await nothing_queued(app)
+
+
+async def test_flux_hires_takes_pixel_upscalers_and_refuses_latent_ones(web_client: Client) -> None:
+    app = client_app(web_client)
+    await app.service.add_model(ADMIN, "flux", "builtin:demo-flux")
+    body = {
+        "prompt": "a cat", "seed": 2, "enable_hr": True, "hr_scale": 2,
+        "override_settings": {"sd_model_checkpoint": "flux"}, **SMALL,
+    }  # fmt: skip
+    refused = await web_client.post(f"{V1}/txt2img", json=body)  # A1111's default: "Latent"
+    assert refused.status == 422
+    assert "cannot use the hires upscaler 'Latent'" in await refused.text()
+    await nothing_queued(app)
+    done = await web_client.post(f"{V1}/txt2img", json={**body, "hr_upscaler": "Lanczos"})
+    assert done.status == 200, await done.text()
+    image = Image.open(io.BytesIO(base64.b64decode((await done.json())["images"][0])))
+    assert image.size == (128, 128)
