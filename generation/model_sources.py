@@ -321,7 +321,36 @@ def family_defaults(model: ModelSource, given: dict[str, Any], max_pixels: int) 
         if "width" not in out:
             out["width"], out["height"] = demo.width, demo.height
         return out
+    if family.name == "flux" and given.get("steps") is None and is_flux_schnell(model):
+        given = {**given, "steps": SCHNELL_STEPS}  # timestep-distilled: 28 steps waste 7x
     return registration_defaults(family, given, max_pixels)
+
+
+SCHNELL_STEPS = 4  # FLUX.1-schnell's model card: 1-4 steps
+
+
+def is_flux_schnell(model: ModelSource) -> bool:
+    """Whether a Flux model is timestep-distilled like FLUX.1-schnell: its transformer takes no
+    guidance input (``guidance_embeds`` false; a single file without ``guidance_in`` weights).
+    Unknown (a Hub model not downloaded yet): False."""
+    try:
+        if model.kind == "single_file":
+            return not any("guidance_in." in key for key in safetensors_keys(Path(model.source)))
+        config: Path | None = None
+        if model.kind == "folder":
+            config = Path(model.source) / "transformer" / "config.json"
+        elif model.kind == "hub":
+            from huggingface_hub import try_to_load_from_cache
+
+            hit = try_to_load_from_cache(
+                model.source, "transformer/config.json", revision=model.revision
+            )
+            config = Path(hit) if isinstance(hit, str) else None
+        if config is None or not config.is_file():
+            return False
+        return json.loads(config.read_text(encoding="utf-8")).get("guidance_embeds") is False
+    except (OSError, ValueError, AttributeError, struct.error):
+        return False
 
 
 def model_capabilities(model: ModelRecordLike) -> dict[str, object]:

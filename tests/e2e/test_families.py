@@ -315,3 +315,23 @@ def test_flow_image_to_image_keeps_a_non_square_size(
     spec = _spec(family, mode=Mode.IMG2IMG, strength=0.5, width=96, height=64, init_image="x" * 64)
     [out] = backend.render(RenderJob(spec, _source(family), init_image=init), _ignore, _never)
     assert out.size == (96, 64)
+
+
+def test_a_flux_schnell_folder_is_registered_with_four_steps(
+    family_data_dir: Path, tmp_path: Path
+) -> None:
+    """FLUX.1-schnell (a transformer without a guidance input) gets its model card's steps;
+    Flux.1-dev keeps the family's 28; steps the admin gives are kept."""
+    import json
+
+    from generation.model_sources import family_defaults
+
+    dev = family_data_dir / "models" / FAMILY_BUILTINS[CASES["flux"][0]][0]
+    schnell = tmp_path / "schnell"
+    shutil.copytree(dev, schnell)
+    config = schnell / "transformer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "guidance_embeds": False}))
+    pixels = 1024 * 1024
+    assert family_defaults(inspect_source("s", str(schnell)), {}, pixels)["steps"] == 4
+    assert family_defaults(inspect_source("d", str(dev)), {}, pixels)["steps"] == 28
+    assert family_defaults(inspect_source("s", str(schnell)), {"steps": 8}, pixels)["steps"] == 8
