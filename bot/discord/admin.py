@@ -86,14 +86,47 @@ class AdminCommands(commands.Cog):
             )
             marks = ("✅ allowed" if allowed else "⛔ denied") + (" · default" if default else "")
             lines.append(f"`{model.name}` ({model.kind}) · {marks}")
-        lines += addon_lines(await self.app.service.list_addons(), code=True)
+        lines += addon_lines(
+            await self.app.service.list_addons(), code=True, allowed_loras=settings.allowed_loras
+        )
         await reply(interaction, "\n".join(lines))
 
-    @models.command(name="allow", description="Allow a model on this server")
-    @app_commands.describe(name="Model name")
+    async def _lora_names(self) -> list[str]:
+        return [a.name for a in await self.app.service.list_addons() if a.kind == "lora"]
+
+    async def _lora_change(
+        self, interaction: discord.Interaction[Any], origin: Origin, name: str, allow: bool
+    ) -> None:
+        """``/models allow|deny`` naming a LoRA: this server's ``allowed_loras`` (None: every
+        registered LoRA), as for models."""
+        settings = await self.app.service.scope_settings(origin)
+        current = settings.allowed_loras
+        if allow:
+            if current is None:
+                await reply(interaction, "Every LoRA is already allowed here.")
+                return
+            allowed = [*current, name]
+            await self._update(
+                interaction, origin, f"✅ LoRA `{name}` is allowed here.", allowed_loras=allowed
+            )
+            return
+        names = list(current) if current is not None else await self._lora_names()
+        if name not in names:
+            await reply(interaction, f"LoRA `{name}` is not allowed here anyway.")
+            return
+        kept = [n for n in names if n != name]  # none left is fine: prompts then take none
+        await self._update(
+            interaction, origin, f"⛔ LoRA `{name}` is denied here.", allowed_loras=kept
+        )
+
+    @models.command(name="allow", description="Allow a model or a LoRA on this server")
+    @app_commands.describe(name="Model or LoRA name")
     async def models_allow(self, interaction: discord.Interaction[Any], name: str) -> None:
         origin = await self._admin(interaction)
         if origin is None:
+            return
+        if name.strip() in await self._lora_names():
+            await self._lora_change(interaction, origin, name.strip(), allow=True)
             return
         settings = await self.app.service.scope_settings(origin)
         if settings.allowed_models is None:
@@ -104,11 +137,14 @@ class AdminCommands(commands.Cog):
             interaction, origin, f"✅ `{name}` is allowed here.", allowed_models=allowed
         )
 
-    @models.command(name="deny", description="Stop this server from using a model")
-    @app_commands.describe(name="Model name")
+    @models.command(name="deny", description="Stop this server from using a model or a LoRA")
+    @app_commands.describe(name="Model or LoRA name")
     async def models_deny(self, interaction: discord.Interaction[Any], name: str) -> None:
         origin = await self._admin(interaction)
         if origin is None:
+            return
+        if name.strip() in await self._lora_names():
+            await self._lora_change(interaction, origin, name.strip(), allow=False)
             return
         settings = await self.app.service.scope_settings(origin)
         current = settings.allowed_models
@@ -143,16 +179,17 @@ class AdminCommands(commands.Cog):
 
     @models_allow.autocomplete("name")
     @models_deny.autocomplete("name")
+    async def allow_name_autocomplete(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[app_commands.Choice[str]]:
+        names = [*await self._model_names(), *await self._lora_names()]
+        return _matching(names, current)
+
     @models_default.autocomplete("name")
     async def model_name_autocomplete(
         self, interaction: discord.Interaction[Any], current: str
     ) -> list[app_commands.Choice[str]]:
-        needle = current.lower()
-        return [
-            app_commands.Choice(name=n, value=n)
-            for n in await self._model_names()
-            if needle in n.lower()
-        ][:25]
+        return _matching(await self._model_names(), current)
 
     # ------------------------------------------------------------------ /limits
 
@@ -333,3 +370,8 @@ class AdminCommands(commands.Cog):
             await reply(interaction, describe_error(error))
             return
         await reply(interaction, done)
+
+
+def _matching(names: list[str], current: str) -> list[app_commands.Choice[str]]:
+    needle = current.lower()
+    return [app_commands.Choice(name=n, value=n) for n in names if needle in n.lower()][:25]

@@ -110,6 +110,29 @@ async def test_models_allow_deny_and_default_per_server(world_factory, tmp_path)
         job = await world.job(world.job_of(result))
         assert job.model == "sketch"
 
+        # A LoRA is allowed and denied per server the same way (allowed_loras)
+        names = await mod.autocomplete(world.channel, "models deny", "name", "in")
+        assert [c["value"] for c in names] == ["ink"]
+        denied = await mod.slash(world.channel, "models deny", name="ink")
+        assert denied.response.content == "⛔ LoRA `ink` is denied here."
+        listed = await mod.slash(world.channel, "models list")
+        assert "`ink` (lora, sd1): ⛔ not allowed here" in listed.response.content
+        refused = await alice.slash(world.channel, "draw", prompt="a sketch <lora:ink:0.5>")
+        assert refused.ephemeral and "ink" in refused.response.content
+        assert "not allowed" in refused.response.content
+        again = await mod.slash(world.channel, "models deny", name="ink")
+        assert again.response.content == "LoRA `ink` is not allowed here anyway."
+        allowed = await mod.slash(world.channel, "models allow", name="ink")
+        assert allowed.response.content == "✅ LoRA `ink` is allowed here."
+        settings = await world.app.service.scope_settings(mod_origin(world))
+        assert settings.allowed_loras == ("ink",)
+
+
+def mod_origin(world):
+    from generation.requests import Origin
+
+    return Origin("discord", str(world.guild.id), "mod", is_admin=True)
+
 
 def _admin():
     from generation.requests import Origin
