@@ -10,6 +10,9 @@
 #   2. bench/benchmark.py      (a) plain diffusers, (b) Easel, (c) 8 users batched; ratios, MFU
 #   3. bench/bench_start.py    how soon `easel serve` answers and has its model ready
 #   4. bench/bench_repaint.py  inpaint, zoom out and hires fix against plain diffusers' inpaint
+#   5. bench/bench_families.py SDXL, SD3, Flux.1 and the SDXL refiner stage (tiny built-in
+#                              models) against plain diffusers: time ratio and pixel parity
+#   6. bench/bench_prompt_encoding.py  A1111 prompt weighting and 200-token prompts on the GPU
 # Everything goes to $OUT (the device tool's folder) or bench/results: one JSON + PNG report
 # from step 2 and a log of the whole run (device_check.log).
 set -euo pipefail
@@ -48,10 +51,14 @@ if [ -n "$tiny" ]; then
   run "$py" bench/benchmark.py --profile gpu --tiny --repeat 1 --no-scale --out "$out"
   run "$py" bench/bench_start.py --runs 1
   run "$py" bench/bench_repaint.py --runs 2
+  run "$py" bench/bench_families.py --runs 2
+  run "$py" bench/bench_prompt_encoding.py --runs 2
 else
   run "$py" bench/engine_check.py --size 512 --steps 20 --runs 3
   run "$py" bench/benchmark.py --profile gpu --repeat 2 --no-scale --out "$out"
   run "$py" bench/bench_start.py --runs 2
   run "$py" bench/bench_repaint.py --size 512 --steps 20 --runs 3
+  run "$py" bench/bench_families.py --device cuda --size 512 --steps 20 --runs 3
+  run "$py" bench/bench_prompt_encoding.py --device cuda --runs 5
 fi
 echo "== done: $(ls "$out" | tr '\n' ' ')" | tee -a "$log"

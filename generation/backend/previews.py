@@ -2,7 +2,8 @@
 
 Two ways to turn latents into pixels:
 
-* ``projection_png``: a fixed linear latent -> RGB projection, no network at all (blurry, 1/8 size).
+* ``projection_png``: a fixed linear latent -> RGB projection, no network at all (blurry, 1/8 size);
+  SD3's and Flux.1's 16-channel latents too (Flux's packed 2x2 into tokens: ``unpack_tokens``).
 * ``TinyDecoder``: a TAESD ``AutoencoderTiny`` (``generation.preview_decoder``), a near-final
   picture for a few milliseconds of GPU time. Loaded once, lazily, at the first preview; when it
   cannot be loaded or does not fit a pipeline the caller falls back to the projection.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,42 @@ RGB_SD15 = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350),
             (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.6178))
 RGB_SDXL = ((0.3920, 0.4054, 0.4549), (-0.2634, -0.0196, 0.0653),
             (0.0568, 0.1687, -0.0755), (-0.3112, -0.2359, -0.2076))
+# SD3/SD3.5 and Flux.1 (16 channels, plus a bias): ComfyUI's, comfyanonymous/ComfyUI
+# comfy/latent_formats.py (classes SD3 and Flux). They apply to scaled latents,
+# (z - shift_factor) * scaling_factor, which is also what diffusers' SD3/Flux pipelines sample
+# (they undo it only before the VAE decode), so they apply to the callback's latents as they are.
+RGB_SD3 = ((-0.0922, -0.0175, 0.0749), (0.0311, 0.0633, 0.0954),
+           (0.1994, 0.0927, 0.0458), (0.0856, 0.0339, 0.0902),
+           (0.0587, 0.0272, -0.0496), (-0.0006, 0.1104, 0.0309),
+           (0.0978, 0.0306, 0.0427), (-0.0042, 0.1038, 0.1358),
+           (-0.0194, 0.0020, 0.0669), (-0.0488, 0.0130, -0.0268),
+           (0.0922, 0.0988, 0.0951), (-0.0278, 0.0524, -0.0542),
+           (0.0332, 0.0456, 0.0895), (-0.0069, -0.0030, -0.0810),
+           (-0.0596, -0.0465, -0.0293), (-0.1448, -0.1463, -0.1189))
+RGB_SD3_BIAS = (0.2394, 0.2135, 0.1925)
+RGB_FLUX = ((-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687),
+            (0.0275, -0.0668, -0.0433), (-0.0174, 0.0160, 0.0617),
+            (0.0859, 0.0721, 0.0329), (0.0004, 0.0383, 0.0115),
+            (0.0405, 0.0861, 0.0915), (-0.0236, -0.0185, -0.0259),
+            (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421),
+            (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
+            (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103),
+            (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778))
+RGB_FLUX_BIAS = (-0.0329, -0.0718, -0.0851)
 # fmt: on
 PREVIEW_SIDE = 128  # longest side of a preview, in pixels
+
+Factors = tuple[tuple[float, float, float], ...]
+Bias = tuple[float, float, float]
+
+
+def rgb_projection(family: str, pipe: Any) -> tuple[Factors, Bias | None]:
+    """The latent -> RGB projection for a pipeline of ``family`` (``generation.families``)."""
+    if family == "sd3":
+        return RGB_SD3, RGB_SD3_BIAS
+    if family == "flux":
+        return RGB_FLUX, RGB_FLUX_BIAS
+    return (RGB_SDXL if is_sdxl(pipe) else RGB_SD15), None
 
 
 def is_sdxl(pipe: Any) -> bool:
@@ -45,12 +81,50 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def projection_png(latents: Any, factors: tuple[tuple[float, float, float], ...]) -> bytes | None:
-    """A cheap preview of the first image: project its latents to RGB (no VAE), PNG-encode."""
+def unpack_tokens(tokens: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor | None:
+    """One image's Flux tokens, (rows * cols, 4C), back to latents (C, 2 rows, 2 cols), as
+    ``FluxPipeline._unpack_latents`` does. The token grid is not in the tensor: it is the
+    factorisation of the token count closest to the aspect of ``size`` (width, height), exact
+    at the pipeline call's own size, still right when that size was rounded to 16 pixels.
+    Without a size only a square grid is unambiguous. None when nothing fits."""
+    count, packed = tokens.shape
+    if packed % 4:
+        return None
+    aspect = size[0] / size[1] if size and size[1] > 0 and size[0] > 0 else None
+    best: tuple[float, int, int] | None = None
+    for small in range(1, math.isqrt(count) + 1):
+        if count % small:
+            continue
+        for rows, cols in ((small, count // small), (count // small, small)):
+            off = abs(math.log(cols / rows / aspect)) if aspect else float(rows != cols)
+            if best is None or off < best[0]:
+                best = (off, rows, cols)
+    if best is None or best[0] > math.log(2):  # no grid near the picture's shape
+        return None
+    _, rows, cols = best
+    grid = tokens.reshape(rows, cols, packed // 4, 2, 2).permute(2, 0, 3, 1, 4)
+    return grid.reshape(packed // 4, rows * 2, cols * 2)
+
+
+def projection_png(
+    latents: Any,
+    factors: Factors,
+    bias: Bias | None = None,
+    size: tuple[int, int] | None = None,
+) -> bytes | None:
+    """A cheap preview of the first image: project its latents to RGB (no VAE), PNG-encode.
+    ``latents``: (B, C, h, w), or Flux's packed (B, tokens, 4C) whose grid ``size`` (the
+    picture's width, height) tells. None for latents these factors do not fit."""
     lat = latents[0].detach().to("cpu", torch.float32)
+    if lat.ndim == 2 and lat.shape[1] == 4 * len(factors):  # Flux: 2x2 patches as tokens
+        lat = unpack_tokens(lat, size)
+        if lat is None:
+            return None
     if lat.ndim != 3 or lat.shape[0] != len(factors):
         return None
     rgb = torch.einsum("chw,cr->hwr", lat, torch.tensor(factors, dtype=torch.float32))
+    if bias is not None:
+        rgb += torch.tensor(bias, dtype=torch.float32)
     pixels = ((rgb + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8).numpy()
     return _png(Image.fromarray(pixels, "RGB"))
 

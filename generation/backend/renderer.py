@@ -47,7 +47,7 @@ from generation.backend.fast_path import (
 from generation.backend.hires import render_hires, resize_pixels
 from generation.backend.inpainting import inpaint_inputs, paste_back
 from generation.backend.loading import PipelineLoader, is_oom, pick_device, pick_dtype
-from generation.backend.previews import RGB_SD15, RGB_SDXL, TinyDecoder, is_sdxl, projection_png
+from generation.backend.previews import Bias, Factors, TinyDecoder, projection_png, rgb_projection
 from generation.backend.prompt_encoding import batchable, encode_prompts
 from generation.backend.residents import Residents
 from generation.backend.upscalers import Upscalers
@@ -82,7 +82,7 @@ _GIB = 1024**3
 class _Resident:
     pipe: Any
     scheduler_config: Any  # the pipeline's own scheduler config, as loaded
-    rgb_factors: tuple[tuple[float, float, float], ...]
+    rgb_factors: Factors  # the latent -> RGB projection of step previews (``previews``)
     img2img: Any = None
     inpaint: Any = None
     # One scheduler per sampler, made once: from_config costs ~4 ms on a CPU, ~8% of a small
@@ -91,6 +91,7 @@ class _Resident:
     schedulers: dict[str, Any] = field(default_factory=dict)
     tiny_fits: bool | None = None  # whether the TAESD preview decoder fits (None: not asked yet)
     projection_failed: bool = False  # a latent projection preview failed (logged once)
+    rgb_bias: Bias | None = None  # added to the projection (SD3, Flux)
     adapters: AdapterState = field(default_factory=AdapterState)  # LoRA, embeddings loaded
     family: Family = FAMILIES["sd1"]  # samplers and call arguments (generation.families)
 
@@ -212,12 +213,9 @@ class DiffusersBackend:
             log.info(
                 "model %r: UNet compiled with torch.compile (first renders are slow)", model.name
             )
-        rgb = RGB_SDXL if is_sdxl(pipe) else RGB_SD15
         family = model_family(model)
-        # SD3/Flux latents (16 channels; Flux's packed) have no SD projection: no preview from
-        # it, and no warning either (a TAESD decoder that fits still gives one).
-        flow = family.name in {"sd3", "flux"}
-        entry = _Resident(pipe, pipe.scheduler.config, rgb, family=family, projection_failed=flow)
+        rgb, bias = rgb_projection(family.name, pipe)  # SD3/Flux: their 16-channel projections
+        entry = _Resident(pipe, pipe.scheduler.config, rgb, family=family, rgb_bias=bias)
         size = pipeline_bytes(pipe)
         self._unloaded(self._pipes.add(key, entry, size), f"to fit {model.name!r} in the budget")
         if 0 < self._pipes.budget_bytes < size:
@@ -349,7 +347,7 @@ class DiffusersBackend:
         entry = self._resident(job.model)
         jobs = entry.adapters.apply(entry.pipe, jobs)  # LoRA / embeddings; tags stripped
         job, spec = jobs[0], jobs[0].spec
-        callback = self._callback(entry, progress, should_stop)
+        callback = self._callback(entry, progress, should_stop, (spec.width, spec.height))
         if spec.mode is Mode.TXT2IMG and spec.hires is not None:
             images = self._render_hires(entry, job, progress, should_stop)
         elif spec.mode is Mode.TXT2IMG and spec.refiner is not None:
@@ -403,7 +401,7 @@ class DiffusersBackend:
         spec = job.spec
 
         def first_pass(report: ProgressFn, latent: bool) -> list[Any]:
-            callback = self._callback(entry, report, should_stop)
+            callback = self._callback(entry, report, should_stop, (spec.width, spec.height))
             output = "latent" if latent else "pil"
             return self._call(
                 entry,
@@ -416,7 +414,9 @@ class DiffusersBackend:
             )
 
         def second_pass(one: RenderJob, report: ProgressFn, start: Any) -> list[Image.Image]:
-            return self._second_pass(entry, one, self._callback(entry, report, should_stop), start)
+            size = (one.spec.width, one.spec.height)
+            callback = self._callback(entry, report, should_stop, size)
+            return self._second_pass(entry, one, callback, start)
 
         model_upscale = None
         if job.upscaler is not None:  # a registered upscaler: the Upscale action's model step
@@ -573,8 +573,14 @@ class DiffusersBackend:
         return scheduler
 
     def _callback(
-        self, entry: _Resident, progress: ProgressFn, should_stop: Callable[[], bool]
+        self,
+        entry: _Resident,
+        progress: ProgressFn,
+        should_stop: Callable[[], bool],
+        size: tuple[int, int] | None = None,
     ) -> Callable[..., dict[str, Any]]:
+        """``size``: the call's picture (width, height), which Flux's packed latents need for a
+        preview (their token grid); without it only square ones get one."""
         previews_wanted = self._previews
         last_preview = [-PREVIEW_INTERVAL_S]  # monotonic time of the last preview sent
 
@@ -592,7 +598,7 @@ class DiffusersBackend:
                 and previews_wanted()
             ):
                 last_preview[0] = now
-                preview = self._preview(entry, kwargs["latents"])
+                preview = self._preview(entry, kwargs["latents"], size)
             progress(step + 1, total, preview)
             if should_stop():
                 raise JobInterrupted("cancelled")
@@ -600,7 +606,9 @@ class DiffusersBackend:
 
         return on_step_end
 
-    def _preview(self, entry: _Resident, latents: Any) -> bytes | None:
+    def _preview(
+        self, entry: _Resident, latents: Any, size: tuple[int, int] | None = None
+    ) -> bytes | None:
         """The first image's preview PNG: TAESD when configured and fitting this pipeline, else
         the latent projection. A preview is never worth failing a job: errors give None."""
         tiny = self._tiny
@@ -616,7 +624,7 @@ class DiffusersBackend:
                 return png
             entry.tiny_fits = False  # reported or unfit once: the projection from now on
         try:
-            return projection_png(latents, entry.rgb_factors)
+            return projection_png(latents, entry.rgb_factors, entry.rgb_bias, size)
         except Exception as e:  # the render goes on without a preview; said once per model
             if not entry.projection_failed:
                 log.warning("step previews failed and are skipped (%s: %s)", type(e).__name__, e)
