@@ -15,6 +15,19 @@ from generation.model_sources import inspect_source
 from generation.render import ModelSource
 
 
+@pytest.fixture(scope="session")
+def family_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding every tiny built-in family model (SDXL and its refiner, SD3, Flux) as
+    saved folders, made once per test run (tests only read it)."""
+    from generation.backend.demo_model import save_demo_model
+    from generation.family_demos_info import FAMILY_BUILTINS
+
+    data_dir = tmp_path_factory.mktemp("easel-families")
+    for source, (folder, _) in FAMILY_BUILTINS.items():
+        save_demo_model(data_dir / "models" / folder, source)
+    return data_dir
+
+
 @pytest.fixture(scope="module")
 def demo_data_dir(tmp_path_factory: pytest.TempPathFactory, saved_demo_model: Path) -> Path:
     data_dir = tmp_path_factory.mktemp("easel-data")

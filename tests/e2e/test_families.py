@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
-from generation.backend.demo_model import save_demo_model
 from generation.backend.family_calls import call_kwargs
 from generation.errors import EaselError, InvalidRequest
 from generation.families import FAMILIES, check_spec, family_of_keys, family_of_pipeline
@@ -33,14 +32,6 @@ CASES: dict[str, tuple[str, str, str]] = {
     "sd3": ("builtin:demo-sd3", "StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline"),
     "flux": ("builtin:demo-flux", "FluxPipeline", "FluxImg2ImgPipeline"),
 }
-
-
-@pytest.fixture(scope="module")
-def family_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("easel-families")
-    for source, (folder, _) in FAMILY_BUILTINS.items():
-        save_demo_model(data_dir / "models" / folder, source)
-    return data_dir
 
 
 @pytest.fixture(scope="module")

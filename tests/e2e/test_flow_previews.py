@@ -14,7 +14,6 @@ import torch
 from PIL import Image
 
 from generation.backend import DiffusersBackend, ModelSource, RenderJob
-from generation.backend.demo_model import save_demo_model
 from generation.backend.previews import (
     PREVIEW_SIDE,
     RGB_FLUX,
@@ -23,20 +22,11 @@ from generation.backend.previews import (
     projection_png,
     unpack_tokens,
 )
-from generation.family_demos_info import FAMILY_BUILTINS, FAMILY_DEMO_DEFAULTS
+from generation.family_demos_info import FAMILY_DEMO_DEFAULTS
 from generation.model_sources import inspect_source
 from generation.spec import GenerationSpec, Mode
 
 SOURCES = {"sd3": "builtin:demo-sd3", "flux": "builtin:demo-flux"}
-
-
-@pytest.fixture(scope="module")
-def family_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("easel-flow-previews")
-    for source, (folder, _) in FAMILY_BUILTINS.items():
-        if source in SOURCES.values():
-            save_demo_model(data_dir / "models" / folder, source)
-    return data_dir
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 
 from generation.backend import DiffusersBackend, RenderJob
-from generation.backend.demo_model import save_demo_model
 from generation.errors import EaselError
 from generation.families import family_of_keys, family_of_pipeline
 from generation.family_demos_info import (
@@ -32,11 +31,8 @@ TOLERANCE = 1  # uint8 levels, i.e. 1/255
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_dir = tmp_path_factory.mktemp("easel-refiner")
-    for source in (DEMO_SDXL_SOURCE, DEMO_SDXL_REFINER_SOURCE):
-        save_demo_model(data_dir / "models" / FAMILY_BUILTINS[source][0], source)
-    return data_dir
+def data_dir(family_data_dir: Path) -> Path:
+    return family_data_dir
 
 
 @pytest.fixture(scope="module")
