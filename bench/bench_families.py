@@ -29,18 +29,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import diffusers  # noqa: E402
+import diffusers
 
-from generation.backend import DiffusersBackend, RenderJob  # noqa: E402
-from generation.backend.demo_model import save_demo_model  # noqa: E402
-from generation.family_demos_info import FAMILY_BUILTINS  # noqa: E402
-from generation.model_sources import inspect_source  # noqa: E402
-from generation.spec import GenerationSpec, Mode, Refiner  # noqa: E402
+from generation.backend import DiffusersBackend, RenderJob
+from generation.backend.demo_model import save_demo_model
+from generation.family_demos_info import FAMILY_BUILTINS
+from generation.model_sources import inspect_source
+from generation.spec import GenerationSpec, Mode, Refiner
 
 d: Any = diffusers
 # family -> (builtin source, plain pipeline class, sampler, its scheduler class, cfg)
 CASES = {
-    "sdxl": ("builtin:demo-sdxl", "StableDiffusionXLPipeline", "Euler", "EulerDiscreteScheduler", 5.0),
+    "sdxl": (
+        "builtin:demo-sdxl", "StableDiffusionXLPipeline", "Euler", "EulerDiscreteScheduler", 5.0
+    ),
     "sd3": ("builtin:demo-sd3", "StableDiffusion3Pipeline", "Euler", None, 5.0),
     "flux": ("builtin:demo-flux", "FluxPipeline", "Euler", None, 3.5),
 }  # fmt: skip
@@ -112,21 +114,20 @@ def main() -> None:
     def never() -> bool:
         return False
 
-    for family, (source, cls, _, scheduler, _) in CASES.items():
-        job = RenderJob(spec(family), inspect_source(family, source))
-        pipe = plain(family, source, cls, scheduler)
+    def compare(family: str, job: RenderJob, pipe: Any) -> None:
         size = {"width": args.size, "height": args.size}
         theirs_s, theirs = median_seconds(
             lambda: pipe(**size, **kwargs(job.spec)).images[0], args.runs
         )
-        ours_s, ours = median_seconds(
-            lambda: backend.render(job, no_progress, never)[0], args.runs
-        )
+        ours_s, ours = median_seconds(lambda: backend.render(job, no_progress, never)[0], args.runs)
         print(
             f"{family:18} {theirs_s:9.4f} {ours_s:9.4f} {ours_s / theirs_s:6.2f}x "
             f"{diff(ours, theirs):9d}"
         )
-        del pipe
+
+    for family, (source, cls, _, scheduler, _) in CASES.items():
+        job = RenderJob(spec(family), inspect_source(family, source))
+        compare(family, job, plain(family, source, cls, scheduler))
 
     base_pipe = plain("sdxl", CASES["sdxl"][0], CASES["sdxl"][1], CASES["sdxl"][3])
     refiner_pipe = plain("sdxl", REFINER, "StableDiffusionXLImg2ImgPipeline", CASES["sdxl"][3])
