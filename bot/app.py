@@ -176,6 +176,7 @@ class App:
             clock=self.clock,
             inspect_model=self._inspect_model,
             inspect_upscaler=self._inspect_upscaler,
+            addon_folder=config.data_dir / "addons",
         )
         self.web_server: WebServer | None = None
         self.discord: DiscordRunner | None = None

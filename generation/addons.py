@@ -15,7 +15,9 @@ files a render needs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import replace
+from pathlib import Path
 
 from generation.addon_files import context_family, current_hash, inspect_addon
 from generation.addon_prompts import NAME_RE, TagError, embeddings_in, lora_tags
@@ -32,12 +34,16 @@ from storage.repository import Store
 UNSUPPORTED_FAMILIES = ("sd3", "flux")
 
 
+MAX_UPLOAD_BYTES = 256 * 1024**2  # a LoRA or embedding sent in a chat (SD 1.x LoRA: 10-150 MB)
+
+
 class AddOnAdministration:
-    """The add-on half of the admin use cases. ``store`` and ``allow_unsafe_addons`` come from
-    the class that mixes it in."""
+    """The add-on half of the admin use cases. ``store``, ``allow_unsafe_addons`` and
+    ``addon_folder`` (where uploaded files are kept) come from the class that mixes it in."""
 
     store: Store
     allow_unsafe_addons: bool = False
+    addon_folder: Path | None = None
 
     async def list_addons(self, kind: str | None = None) -> list[AddOnRecord]:
         """Registered LoRA and embeddings (of ``kind``), by name; anyone may list them."""
@@ -65,6 +71,39 @@ class AddOnAdministration:
             family=inspected.family,
         )
 
+    async def add_addon_upload(
+        self, origin: Origin, name: str, data: bytes, kind: str
+    ) -> AddOnRecord:
+        """Register a LoRA or embedding sent as a file in a chat: owners only (every scope
+        sees what is registered). The bytes are kept in ``addon_folder`` as a .safetensors
+        file, checked like any (a pickle or anything else is refused and nothing is kept)."""
+        if not origin.is_owner:
+            raise PermissionDenied(
+                "Only Easel's owners can add LoRA or embeddings from a chat (every server "
+                "shares them); a server's admins can allow or deny the registered ones."
+            )
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise InvalidRequest(
+                f"That file is {len(data) / 1024**2:.0f} MB; a LoRA or embedding sent in a chat "
+                f"may be at most {MAX_UPLOAD_BYTES // 1024**2} MB (register larger ones on the "
+                "machine: easel models add NAME FILE --lora)."
+            )
+        if self.addon_folder is None:
+            raise InvalidRequest("This Easel instance keeps no uploaded LoRA or embeddings.")
+        if await self.store.get_addon(name.strip()) is not None:
+            raise InvalidRequest(f"A LoRA or embedding named {name.strip()!r} is registered.")
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        path = self.addon_folder / f"{kind}-{digest}.safetensors"
+        existed = path.exists()
+        if not existed:
+            await asyncio.to_thread(_write_new, path, data)
+        try:
+            return await self.add_addon(origin, name, str(path), kind)
+        except BaseException:
+            if not existed:  # refused: nothing kept
+                path.unlink(missing_ok=True)
+            raise
+
     async def check_allowed_loras(self, value: object) -> None:
         """A scope's ``allowed_loras`` names registered LoRA only (refused naming them)."""
         names = value if isinstance(value, list) else []
@@ -77,6 +116,13 @@ class AddOnAdministration:
     async def remove_addon(self, origin: Origin, name: str) -> AddOnRecord:
         _require_admin(origin)
         return await self.store.remove_addon(name)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(path)
 
 
 def _require_admin(origin: Origin) -> None:

@@ -38,6 +38,10 @@ class Origin:
 
     ``channel_id`` and ``nsfw_default`` feed the NSFW check: the scope's setting for that
     channel, else ``nsfw_default`` ("refuse", "spoiler" or "allow"; "allow" checks nothing).
+
+    ``is_owner``: one of the machine's owners (``discord.owner_ids``, ``telegram.owner_ids``):
+    may add files every scope shares (a LoRA uploaded in a chat), which a server's or chat's
+    admins (``is_admin``) may not.
     """
 
     platform: str
@@ -51,6 +55,7 @@ class Origin:
     user_platform: str = ""
     channel_id: str | None = None
     nsfw_default: str = "allow"
+    is_owner: bool = False
 
     @property
     def person(self) -> tuple[str, str]:

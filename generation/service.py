@@ -131,7 +131,9 @@ class Service(Administration):
         clock: Clock,
         inspect_model: ModelInspector | None = None,
         inspect_upscaler: UpscalerInspector | None = None,
+        addon_folder: Path | None = None,
     ) -> None:
+        """``addon_folder``: where LoRA and embedding files uploaded in a chat are kept."""
         policy = AdmissionPolicy(generation)
         super().__init__(
             store=store,
@@ -146,6 +148,7 @@ class Service(Administration):
             for name, style in generation.styles.items()
         }
         self.allow_unsafe_addons = generation.allow_unsafe_weights  # pickled LoRA/embeddings
+        self.addon_folder = addon_folder
         self.limits = limits
         self.images = images
         self.queue = queue

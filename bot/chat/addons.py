@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from generation.families import FAMILIES
 from storage.addons import AddOnRecord
 
 
@@ -26,3 +27,19 @@ def addon_lines(
     if lines:
         lines.insert(0, "LoRA and embeddings:")
     return lines
+
+
+OWNERS_ONLY = (
+    "🚫 Only Easel's owners can add LoRA or embeddings (every server shares them); this "
+    "server's admins can allow or deny the registered ones with /models allow|deny."
+)
+
+
+def added_text(addon: AddOnRecord, code: bool) -> str:
+    """The answer to a LoRA or embedding registered from a chat: how prompts use it."""
+    name = f"`{addon.name}`" if code else addon.name
+    use = f"<lora:{addon.name}:0.8>" if addon.kind == "lora" else addon.name
+    known = FAMILIES.get(addon.family or "")
+    family = f" for {known.label} models" if known is not None else ""
+    what = "LoRA" if addon.kind == "lora" else "Embedding"
+    return f"✅ {what} {name} registered{family}: write {use} in a prompt."

@@ -1,6 +1,7 @@
 """Per-server administration on Discord, stored per server in the database.
 
-``/models list | allow | deny | default``, ``/limits``, ``/blocklist add | remove | list``,
+``/models list | allow | deny | default | add`` (``add``: a LoRA or embedding file, Easel's
+owners only), ``/limits``, ``/blocklist add | remove | list``,
 ``/styles add | remove`` (``/styles list`` is everyone's) and ``/nsfw``. The commands carry
 ``default_member_permissions = Manage Server`` so Discord hides them from most members, but
 that is only a hint a server can override: every command checks inside that the member has
@@ -15,11 +16,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chat.addons import addon_lines
+from bot.chat.addons import OWNERS_ONLY, added_text, addon_lines
 from bot.chat.admin import split_words, styles_text
 from bot.chat.texts import MARKDOWN, clip, describe_error, limits_text
 from bot.discord.origin import nsfw_mode_for, reply
-from generation.errors import EaselError, InvalidRequest
+from generation.addons import MAX_UPLOAD_BYTES
+from generation.errors import EaselError, InvalidRequest, PermissionDenied
 from generation.policy import NSFW_MODES
 from generation.requests import Origin
 
@@ -90,6 +92,43 @@ class AdminCommands(commands.Cog):
             await self.app.service.list_addons(), code=True, allowed_loras=settings.allowed_loras
         )
         await reply(interaction, "\n".join(lines))
+
+    @models.command(name="add", description="Add a LoRA or embedding file (Easel's owners)")
+    @app_commands.describe(
+        name="The name prompts use: <lora:NAME:0.8>, or the embedding's word",
+        file="The .safetensors file",
+        kind="LoRA or textual-inversion embedding",
+    )
+    @app_commands.choices(
+        kind=[
+            app_commands.Choice(name="LoRA", value="lora"),
+            app_commands.Choice(name="Embedding", value="embedding"),
+        ]
+    )
+    async def models_add(
+        self,
+        interaction: discord.Interaction[Any],
+        name: str,
+        file: discord.Attachment,
+        kind: str = "lora",
+    ) -> None:
+        origin = await self._admin(interaction)
+        if origin is None:
+            return
+        try:
+            if not origin.is_owner:  # said before a download
+                raise PermissionDenied(OWNERS_ONLY)
+            if file.size > MAX_UPLOAD_BYTES:
+                raise InvalidRequest(
+                    f"{file.filename} is {file.size / 1024**2:.0f} MB; a file sent here may be "
+                    f"at most {MAX_UPLOAD_BYTES // 1024**2} MB."
+                )
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            added = await self.app.service.add_addon_upload(origin, name, await file.read(), kind)
+        except EaselError as error:
+            await reply(interaction, describe_error(error))
+            return
+        await reply(interaction, added_text(added, code=True))
 
     async def _lora_names(self) -> list[str]:
         return [a.name for a in await self.app.service.list_addons() if a.kind == "lora"]

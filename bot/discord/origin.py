@@ -105,6 +105,7 @@ def interaction_origin(
         sees=Visibility.SCOPE,
         channel_id=str(channel_id) if channel_id is not None else None,
         nsfw_default=channel_nsfw_default(interaction.channel, nsfw_default),
+        is_owner=interaction.user.id in set(owner_ids),
     )
 
 

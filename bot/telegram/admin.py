@@ -16,12 +16,14 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot.chat.addons import addon_lines
+from bot.chat.addons import OWNERS_ONLY, added_text, addon_lines
 from bot.chat.admin import RESET_WORDS, parse_setting_value, split_style, split_words, styles_text
 from bot.chat.texts import LIMIT_KEYS, PLAIN, describe_error, limits_text
+from bot.telegram.files import document_of
 from bot.telegram.origin import message_origin
 from bot.telegram.send import with_retry
-from generation.errors import EaselError
+from generation.addons import MAX_UPLOAD_BYTES as MAX_ADDON_BYTES
+from generation.errors import EaselError, InvalidRequest, PermissionDenied
 from generation.policy import ScopeSettings
 from generation.requests import Origin
 
@@ -56,6 +58,9 @@ class AdminCheck:
         return await self.is_admin(message.chat, message.from_user, message.sender_chat)
 
 
+ADD_USAGE = (
+    "Reply to a .safetensors file with /models add NAME (a LoRA) or /models add NAME embedding."
+)
 STYLES_USAGE = "/styles add NAME {prompt}, style words | negative words, or /styles remove NAME"
 TEXT_LIMIT = 4096
 
@@ -94,7 +99,44 @@ class AdminCommands:
         await with_retry(lambda: message.reply_text(text, do_quote=True), "sendMessage")
 
     async def models(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """/models lists; /models add NAME [lora|embedding], replying to a .safetensors file,
+        registers it (Easel's owners only)."""
+        args = list(context.args or [])
+        if args and args[0].lower() == "add":
+            await self._add_addon(update, args[1:])
+            return
         await self._run(update, context, "models")
+
+    async def _add_addon(self, update: Update, args: list[str]) -> None:
+        found = await self._admin_origin(update, "models")
+        if found is None:
+            return
+        message, _ = found
+        user = message.from_user
+        owner = user is not None and user.id in self.check.owner_ids
+        origin = message_origin(message, is_admin=True, is_owner=owner)
+        kind = args[1].lower() if len(args) > 1 else "lora"
+        source = message.reply_to_message
+        try:
+            if not owner:  # said before a download
+                raise PermissionDenied(OWNERS_ONLY)
+            if not args or kind not in ("lora", "embedding"):
+                raise InvalidRequest(ADD_USAGE)
+            data = await document_of(source, MAX_ADDON_BYTES) if source is not None else None
+            if data is None:
+                raise InvalidRequest(ADD_USAGE)
+            text = added_text(
+                await self.app.service.add_addon_upload(origin, args[0], data, kind), code=False
+            )
+        except EaselError as error:
+            text = describe_error(error)
+        except TelegramError as error:  # e.g. "File is too big": the Bot API hands out 20 MB
+            text = (
+                f"🚫 Telegram would not hand over the file ({error.message}); bots may download "
+                "at most 20 MB unless Easel uses a local Bot API server. Register larger files "
+                "on the machine: easel models add NAME FILE --lora."
+            )
+        await with_retry(lambda: message.reply_text(text, do_quote=True), "sendMessage")
 
     async def setmodel(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._run(update, context, "setmodel")

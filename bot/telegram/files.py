@@ -1,4 +1,4 @@
-"""Pictures people send the bot: a /draw's starting image, a Vary (Region) mask.
+"""Files people send the bot: a /draw's starting image, a Vary (Region) mask, an owner's LoRA.
 
 Sizes are checked before anything is downloaded (what Telegram announces, then what ``getFile``
 says, then the bytes themselves); the Service then checks the picture like every upload
@@ -89,3 +89,17 @@ def check_black_and_white(data: bytes) -> None:
             "That picture is in colour, so it is not a mask. A mask is black and white, the "
             "picture's size or shape: white where it should be repainted, black where it stays."
         )
+
+
+async def document_of(message: Message, max_bytes: int) -> bytes | None:
+    """The file (a document, not a photo) of ``message``, size-checked before it is
+    downloaded; None when it has none."""
+    document = message.document
+    if document is None:
+        return None
+    if document.file_size is not None:
+        check_upload_size(document.file_size, max_bytes)
+    file = await with_retry(lambda: message.get_bot().get_file(document.file_id), "getFile")
+    data = bytes(await file.download_as_bytearray())
+    check_upload_size(len(data), max_bytes)
+    return data

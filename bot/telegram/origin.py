@@ -34,6 +34,7 @@ def make_origin(
     thread_id: int | None,
     *,
     is_admin: bool = False,
+    is_owner: bool = False,
 ) -> Origin:
     if sender_chat is not None:
         user_id, user_name = str(sender_chat.id), chat_name(sender_chat)
@@ -61,10 +62,11 @@ def make_origin(
         reply_target=target,
         is_admin=is_admin,
         sees=Visibility.SCOPE,
+        is_owner=is_owner,
     )
 
 
-def message_origin(message: Message, *, is_admin: bool = False) -> Origin:
+def message_origin(message: Message, *, is_admin: bool = False, is_owner: bool = False) -> Origin:
     return make_origin(
         message.chat,
         message.from_user,
@@ -72,4 +74,5 @@ def message_origin(message: Message, *, is_admin: bool = False) -> Origin:
         message.message_id,
         thread_of(message),
         is_admin=is_admin,
+        is_owner=is_owner,
     )

@@ -200,3 +200,40 @@ async def test_styles_added_by_admins_listed_for_everyone_and_used_with_style(
         assert (
             "No prompt styles" in (await alice.slash(world.channel, "styles list")).response.content
         )
+
+
+async def test_an_owner_adds_a_lora_file_and_a_server_admin_may_not(
+    world_factory, tmp_path
+) -> None:
+    from tests.addon_files import make_lora
+
+    async with world_factory() as world:
+        mod = world.member("mod", admin=True)  # Manage Server: this server's admin only
+        olga = world.member("olga")  # one of Easel's owners
+        config = world.app.config
+        world.app.config = config.model_copy(
+            update={"discord": config.discord.model_copy(update={"owner_ids": (olga.id,)})}
+        )
+        commands = {c.name: c for c in await world.bot.tree.fetch_commands()}
+        world.guild.set_command_permissions(commands["models"], {olga: True})
+        data = make_lora(tmp_path / "ink.safetensors", 1).read_bytes()
+
+        refused = await mod.slash(
+            world.channel, "models add", name="ink", file=("ink.safetensors", data)
+        )
+        assert "Only Easel's owners can add LoRA or embeddings" in refused.response.content
+        junk = await olga.slash(
+            world.channel, "models add", name="junk", file=("junk.safetensors", b"not weights")
+        )
+        assert "is not a readable .safetensors file" in junk.response.content
+        assert await world.app.service.list_addons() == []
+
+        added = await olga.slash(
+            world.channel, "models add", name="ink", file=("ink.safetensors", data)
+        )
+        assert added.response.content == (
+            "✅ LoRA `ink` registered: write <lora:ink:0.8> in a prompt."
+        )
+        result = await mod.slash(world.channel, "draw", prompt="a cat <lora:ink:0.6>", seed=2)
+        job = await world.delivered(world.accepted(result))
+        assert job.status == "succeeded" and [a.name for a in job.spec.loras] == ["ink"]
