@@ -91,8 +91,10 @@ class AddOnAdministration:
         if self.addon_folder is None:
             raise InvalidRequest("This Easel instance keeps no uploaded LoRA or embeddings.")
         if await self.store.get_addon(name.strip()) is not None:
-            raise InvalidRequest(f"A LoRA or embedding named {name.strip()!r} is registered.")
-        digest = hashlib.sha256(data).hexdigest()[:16]
+            raise InvalidRequest(
+                f"A LoRA or embedding named {name.strip()!r} is already registered."
+            )
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest()[:16])
         path = self.addon_folder / f"{kind}-{digest}.safetensors"
         existed = path.exists()
         if not existed:

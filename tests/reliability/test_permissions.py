@@ -130,6 +130,7 @@ DISCORD_ADMIN_CALLS: dict[str, dict[str, Any]] = {
     "models allow": {"name": "demo"},
     "models deny": {"name": "sketch"},
     "models default": {"name": "sketch"},
+    "models add": {"name": "ink", "file": ("ink.safetensors", b"not even weights")},
     "limits": {"max_steps": 2, "daily_quota": 1},
     "blocklist add": {"words": "cats, dogs"},
     "blocklist remove": {"words": "dragon"},
