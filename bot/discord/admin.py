@@ -18,6 +18,7 @@ from discord.ext import commands
 
 from bot.chat.addons import OWNERS_ONLY, added_text, addon_lines
 from bot.chat.admin import split_words, styles_text
+from bot.chat.allowing import allow_or_deny
 from bot.chat.texts import MARKDOWN, clip, describe_error, limits_text
 from bot.discord.origin import nsfw_mode_for, reply
 from generation.addons import MAX_UPLOAD_BYTES
@@ -133,74 +134,27 @@ class AdminCommands(commands.Cog):
     async def _lora_names(self) -> list[str]:
         return [a.name for a in await self.app.service.list_addons() if a.kind == "lora"]
 
-    async def _lora_change(
-        self, interaction: discord.Interaction[Any], origin: Origin, name: str, allow: bool
-    ) -> None:
-        """``/models allow|deny`` naming a LoRA: this server's ``allowed_loras`` (None: every
-        registered LoRA), as for models."""
-        settings = await self.app.service.scope_settings(origin)
-        current = settings.allowed_loras
-        if allow:
-            if current is None:
-                await reply(interaction, "Every LoRA is already allowed here.")
-                return
-            allowed = [*current, name]
-            await self._update(
-                interaction, origin, f"✅ LoRA `{name}` is allowed here.", allowed_loras=allowed
-            )
-            return
-        names = list(current) if current is not None else await self._lora_names()
-        if name not in names:
-            await reply(interaction, f"LoRA `{name}` is not allowed here anyway.")
-            return
-        kept = [n for n in names if n != name]  # none left is fine: prompts then take none
-        await self._update(
-            interaction, origin, f"⛔ LoRA `{name}` is denied here.", allowed_loras=kept
-        )
-
     @models.command(name="allow", description="Allow a model or a LoRA on this server")
     @app_commands.describe(name="Model or LoRA name")
     async def models_allow(self, interaction: discord.Interaction[Any], name: str) -> None:
-        origin = await self._admin(interaction)
-        if origin is None:
-            return
-        if name.strip() in await self._lora_names():
-            await self._lora_change(interaction, origin, name.strip(), allow=True)
-            return
-        settings = await self.app.service.scope_settings(origin)
-        if settings.allowed_models is None:
-            await self._update(interaction, origin, "Every model is already allowed here.")
-            return
-        allowed = [*settings.allowed_models, name.strip()]
-        await self._update(
-            interaction, origin, f"✅ `{name}` is allowed here.", allowed_models=allowed
-        )
+        await self._allow_or_deny(interaction, name, allow=True)
 
     @models.command(name="deny", description="Stop this server from using a model or a LoRA")
     @app_commands.describe(name="Model or LoRA name")
     async def models_deny(self, interaction: discord.Interaction[Any], name: str) -> None:
+        await self._allow_or_deny(interaction, name, allow=False)
+
+    async def _allow_or_deny(
+        self, interaction: discord.Interaction[Any], name: str, *, allow: bool
+    ) -> None:
         origin = await self._admin(interaction)
         if origin is None:
             return
-        if name.strip() in await self._lora_names():
-            await self._lora_change(interaction, origin, name.strip(), allow=False)
-            return
-        settings = await self.app.service.scope_settings(origin)
-        current = settings.allowed_models
-        names = list(current) if current is not None else await self._model_names()
-        if name.strip() not in names:
-            await reply(interaction, f"`{name}` is not allowed here anyway.")
-            return
-        kept = [n for n in names if n != name.strip()]
-        if not kept:
-            await reply(
-                interaction, "🚫 That would leave no model at all; allow another one first."
-            )
-            return
-        changes: dict[str, Any] = {"allowed_models": kept}
-        if settings.default_model == name.strip():
-            changes["default_model"] = None
-        await self._update(interaction, origin, f"⛔ `{name}` is denied here.", **changes)
+        try:
+            text = await allow_or_deny(self.app.service, origin, name, allow=allow, code=True)
+        except EaselError as error:
+            text = describe_error(error)
+        await reply(interaction, text)
 
     @models.command(name="default", description="The model /draw uses here when none is named")
     @app_commands.describe(name="Model name")

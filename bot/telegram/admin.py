@@ -1,5 +1,6 @@
-"""Admin rights on Telegram and the per-chat admin commands: ``/models``, ``/setmodel``,
-``/limits`` and ``/blocklist``, stored per chat (the scope's settings).
+"""Admin rights on Telegram and the per-chat admin commands: ``/models`` (``allow|deny NAME``:
+a model or LoRA; ``add NAME``: an owner's LoRA or embedding file), ``/setmodel``, ``/limits``
+and ``/blocklist``, stored per chat (the scope's settings).
 
 Admins of a chat are its creator and administrators as ``getChatMember`` reports them, an
 anonymous administrator (a message sent on behalf of the group itself: ``sender_chat`` is the
@@ -18,6 +19,7 @@ from telegram.ext import ContextTypes
 
 from bot.chat.addons import OWNERS_ONLY, added_text, addon_lines
 from bot.chat.admin import RESET_WORDS, parse_setting_value, split_style, split_words, styles_text
+from bot.chat.allowing import allow_or_deny
 from bot.chat.texts import LIMIT_KEYS, PLAIN, describe_error, limits_text
 from bot.telegram.files import document_of
 from bot.telegram.origin import message_origin
@@ -163,6 +165,12 @@ class AdminCommands:
     # ------------------------------------------------------------------ the commands
 
     async def _models(self, origin: Origin, args: list[str]) -> str:
+        verb = args[0].lower() if args else ""
+        if verb in ("allow", "deny"):
+            if len(args) < 2:
+                return f"🚫 Name the model or LoRA: /models {verb} NAME"
+            allow = verb == "allow"
+            return await allow_or_deny(self.app.service, origin, args[1], allow=allow, code=False)
         settings = await self.app.service.scope_settings(origin)
         lines = ["🧠 Models:"]
         for model in await self.app.service.list_models():
@@ -176,8 +184,11 @@ class AdminCommands:
             if settings.allowed_models is not None and model.name not in settings.allowed_models:
                 marks.append("not allowed here")
             lines.append(f"• {model.name}" + (f" ({', '.join(marks)})" if marks else ""))
-        lines += addon_lines(await self.app.service.list_addons(), code=False)
+        lines += addon_lines(
+            await self.app.service.list_addons(), code=False, allowed_loras=settings.allowed_loras
+        )
         lines.append("Set this chat's default with /setmodel NAME (/setmodel default to reset).")
+        lines.append("Allow or deny a model or LoRA here with /models allow|deny NAME.")
         return "\n".join(lines)
 
     async def _setmodel(self, origin: Origin, args: list[str]) -> str:
