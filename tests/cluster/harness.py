@@ -33,6 +33,7 @@ from tests.reliability.crash_harness import REPO_ROOT, easel_command
 
 HEARTBEAT = 0.2
 TIMEOUT = 2.5  # seconds of silence before a worker is taken for dead (a loaded CI box)
+ENGINE_STEP_SECONDS = 60.0  # the most an engine may take to stop or to start in these tests
 
 
 def person(user: str) -> Origin:
@@ -223,10 +224,12 @@ class Cluster:
         watching = self._watch is not None
         self._stop_watching()
         config = self.app.config
-        await self.app.stop()
+        # Each engine stops and starts in a task of its own and within a minute, as each is a
+        # process of its own in production (a hang then fails here, saying which step hung).
+        await asyncio.wait_for(self.app.stop(), ENGINE_STEP_SECONDS)
         await asyncio.sleep(down_seconds)
         self.app = App.from_config(config)
-        await self.app.start()
+        await asyncio.wait_for(self.app.start(), ENGINE_STEP_SECONDS)
         if watching:
             self.watch_finished()
 
