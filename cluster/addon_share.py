@@ -21,16 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from cluster.broker import Broker
-from generation.addon_files import file_hash
+from generation.addon_files import file_hash, kind_word
 from generation.errors import GenerationFailed
 from generation.render import AddOnFile
 
 TTL_SECONDS = 24 * 3600  # in Redis, after the last job that used it
 MAX_BYTES = 512 * 1024**2 - 1024  # Redis's largest value (512 MiB), with room to spare
-
-
-def _word(file: AddOnFile) -> str:
-    return "LoRA" if file.kind == "lora" else "embedding"
 
 
 async def share(broker: Broker, files: tuple[AddOnFile, ...]) -> None:
@@ -42,8 +38,8 @@ async def share(broker: Broker, files: tuple[AddOnFile, ...]) -> None:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise GenerationFailed(
-                f"the {_word(file)} {file.name!r} is {size / 1024**2:.0f} MiB: too large to send "
-                "to a cluster worker through Redis (at most 512 MiB)"
+                f"the {kind_word(file.kind)} {file.name!r} is {size / 1024**2:.0f} MiB: too large "
+                "to send to a cluster worker through Redis (at most 512 MiB)"
             )
         data = await asyncio.to_thread(path.read_bytes)
         await broker.put_addon(file.sha256, data, TTL_SECONDS)
@@ -67,7 +63,7 @@ class ReceivedAddOns:
             data = await broker.addon(file.sha256)
             if data is None:
                 raise GenerationFailed(
-                    f"the {_word(file)} {file.name!r} did not reach this worker (it is no "
+                    f"the {kind_word(file.kind)} {file.name!r} did not reach this worker (it is no "
                     "longer in Redis): run the job again"
                 )
             await asyncio.to_thread(self._store, file, data, target)
@@ -81,5 +77,5 @@ class ReceivedAddOns:
         partial.write_bytes(data)
         if file_hash(partial, file.kind) != file.sha256:
             partial.unlink()
-            raise GenerationFailed(f"the {_word(file)} {file.name!r} arrived damaged")
+            raise GenerationFailed(f"the {kind_word(file.kind)} {file.name!r} arrived damaged")
         partial.replace(target)

@@ -56,6 +56,11 @@ class InspectedAddOn:
     family: str | None  # None: not read (a pickled file)
 
 
+def kind_word(kind: str) -> str:
+    """How people call an add-on kind: "LoRA" or "embedding"."""
+    return "LoRA" if kind == "lora" else "embedding"
+
+
 def family_of(width: int) -> str:
     return _FAMILIES.get(width, f"ctx{width}")
 

@@ -19,7 +19,7 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-from generation.addon_files import context_family, current_hash, inspect_addon
+from generation.addon_files import context_family, current_hash, inspect_addon, kind_word
 from generation.addon_prompts import NAME_RE, TagError, embeddings_in, lora_tags
 from generation.errors import InvalidRequest, PermissionDenied, shown
 from generation.model_sources import model_family
@@ -187,18 +187,18 @@ async def _resolve(
     record = await store.get_addon(name)
     if record is None or record.kind != kind:
         known = ", ".join(a.name for a in await store.list_addons(kind)) or "none"
-        raise InvalidRequest(f"Unknown {_word(kind)} {shown(name)}. Registered: {known}.")
+        raise InvalidRequest(f"Unknown {kind_word(kind)} {shown(name)}. Registered: {known}.")
     if family and record.family and record.family != family:
         raise InvalidRequest(
-            f"{_word(kind)} {name!r} is for {record.family} models; model {model.name!r} is "
+            f"{kind_word(kind)} {name!r} is for {record.family} models; model {model.name!r} is "
             f"{family}."
         )
     sha256 = await asyncio.to_thread(current_hash, record.path, record.kind)
     if sha256 is None:
-        raise InvalidRequest(f"The file of {_word(kind)} {name!r} is gone ({record.path}).")
+        raise InvalidRequest(f"The file of {kind_word(kind)} {name!r} is gone ({record.path}).")
     if sha256 != record.sha256:
         raise InvalidRequest(
-            f"The file of {_word(kind)} {name!r} changed since it was registered; an admin "
+            f"The file of {kind_word(kind)} {name!r} changed since it was registered; an admin "
             "must remove and add it again."
         )
     return AddOn(record.name, sha256, weight)
@@ -214,7 +214,7 @@ async def _still_there(store: Store, addon: AddOn) -> AddOnRecord:
     now = await asyncio.to_thread(current_hash, record.path, record.kind)
     if record.sha256 != addon.sha256 or now != addon.sha256:
         raise InvalidRequest(
-            f"The file of {_word(record.kind)} {addon.name!r} changed since this job used it; "
+            f"The file of {kind_word(record.kind)} {addon.name!r} changed since this job used it; "
             "it cannot be redone exactly."
         )
     return record
@@ -227,7 +227,3 @@ async def addon_files(store: Store, spec: GenerationSpec) -> tuple[AddOnFile, ..
         record = await _still_there(store, addon)
         files.append(AddOnFile(record.name, record.kind, record.path, record.sha256))
     return tuple(files)
-
-
-def _word(kind: str) -> str:
-    return "LoRA" if kind == "lora" else "embedding"

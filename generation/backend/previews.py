@@ -54,6 +54,9 @@ RGB_FLUX = ((-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687),
 RGB_FLUX_BIAS = (-0.0329, -0.0718, -0.0851)
 # fmt: on
 PREVIEW_SIDE = 128  # longest side of a preview, in pixels
+# Pixels per side of one Flux token: the VAE's 8 times its 2x2 packing (diffusers floors the
+# picture's size to this when it packs the latents).
+FLUX_TOKEN_PIXELS = 16
 
 Factors = tuple[tuple[float, float, float], ...]
 Bias = tuple[float, float, float]
@@ -83,25 +86,18 @@ def _png(image: Image.Image) -> bytes:
 
 def unpack_tokens(tokens: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor | None:
     """One image's Flux tokens, (rows * cols, 4C), back to latents (C, 2 rows, 2 cols), as
-    ``FluxPipeline._unpack_latents`` does. The token grid is not in the tensor: it is the
-    factorisation of the token count closest to the aspect of ``size`` (width, height), exact
-    at the pipeline call's own size, still right when that size was rounded to 16 pixels.
-    Without a size only a square grid is unambiguous. None when nothing fits."""
+    ``FluxPipeline._unpack_latents`` does. The token grid is not in the tensor: the pipeline
+    makes it from the picture's ``size`` (width, height), one token per 16x16 pixels, rounded
+    down; without a size only a square grid is unambiguous. None when nothing fits."""
     count, packed = tokens.shape
     if packed % 4:
         return None
-    aspect = size[0] / size[1] if size and size[1] > 0 and size[0] > 0 else None
-    best: tuple[float, int, int] | None = None
-    for small in range(1, math.isqrt(count) + 1):
-        if count % small:
-            continue
-        for rows, cols in ((small, count // small), (count // small, small)):
-            off = abs(math.log(cols / rows / aspect)) if aspect else float(rows != cols)
-            if best is None or off < best[0]:
-                best = (off, rows, cols)
-    if best is None or best[0] > math.log(2):  # no grid near the picture's shape
+    if size is not None:
+        rows, cols = size[1] // FLUX_TOKEN_PIXELS, size[0] // FLUX_TOKEN_PIXELS
+    else:
+        rows = cols = math.isqrt(count)
+    if rows * cols != count or count == 0:
         return None
-    _, rows, cols = best
     grid = tokens.reshape(rows, cols, packed // 4, 2, 2).permute(2, 0, 3, 1, 4)
     return grid.reshape(packed // 4, rows * 2, cols * 2)
 
