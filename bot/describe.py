@@ -43,6 +43,11 @@ def job_to_dict(job: JobRecord, image_location: Callable[[str], str]) -> dict[st
         "hires": job.hires,
         # refined SDXL jobs: the refiner's name, switch_at and revision; else None
         "refiner": job.refiner,
+        # LoRA and embeddings the job used ({"name", "sha256", "weight"}), and how its prompt
+        # was read ("a1111" or "plain")
+        "loras": list(job.loras),
+        "embeddings": list(job.embeddings),
+        "prompt_syntax": job.prompt_syntax,
         "parent_id": job.parent_id,
         "parent_index": job.parent_index,
         "platform": job.platform,

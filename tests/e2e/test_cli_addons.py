@@ -44,6 +44,10 @@ def test_register_list_draw_and_remove(
     )
     job = json.loads(capsys.readouterr().out)
     assert job["status"] == "succeeded", job
+    # the job says what it used: the LoRA with its weight and hash, and the prompt rules
+    assert [(lora["name"], lora["weight"]) for lora in job["loras"]] == [("pixel", 0.7)]
+    assert job["loras"][0]["sha256"] == listed["pixel"]["sha256"]
+    assert job["embeddings"] == [] and job["prompt_syntax"] == "a1111"
     assert easel(config_file, "draw", "a cat <lora:nope> --size 64x64", "--json") == 2
     assert "Unknown LoRA 'nope'. Registered: pixel." in capsys.readouterr().err
 
